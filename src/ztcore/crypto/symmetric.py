@@ -1,0 +1,47 @@
+"""Symmetric primitives: Salsa20/12 and Salsa20/20 (libsodium), Poly1305 and
+SHA-512/384 (`cryptography`)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from cryptography.hazmat.primitives.poly1305 import Poly1305
+
+from ztcore.crypto._sodium import ffi, lib
+
+
+def salsa20_12_xor(key: bytes, iv: bytes, data: bytes) -> bytes:
+    """XOR `data` with the Salsa20/12 keystream for (key[32], iv[8]) from block 0."""
+    if len(key) != 32 or len(iv) != 8:
+        raise ValueError("Salsa20 needs a 32-byte key and an 8-byte IV")
+    out = ffi.new("unsigned char[]", len(data) or 1)
+    lib.crypto_stream_salsa2012_xor(out, data, len(data), iv, key)
+    return ffi.buffer(out, len(data))[:]
+
+
+def salsa20_20_xor(key: bytes, iv: bytes, data: bytes, block: int = 0) -> bytes:
+    """XOR `data` with the Salsa20/20 keystream starting at 64-byte block `block`."""
+    if len(key) != 32 or len(iv) != 8:
+        raise ValueError("Salsa20 needs a 32-byte key and an 8-byte IV")
+    out = ffi.new("unsigned char[]", len(data) or 1)
+    lib.crypto_stream_salsa20_xor_ic(out, data, len(data), iv, block, key)
+    return ffi.buffer(out, len(data))[:]
+
+
+def poly1305(key: bytes, data: bytes) -> bytes:
+    """One-time Poly1305 tag (16 bytes) of `data` under a 32-byte key."""
+    return Poly1305.generate_tag(key, data)
+
+
+def sha512(*parts: bytes) -> bytes:
+    h = hashlib.sha512()
+    for p in parts:
+        h.update(p)
+    return h.digest()
+
+
+def sha384(*parts: bytes) -> bytes:
+    h = hashlib.sha384()
+    for p in parts:
+        h.update(p)
+    return h.digest()
