@@ -1,0 +1,410 @@
+"""VL1 packets: header layout, verbs, error codes, armor/dearmor (cipher
+suites 0, 1 and 3), LZ4 payload compression and the AES key derivation.
+
+Wire layout of a packet (head)::
+
+    0   8 bytes  packet ID / IV (big-endian; for suite 3 the first half of the tag)
+    8   5 bytes  destination address
+    13  5 bytes  source address
+    18  1 byte   flags: FFCCCHHH (F = flag bits, C = cipher suite, H = hops)
+                 0x80 = legacy "encrypted" flag (set with suite 1; with suite 0 it
+                 marks ZeroTier 1.16's encrypted HELLO), 0x40 = fragmented
+    19  8 bytes  MAC (suites 0/1: Poly1305 tag[:8]; suite 3: second tag half)
+    27  1 byte   verb (low 5 bits) | 0x80 compressed flag   -- encrypted part starts here
+    28  ...      payload
+
+The MAC/AAD covers everything except the 3 hop bits, which relays change.
+Because the fragmented flag is authenticated, it must be decided before
+armoring: `armor` sets it when the packet is longer than `mtu`, and
+`ztcore.vl1.fragment.make_fragments` must be called with the same MTU.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass, field
+
+import lz4.block
+
+from ztcore.crypto import poly1305, salsa20_12_xor
+from ztcore.crypto.aes_gmac_siv import AesGmacSiv
+from ztcore.errors import InvalidFormatError
+
+__all__ = [
+    "ADDRESS_LENGTH",
+    "DEFAULT_PHYSICAL_MTU",
+    "FLAG_ENCRYPTED",
+    "FLAG_FRAGMENTED",
+    "FRAGMENT_INDICATOR",
+    "FRAGMENT_MIN_LENGTH",
+    "MAX_FRAGMENTS",
+    "MAX_HOPS",
+    "MAX_PACKET_LENGTH",
+    "PACKET_MIN_LENGTH",
+    "PROTO_VERSION",
+    "PROTO_VERSION_MIN",
+    "RELAY_MAX_HOPS",
+    "VERB_FLAG_COMPRESSED",
+    "AesKeys",
+    "CipherSuite",
+    "Dearmored",
+    "ErrorCode",
+    "PacketError",
+    "PacketHeader",
+    "Verb",
+    "armor",
+    "crypt_field",
+    "dearmor",
+    "derive_aes_keys",
+    "fragment_destination",
+    "is_fragment",
+    "new_packet_id",
+    "parse_header",
+    "set_hops",
+]
+
+# --- protocol constants (values from the real core) ---------------------------
+
+PROTO_VERSION = 12  # what ztcore advertises in HELLO
+PROTO_VERSION_MIN = 4  # oldest peer protocol version accepted
+MAX_HOPS = 7  # hop counter is 3 bits
+RELAY_MAX_HOPS = 3  # relays forward only while hops < this
+ADDRESS_LENGTH = 5
+
+DEFAULT_PHYSICAL_MTU = 1432  # ZT_DEFAULT_PHYSMTU: UDP payload size
+MIN_PHYSICAL_MTU = 1400
+MAX_FRAGMENTS = 7  # ZT_MAX_PACKET_FRAGMENTS, head included
+MAX_PACKET_LENGTH = MAX_FRAGMENTS * DEFAULT_PHYSICAL_MTU  # 10024
+
+IDX_IV = 0
+IDX_DEST = 8
+IDX_SOURCE = 13
+IDX_FLAGS = 18
+IDX_MAC = 19
+IDX_VERB = 27
+IDX_PAYLOAD = 28
+PACKET_MIN_LENGTH = IDX_PAYLOAD
+
+FRAGMENT_IDX_PACKET_ID = 0
+FRAGMENT_IDX_DEST = 8
+FRAGMENT_IDX_INDICATOR = 13
+FRAGMENT_IDX_NUMBER = 14
+FRAGMENT_IDX_HOPS = 15
+FRAGMENT_IDX_PAYLOAD = 16
+FRAGMENT_MIN_LENGTH = FRAGMENT_IDX_PAYLOAD
+FRAGMENT_INDICATOR = 0xFF  # reserved address prefix, so no real source starts with it
+
+FLAG_ENCRYPTED = 0x80
+FLAG_FRAGMENTED = 0x40
+VERB_FLAG_COMPRESSED = 0x80
+VERB_MASK = 0x1F
+HOPS_MASK = 0x07
+CIPHER_MASK = 0x38
+
+# The real core only tries compression above this payload size.
+COMPRESS_MIN_PAYLOAD = 64
+
+# KBKDF labels for the two AES-GMAC-SIV keys.
+KBKDF_LABEL_AES_GMAC_SIV_K0 = ord("0")
+KBKDF_LABEL_AES_GMAC_SIV_K1 = ord("1")
+
+
+class Verb(enum.IntEnum):
+    NOP = 0x00
+    HELLO = 0x01
+    ERROR = 0x02
+    OK = 0x03
+    WHOIS = 0x04
+    RENDEZVOUS = 0x05
+    FRAME = 0x06
+    EXT_FRAME = 0x07
+    ECHO = 0x08
+    MULTICAST_LIKE = 0x09
+    NETWORK_CREDENTIALS = 0x0A
+    NETWORK_CONFIG_REQUEST = 0x0B
+    NETWORK_CONFIG = 0x0C
+    MULTICAST_GATHER = 0x0D
+    MULTICAST_FRAME = 0x0E
+    PUSH_DIRECT_PATHS = 0x10
+    ACK = 0x12
+    QOS_MEASUREMENT = 0x13
+    USER_MESSAGE = 0x14
+    REMOTE_TRACE = 0x15
+    PATH_NEGOTIATION_REQUEST = 0x16
+
+
+class ErrorCode(enum.IntEnum):
+    NONE = 0x00
+    INVALID_REQUEST = 0x01
+    BAD_PROTOCOL_VERSION = 0x02
+    OBJ_NOT_FOUND = 0x03
+    IDENTITY_COLLISION = 0x04
+    UNSUPPORTED_OPERATION = 0x05
+    NEED_MEMBERSHIP_CERTIFICATE = 0x06
+    NETWORK_ACCESS_DENIED_ = 0x07
+    UNWANTED_MULTICAST = 0x08
+    NETWORK_AUTHENTICATION_REQUIRED = 0x09
+
+
+class CipherSuite(enum.IntEnum):
+    POLY1305_NONE = 0
+    POLY1305_SALSA2012 = 1
+    NONE = 2  # trusted path: no crypto, MAC field holds the trusted path ID
+    AES_GMAC_SIV = 3
+
+
+class PacketError(InvalidFormatError):
+    """A packet is malformed or fails authentication.
+
+    `reason` is short and machine-readable: too_short, too_long, is_fragment,
+    bad_mac, bad_compression, unknown_cipher, no_aes_keys, ...
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+# --- header --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PacketHeader:
+    packet_id: int  # 64-bit, big-endian on the wire
+    destination: int  # 40-bit address
+    source: int  # 40-bit address
+    flags: int  # raw flags/cipher/hops byte
+    hops: int
+    cipher: CipherSuite | int
+    fragmented: bool  # more fragments follow this head
+    encrypted_hello: bool  # flag 0x80 with cipher suite 0 (ZeroTier 1.16)
+
+
+def _cipher_of(flags: int) -> CipherSuite | int:
+    c = (flags & CIPHER_MASK) >> 3
+    return CipherSuite(c) if c <= 3 else c
+
+
+def is_fragment(data: bytes | bytearray | memoryview) -> bool:
+    """True if `data` is a fragment (not a head): longer than the fragment
+    header and byte 13 is the 0xff indicator, as the real core tests it."""
+    return len(data) > FRAGMENT_MIN_LENGTH and data[FRAGMENT_IDX_INDICATOR] == FRAGMENT_INDICATOR
+
+
+def parse_header(data: bytes | bytearray | memoryview) -> PacketHeader:
+    """Parse the cleartext header of a packet head (works before dearmoring)."""
+    if len(data) < PACKET_MIN_LENGTH:
+        raise PacketError("too_short", f"{len(data)} bytes")
+    if data[FRAGMENT_IDX_INDICATOR] == FRAGMENT_INDICATOR:
+        raise PacketError("is_fragment")
+    flags = data[IDX_FLAGS]
+    cipher = _cipher_of(flags)
+    return PacketHeader(
+        packet_id=int.from_bytes(data[0:8]),
+        destination=int.from_bytes(data[8:13]),
+        source=int.from_bytes(data[13:18]),
+        flags=flags,
+        hops=flags & HOPS_MASK,
+        cipher=cipher,
+        fragmented=bool(flags & FLAG_FRAGMENTED),
+        encrypted_hello=bool(flags & FLAG_ENCRYPTED) and cipher == CipherSuite.POLY1305_NONE,
+    )
+
+
+def fragment_destination(data: bytes | bytearray | memoryview) -> int:
+    """Destination address of a fragment (for relaying)."""
+    if len(data) < FRAGMENT_MIN_LENGTH:
+        raise PacketError("fragment_too_short", f"{len(data)} bytes")
+    return int.from_bytes(data[FRAGMENT_IDX_DEST : FRAGMENT_IDX_DEST + 5])
+
+
+def set_hops(data: bytes | bytearray | memoryview, hops: int) -> bytes:
+    """Return a copy with only the hop count changed (the MAC does not cover it).
+
+    Works on a packet head (low 3 bits of the flags byte) and on a fragment
+    (its hops byte at index 15)."""
+    if not 0 <= hops <= MAX_HOPS:
+        raise ValueError(f"hops must be 0..{MAX_HOPS}")
+    b = bytearray(data)
+    if is_fragment(b):
+        b[FRAGMENT_IDX_HOPS] = hops
+    else:
+        if len(b) < PACKET_MIN_LENGTH:
+            raise PacketError("too_short", f"{len(b)} bytes")
+        b[IDX_FLAGS] = (b[IDX_FLAGS] & 0xF8) | hops
+    return bytes(b)
+
+
+# --- keys ----------------------------------------------------------------------
+
+
+def _kbkdf_hmac_sha384(key: bytes, label: int, context: int = 0, iteration: int = 0) -> bytes:
+    # NIST SP 800-108 counter-mode style message with a "ZT" prefix on the label
+    # and a 384-bit output length, PRF = HMAC-SHA384 keyed with the 48-byte key.
+    msg = iteration.to_bytes(4) + bytes((ord("Z"), ord("T"), label, 0, context, 0, 0, 0x01, 0x80))
+    return hmac.new(key, msg, hashlib.sha384).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class AesKeys:
+    """The two AES-256 keys of cipher suite 3, with prepared cipher contexts."""
+
+    k0: bytes
+    k1: bytes
+    siv: AesGmacSiv = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "siv", AesGmacSiv(self.k0, self.k1))
+
+
+def derive_aes_keys(identity_key: bytes) -> AesKeys:
+    """Derive K0/K1 from the 48-byte agreed key exactly as a Peer does."""
+    if len(identity_key) != 48:
+        raise ValueError("the agreed identity key must be 48 bytes")
+    k0 = _kbkdf_hmac_sha384(identity_key, KBKDF_LABEL_AES_GMAC_SIV_K0)[:32]
+    k1 = _kbkdf_hmac_sha384(identity_key, KBKDF_LABEL_AES_GMAC_SIV_K1)[:32]
+    return AesKeys(k0, k1)
+
+
+def new_packet_id() -> int:
+    """A cryptographically random 64-bit packet ID (also the per-packet IV)."""
+    return secrets.randbits(64)
+
+
+def crypt_field(key: bytes, packet_id: int, data: bytes) -> bytes:
+    """Salsa20/12-encrypt (or decrypt) a field inside a packet, as HELLO does for
+    its trailing fields: key = first 32 bytes of the agreed key, IV = the packet
+    ID with its 3 low bits cleared."""
+    iv = (packet_id & 0xFFFFFFFFFFFFFFF8).to_bytes(8)
+    return salsa20_12_xor(bytes(key[:32]), iv, data)
+
+
+# --- armor / dearmor --------------------------------------------------------------
+
+_ZERO32 = bytes(32)
+_ZERO64 = bytes(64)
+
+
+def _mangle_key(key: bytes, head18: bytes | memoryview, flags: int, size: int) -> bytes:
+    # Per-packet Salsa20 key: key XOR (IV || dest || source || flags without hops ||
+    # size little-endian 16 bits); the remaining 11 key bytes are unchanged.
+    mix = bytes(head18) + bytes((flags & 0xF8, size & 0xFF, (size >> 8) & 0xFF))
+    return (int.from_bytes(key[:21]) ^ int.from_bytes(mix)).to_bytes(21) + bytes(key[21:32])
+
+
+@dataclass(frozen=True, slots=True)
+class Dearmored:
+    header: PacketHeader
+    verb: int  # low 5 bits of the verb byte
+    payload: bytes  # decrypted and decompressed
+    compressed: bool  # the payload arrived LZ4-compressed
+
+
+def armor(
+    *,
+    destination: int,
+    source: int,
+    verb: int,
+    payload: bytes,
+    key: bytes,
+    encrypt: bool,
+    packet_id: int | None = None,
+    hops: int = 0,
+    aes_keys: AesKeys | None = None,
+    compress: bool = False,
+    mtu: int = DEFAULT_PHYSICAL_MTU,
+) -> bytes:
+    """Build and armor a whole wire packet.
+
+    Suite 3 if `aes_keys` and `encrypt`, else suite 1 if `encrypt`, else suite 0
+    (cleartext payload, still MAC'd). `key` is the agreed key (48 bytes, only the
+    first 32 are used by Salsa20/Poly1305). With suite 3 the packet ID on the wire
+    is the first half of the SIV tag, not `packet_id`. The FRAGMENTED flag is set
+    (and authenticated) when the result is longer than `mtu`.
+    """
+    if not 0 <= verb <= VERB_MASK:
+        raise ValueError("verb must fit in 5 bits")
+    if not 0 <= hops <= MAX_HOPS:
+        raise ValueError(f"hops must be 0..{MAX_HOPS}")
+    verb_byte = verb
+    if compress and len(payload) > COMPRESS_MIN_PAYLOAD:
+        c = lz4.block.compress(payload, mode="default", store_size=False)
+        if 0 < len(c) < len(payload):
+            payload = c
+            verb_byte |= VERB_FLAG_COMPRESSED
+    size = IDX_PAYLOAD + len(payload)
+    if size > MAX_PACKET_LENGTH:
+        raise PacketError("too_long", f"{size} bytes")
+    if packet_id is None:
+        packet_id = secrets.randbits(64)
+    iv = packet_id.to_bytes(8)
+    addrs = destination.to_bytes(5) + source.to_bytes(5)
+    frag = FLAG_FRAGMENTED if size > mtu else 0
+    plaintext = bytes((verb_byte,)) + payload
+
+    if encrypt and aes_keys is not None:
+        flags = frag | (CipherSuite.AES_GMAC_SIV << 3)
+        tag, ct = aes_keys.siv.encrypt(iv, addrs + bytes((flags,)), plaintext)
+        return b"".join((tag[:8], addrs, bytes((flags | hops,)), tag[8:], ct))
+
+    if encrypt:
+        flags = frag | FLAG_ENCRYPTED | (CipherSuite.POLY1305_SALSA2012 << 3)
+        mk = _mangle_key(key, iv + addrs, flags, size)
+        out = salsa20_12_xor(mk, iv, _ZERO64 + plaintext)
+        mac_key = out[:32]
+        body = out[64:]
+    else:
+        flags = frag  # suite 0 and the legacy flag cleared
+        mk = _mangle_key(key, iv + addrs, flags, size)
+        mac_key = salsa20_12_xor(mk, iv, _ZERO32)
+        body = plaintext
+    mac = poly1305(mac_key, body)[:8]
+    return b"".join((iv, addrs, bytes((flags | hops,)), mac, body))
+
+
+def dearmor(data: bytes | bytearray | memoryview, key: bytes, aes_keys: AesKeys | None = None) -> Dearmored:
+    """Verify, decrypt and decompress a complete (reassembled) packet."""
+    n = len(data)
+    header = parse_header(data)
+    if n > MAX_PACKET_LENGTH:
+        raise PacketError("too_long", f"{n} bytes")
+    data = bytes(data)
+    cs = header.cipher
+    flags = header.flags
+    if cs == CipherSuite.AES_GMAC_SIV:
+        if aes_keys is None:
+            raise PacketError("no_aes_keys")
+        aad = data[IDX_DEST:IDX_FLAGS] + bytes((flags & 0xF8,))
+        pt = aes_keys.siv.decrypt(data[0:8] + data[IDX_MAC:IDX_VERB], aad, data[IDX_VERB:])
+        if pt is None:
+            raise PacketError("bad_mac")
+    elif cs == CipherSuite.POLY1305_SALSA2012 or cs == CipherSuite.POLY1305_NONE:
+        iv = data[0:8]
+        mk = _mangle_key(key, data[0:18], flags, n)
+        body = data[IDX_VERB:]
+        if cs == CipherSuite.POLY1305_SALSA2012:
+            out = salsa20_12_xor(mk, iv, _ZERO64 + body)
+            mac_key = out[:32]
+        else:
+            out = b""
+            mac_key = salsa20_12_xor(mk, iv, _ZERO32)
+        if not hmac.compare_digest(poly1305(mac_key, body)[:8], data[IDX_MAC:IDX_VERB]):
+            raise PacketError("bad_mac")
+        pt = out[64:] if cs == CipherSuite.POLY1305_SALSA2012 else body
+    else:
+        raise PacketError("unknown_cipher", str(int(cs)))
+
+    verb_byte = pt[0]
+    payload = pt[1:]
+    compressed = bool(verb_byte & VERB_FLAG_COMPRESSED)
+    if compressed and payload:
+        try:
+            payload = lz4.block.decompress(payload, uncompressed_size=MAX_PACKET_LENGTH)
+        except Exception as e:  # lz4 raises its own LZ4BlockError (an Exception subclass)
+            raise PacketError("bad_compression", str(e)) from None
+        if not payload or len(payload) > MAX_PACKET_LENGTH - IDX_PAYLOAD:
+            raise PacketError("bad_compression", "decompressed size out of range")
+    return Dearmored(header=header, verb=verb_byte & VERB_MASK, payload=payload, compressed=compressed)
