@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 
 from ztcore.cli.idtool import idtool
 from ztcore.crypto import c25519_verify
-from ztcore.identity import Identity
+from ztcore.identity import HAVE_C_KERNEL, Identity
 
 # The real core's known-good identity (selftest.cpp) and its known-bad twin.
 KNOWN_GOOD = (
@@ -65,6 +65,7 @@ def test_generate_secret_file_mode_fixed_on_overwrite(tmp_path: Path) -> None:
     assert Identity.from_string(secret.read_text()).has_private
 
 
+@pytest.mark.skipif(not HAVE_C_KERNEL, reason="~16 generations: too slow without the C kernel")
 def test_generate_vanity_prefix(tmp_path: Path) -> None:
     secret, public = tmp_path / "identity.secret", tmp_path / "identity.public"
     result = run("generate", str(secret), str(public), "8")  # 4 bits: ~16 tries
