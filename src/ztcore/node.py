@@ -1,0 +1,404 @@
+"""The sans-I/O ZeroTier node (ZeroTierOne.h's ZT_Node).
+
+A `Node` never touches sockets, threads or the clock. A runner feeds it wire
+packets (`process_wire_packet`), time (`process_background_tasks`) and, for
+virtual networks, Ethernet frames; the node answers through the callbacks of
+`ztcore.api.NodeCallbacks`: datagrams to send, state objects to store, events.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ztcore.api import Event, EventType, NodeCallbacks, StateObjectType
+from ztcore.errors import InvalidFormatError, ZTError
+from ztcore.identity import Address, Identity
+from ztcore.vl1.inetaddress import InetAddress, IpScope
+from ztcore.vl1.packet import PROTO_VERSION, Verb
+from ztcore.vl1.path import PATH_HEARTBEAT_PERIOD
+from ztcore.vl1.peer import PEER_PATH_EXPIRATION, PEER_PING_PERIOD, Peer
+from ztcore.vl1.switch import SOFTWARE_VERSION, Switch
+from ztcore.vl1.topology import PeerRole, Topology
+from ztcore.vl1.world import World, WorldType, default_planet
+
+log = logging.getLogger(__name__)
+
+PING_CHECK_INTERVAL = 5_000  # ZT_PING_CHECK_INTERVAL
+HOUSEKEEPING_PERIOD = 30_000  # ZT_HOUSEKEEPING_PERIOD
+CORE_TIMER_TASK_GRANULARITY = 60  # ZT_CORE_TIMER_TASK_GRANULARITY
+PEER_ACTIVITY_TIMEOUT = 500_000  # ZT_PEER_ACTIVITY_TIMEOUT (non-SDK build)
+
+
+@dataclass(frozen=True, slots=True)
+class PathInfo:
+    address: str
+    local_socket: int
+    last_send: int
+    last_receive: int
+    alive: bool
+    preferred: bool
+    latency: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    """One row of the peer list (ZT_Peer)."""
+
+    address: Address
+    role: str  # "LEAF", "MOON" or "PLANET"
+    version: str  # "major.minor.revision" or "-"
+    proto_version: int
+    latency: int  # ms, -1 if unknown
+    paths: tuple[PathInfo, ...] = field(default_factory=tuple)
+
+    @property
+    def direct(self) -> bool:
+        return any(p.alive for p in self.paths)
+
+    def to_json(self) -> dict[str, object]:
+        """The shape zerotier-one's /peer API uses."""
+        major, minor, rev = (int(x) for x in self.version.split(".")) if self.version != "-" else (-1, -1, -1)
+        return {
+            "address": str(self.address),
+            "versionMajor": major,
+            "versionMinor": minor,
+            "versionRev": rev,
+            "version": self.version,
+            "latency": self.latency,
+            "role": self.role,
+            "paths": [
+                {
+                    "address": p.address,
+                    "lastSend": p.last_send,
+                    "lastReceive": p.last_receive,
+                    "active": p.alive,
+                    "expired": not p.alive,
+                    "preferred": p.preferred,
+                    "trustedPathId": 0,
+                    "localSocket": p.local_socket,
+                }
+                for p in self.paths
+            ],
+        }
+
+
+@dataclass(slots=True)
+class _PendingEcho:
+    destination: int
+    sent_at: int
+    callback: Callable[[int], None] | None
+
+
+class Node:
+    """One ZeroTier node. All methods take `now` (ms) from the caller."""
+
+    def __init__(
+        self,
+        callbacks: NodeCallbacks,
+        now: int,
+        *,
+        planet: World | None = None,
+        allow_loopback: bool = False,
+        identity: Identity | None = None,
+        trace: bool = False,
+    ) -> None:
+        self.callbacks = callbacks
+        self.allow_loopback = allow_loopback
+        self.trace_enabled = trace
+        self._now = now
+        self.identity = identity if identity is not None else self._load_or_create_identity()
+        if not self.identity.has_private:
+            raise ZTError("a node needs an identity with its private key")
+        self.topology = Topology(self.identity, self._choose_planet(planet))
+        self.switch = Switch(self)
+        self.switch.on_echo_reply = self._on_echo_reply
+        self.online = False
+        self._last_ping_check = -PING_CHECK_INTERVAL
+        self._last_housekeeping = now
+        self._direct_paths: list[InetAddress] = []
+        self._pending_echo: dict[int, _PendingEcho] = {}
+        self._down = False
+        self.post_event(EventType.UP)
+
+    # ------------------------------------------------------------ start-up
+    def _load_or_create_identity(self) -> Identity:
+        raw = self.callbacks.state_get(StateObjectType.IDENTITY_SECRET, ())
+        if raw is not None:
+            try:
+                identity = Identity.from_string(raw.decode("ascii", "replace"))
+            except InvalidFormatError as e:
+                raise ZTError(f"stored identity.secret is not a valid identity: {e}") from e
+            if not identity.has_private:
+                raise ZTError("stored identity.secret has no private key")
+            return identity
+        identity = Identity.generate()
+        self.callbacks.state_put(
+            StateObjectType.IDENTITY_SECRET, (), identity.to_string(include_private=True).encode()
+        )
+        self.callbacks.state_put(StateObjectType.IDENTITY_PUBLIC, (), identity.to_string().encode())
+        return identity
+
+    def _choose_planet(self, given: World | None) -> World:
+        base = given if given is not None else default_planet()
+        raw = self.callbacks.state_get(StateObjectType.PLANET, ())
+        if raw:
+            try:
+                stored, _ = World.from_bytes(raw)
+            except InvalidFormatError:
+                log.warning("stored planet is corrupt; using the configured one")
+                return base
+            if stored.type == WorldType.PLANET and (
+                stored.id != base.id or stored.timestamp >= base.timestamp
+            ):
+                # A stored planet of another id means the operator installed it on purpose.
+                return stored if given is None or stored.id == base.id else base
+        return base
+
+    @property
+    def address(self) -> Address:
+        return self.identity.address
+
+    @property
+    def planet(self) -> World:
+        return self.topology.planet
+
+    # ---------------------------------------------------- VL1Host protocol
+    def put_packet(self, local_socket: int, address: InetAddress, data: bytes, ttl: int = 0) -> bool:
+        return self.callbacks.wire_packet_send(local_socket, address.to_tuple(), data, ttl)
+
+    def post_event(self, kind: EventType, data: dict[str, object] | None = None) -> None:
+        self.callbacks.event(Event(kind, data or {}))
+
+    def trace(self, kind: str, **fields: object) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s %s", self.identity.address, kind, fields)
+        if self.trace_enabled:
+            self.post_event(EventType.TRACE, {"kind": kind, **fields})
+
+    def should_use_path(self, address: int, local_socket: int, remote: InetAddress) -> bool:
+        """Node::shouldUsePathForZeroTierTraffic: the real core never uses loopback
+        paths; ztcore nodes may, when the runner allows it (in-process simulations)."""
+        if remote.scope == IpScope.LOOPBACK and not self.allow_loopback:
+            return False
+        return remote.port != 0
+
+    def direct_paths(self) -> list[InetAddress]:
+        return list(self._direct_paths)
+
+    def set_direct_paths(self, addresses: list[InetAddress]) -> None:
+        """Local addresses the runner knows it is reachable at (sent in PUSH_DIRECT_PATHS)."""
+        self._direct_paths = list(addresses)
+
+    def world_changed(self, world: World) -> None:
+        if world.type == WorldType.PLANET:
+            self.callbacks.state_put(StateObjectType.PLANET, (), world.to_bytes())
+        else:
+            self.callbacks.state_put(StateObjectType.MOON, (world.id,), world.to_bytes())
+
+    def upstream_heard(self, now: int) -> None:
+        # The real core notices this at its next 5 s ping check; noticing it at once
+        # costs nothing and makes start-up prompt.
+        if not self.online:
+            self.online = True
+            self.post_event(EventType.ONLINE)
+
+    # ------------------------------------------------------------- inputs
+    def process_wire_packet(self, now: int, local_socket: int, remote: tuple[str, int], data: bytes) -> None:
+        self._now = now
+        try:
+            address = InetAddress.from_tuple(remote)
+        except (InvalidFormatError, TypeError):
+            self.switch.drops["bad_remote_address"] += 1
+            return
+        self.switch.on_remote_packet(now, local_socket, address, bytes(data))
+
+    def process_background_tasks(self, now: int) -> int:
+        """Run timers; returns the absolute time (ms) by which to be called again."""
+        self._now = now
+        until_ping = PING_CHECK_INTERVAL - (now - self._last_ping_check)
+        if until_ping <= 0:
+            self._last_ping_check = now
+            until_ping = PING_CHECK_INTERVAL
+            self._ping_peers(now)
+            self._update_online(now)
+        if now - self._last_housekeeping >= HOUSEKEEPING_PERIOD:
+            self._last_housekeeping = now
+            self.topology.clean(now)
+            for pid, pe in list(self._pending_echo.items()):
+                if now - pe.sent_at > 30_000:
+                    del self._pending_echo[pid]
+        switch_delay = self.switch.do_timer_tasks(now)
+        return now + max(min(until_ping, switch_delay), CORE_TIMER_TASK_GRANULARITY)
+
+    def _update_online(self, now: int) -> None:
+        last = max(
+            (p.last_receive for a in self.topology.upstream_addresses() if (p := self.topology.get_peer(a))),
+            default=0,
+        )
+        online = (last > 0 and (now - last) < PEER_ACTIVITY_TIMEOUT) or self.topology.am_upstream
+        if online != self.online:
+            self.online = online
+            self.post_event(EventType.ONLINE if online else EventType.OFFLINE)
+
+    def _ping_peers(self, now: int) -> None:
+        topo = self.topology
+        best_upstream = topo.get_upstream_peer(now)
+        for peer in topo.each_peer():
+            if topo.is_upstream(peer.address):
+                has_paths = bool(peer.paths)
+                scale = 16 if has_paths else 0
+                if (
+                    peer.last_sent_full_hello
+                    and (now - peer.last_sent_full_hello) <= PATH_HEARTBEAT_PERIOD * scale
+                ):
+                    # Also keep the path alive: heartbeats are cheap ECHOs.
+                    self._ping_and_keepalive(now, peer)
+                    continue
+                sent = self._ping_and_keepalive(now, peer)
+                contacted = sent != 0
+                endpoints = list(topo.upstream_endpoints(peer.address))
+                random.shuffle(endpoints)
+                for family_bit, want_v6 in ((0x1, False), (0x2, True)):
+                    if sent & family_bit:
+                        continue
+                    for ep in endpoints:
+                        if ep.is_v6 == want_v6 and self.should_use_path(peer.address, -1, ep):
+                            self.switch.send_hello(now, peer, -1, ep)
+                            peer.last_sent_full_hello = now
+                            contacted = True
+                            break
+                if not contacted and best_upstream is not None and best_upstream is not peer:
+                    up = best_upstream.best_path(now)
+                    if up is not None:
+                        self.switch.send_hello(now, peer, up.local_socket, up.address)
+            elif peer.is_active(now):
+                self._ping_and_keepalive(now, peer)
+
+    def _ping_and_keepalive(self, now: int, peer: Peer) -> int:
+        """Peer::doPingAndKeepalive: full HELLO every ping period, ECHO heartbeats
+        in between, expired paths dropped. Returns bits 0x1 (IPv4) / 0x2 (IPv6) sent."""
+        full = (now - peer.last_sent_full_hello) >= PEER_PING_PERIOD or not peer.last_sent_full_hello
+        if full:
+            peer.last_sent_full_hello = now
+        sent = 0
+        peer.expire_paths(now)
+        for pp in peer.paths:
+            if (now - pp.last_receive) < PEER_PATH_EXPIRATION and (full or pp.path.needs_heartbeat(now)):
+                self.switch.attempt_to_contact_at(now, peer, pp.path.local_socket, pp.path.address, full)
+                pp.path.sent(now)
+                sent |= 0x2 if pp.path.address.is_v6 else 0x1
+        return sent
+
+    # ----------------------------------------------------------- commands
+    def send_user_message(self, now: int, destination: int, type_id: int, data: bytes) -> bool:
+        """VERB_USER_MESSAGE; True if sent or queued for sending after WHOIS."""
+        self._now = now
+        if int(destination) == int(self.address):
+            return False
+        self.switch.send(now, Address(destination), Verb.USER_MESSAGE, struct.pack(">Q", type_id) + data)
+        return True
+
+    def echo(self, now: int, destination: int, callback: Callable[[int], None] | None = None) -> bool:
+        """Send a VL1 ECHO to `destination`; `callback(rtt_ms)` runs when OK(ECHO) returns."""
+        self._now = now
+        peer = self.topology.get_peer(destination)
+        token = random.getrandbits(64)
+        payload = struct.pack(">Q", token)
+        self._pending_echo[token] = _PendingEcho(int(destination), now, callback)
+        if peer is None:
+            self.switch.send(now, Address(destination), Verb.ECHO, payload)
+            return True
+        return self.switch.send(now, peer.address, Verb.ECHO, payload) or True
+
+    def _on_echo_reply(self, now: int, peer: Peer, in_re_packet_id: int, payload: bytes) -> None:
+        if len(payload) < 8:
+            return
+        (token,) = struct.unpack_from(">Q", payload, 0)
+        pending = self._pending_echo.pop(token, None)
+        if pending is None or pending.destination != int(peer.address):
+            return
+        if pending.callback is not None:
+            pending.callback(now - pending.sent_at)
+
+    def orbit(self, moon: World) -> bool:
+        """Add a moon (its roots become upstreams too); True if accepted."""
+        if self.topology.add_world(moon):
+            self.world_changed(moon)
+            return True
+        return False
+
+    def deorbit(self, moon_id: int) -> bool:
+        if self.topology.remove_moon(moon_id):
+            self.callbacks.state_put(StateObjectType.MOON, (moon_id,), None)
+            return True
+        return False
+
+    def shutdown(self, now: int) -> None:
+        if self._down:
+            return
+        self._down = True
+        self.post_event(EventType.DOWN)
+
+    # ------------------------------------------------------------- queries
+    def peers(self, now: int | None = None) -> list[PeerInfo]:
+        now = self._now if now is None else now
+        result: list[PeerInfo] = []
+        for peer in self.topology.each_peer():
+            best = peer.best_path(now)
+            paths = tuple(
+                PathInfo(
+                    address=str(pp.path.address),
+                    local_socket=pp.path.local_socket,
+                    last_send=pp.path.last_out,
+                    last_receive=pp.path.last_in,
+                    alive=pp.path.alive(now),
+                    preferred=pp.path is best,
+                    latency=pp.path.latency,
+                )
+                for pp in peer.paths
+            )
+            result.append(
+                PeerInfo(
+                    address=peer.identity.address,
+                    role=self.topology.role(peer.address).name,
+                    version=peer.version_string,
+                    proto_version=peer.proto_version,
+                    latency=peer.latency(now),
+                    paths=paths,
+                )
+            )
+        result.sort(key=lambda p: int(p.address))
+        return result
+
+    def peer(self, address: int, now: int | None = None) -> PeerInfo | None:
+        for p in self.peers(now):
+            if int(p.address) == int(address):
+                return p
+        return None
+
+    def status(self) -> dict[str, object]:
+        """The shape of zerotier-one's /status."""
+        return {
+            "address": str(self.address),
+            "publicIdentity": self.identity.to_string(),
+            "online": self.online,
+            "version": ".".join(str(v) for v in SOFTWARE_VERSION),
+            "versionMajor": SOFTWARE_VERSION[0],
+            "versionMinor": SOFTWARE_VERSION[1],
+            "versionRev": SOFTWARE_VERSION[2],
+            "versionBuild": 0,
+            "protocolVersion": PROTO_VERSION,
+            "planetWorldId": self.planet.id,
+            "planetWorldTimestamp": self.planet.timestamp,
+            "clock": self._now,
+            "tcpFallbackActive": False,
+            "role": PeerRole.PLANET.name if self.topology.am_upstream else PeerRole.LEAF.name,
+        }
+
+    @property
+    def drops(self) -> dict[str, int]:
+        return dict(self.switch.drops)

@@ -1,0 +1,944 @@
+"""VL1 packet switching: everything that happens to a wire packet between the
+UDP socket and a verb handler, and to an outgoing message between the caller and
+the wire (ZeroTier's Switch plus the VL1 half of IncomingPacket).
+
+Inbound: fragment reassembly, relaying for others (roots), authentication
+(dearmor with the peer's key), HELLO / OK / ERROR / WHOIS / RENDEZVOUS / ECHO /
+PUSH_DIRECT_PATHS / USER_MESSAGE / NOP, path learning, and hand-off of VL2 verbs
+to the `VL2Handler` the node installs. Outbound: armor, direct path or relay via
+the best root, fragmentation, WHOIS for unknown destinations with a bounded
+transmit queue, and RENDEZVOUS introductions when relaying.
+
+Every packet that is not processed is dropped with a reason counted in
+`Switch.drops`; nothing raises out of `on_remote_packet`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import secrets
+import struct
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ztcore.api import EventType
+from ztcore.errors import ZTError
+from ztcore.identity import Address, Identity
+from ztcore.vl1.fragment import Reassembler, make_fragments
+from ztcore.vl1.inetaddress import InetAddress
+from ztcore.vl1.packet import (
+    DEFAULT_PHYSICAL_MTU,
+    FRAGMENT_MIN_LENGTH,
+    PACKET_MIN_LENGTH,
+    PROTO_VERSION,
+    PROTO_VERSION_MIN,
+    RELAY_MAX_HOPS,
+    CipherSuite,
+    Dearmored,
+    ErrorCode,
+    PacketError,
+    Verb,
+    armor,
+    crypt_field,
+    dearmor,
+    fragment_destination,
+    is_fragment,
+    new_packet_id,
+    parse_header,
+    set_hops,
+)
+from ztcore.vl1.path import Path
+from ztcore.vl1.peer import DIRECT_PATH_PUSH_INTERVAL, DIRECT_PATH_PUSH_INTERVAL_HAVEPATH, Peer
+from ztcore.vl1.topology import Topology
+from ztcore.vl1.world import World, WorldType
+
+log = logging.getLogger(__name__)
+
+# The software version ztcore announces in HELLO. Real cores gate behaviour on it
+# (e.g. ECHO instead of HELLO for path confirmation needs > 1.1.0), so ztcore
+# announces the ZeroTier release whose protocol it implements.
+SOFTWARE_VERSION = (1, 14, 1)
+
+WHOIS_RETRY_DELAY = 500  # ZT_WHOIS_RETRY_DELAY
+TRANSMIT_QUEUE_TIMEOUT = 5_000  # ZT_TRANSMIT_QUEUE_TIMEOUT
+RECEIVE_QUEUE_TIMEOUT = 5_000  # ZT_RECEIVE_QUEUE_TIMEOUT
+TX_QUEUE_SIZE = 32  # ZT_TX_QUEUE_SIZE
+RX_QUEUE_SIZE = 32  # ZT_RX_QUEUE_SIZE
+MIN_UNITE_INTERVAL = 30_000  # ZT_MIN_UNITE_INTERVAL
+EXPECTING_REPLIES_MAX = 4096
+IDENTITY_VERIFICATION_RATE = 10  # new identities validated per second per remote IP
+PUSH_DIRECT_PATHS_MAX_PER_SCOPE_AND_FAMILY = 8
+PUSH_DIRECT_PATHS_FLAG_FORGET_PATH = 0x01
+PUSH_DIRECT_PATHS_FLAG_CLUSTER_REDIRECT = 0x02
+
+# Verbs whose receipt marks a peer as "nontrivially" active (Peer::received).
+_NONTRIVIAL_VERBS = frozenset(
+    {Verb.FRAME, Verb.EXT_FRAME, Verb.NETWORK_CONFIG_REQUEST, Verb.NETWORK_CONFIG, Verb.MULTICAST_FRAME}
+)
+VL2_VERBS = frozenset(
+    {
+        Verb.FRAME,
+        Verb.EXT_FRAME,
+        Verb.MULTICAST_LIKE,
+        Verb.NETWORK_CREDENTIALS,
+        Verb.NETWORK_CONFIG_REQUEST,
+        Verb.NETWORK_CONFIG,
+        Verb.MULTICAST_GATHER,
+        Verb.MULTICAST_FRAME,
+    }
+)
+
+
+class VL2Handler(Protocol):
+    """What the node's VL2 layer provides to the switch."""
+
+    def handle_packet(self, now: int, peer: Peer, path: Path, packet: Dearmored) -> bool:
+        """Handle a VL2 verb; False means "retry later" (e.g. waiting for WHOIS)."""
+        ...
+
+    def handle_ok(
+        self, now: int, peer: Peer, in_re_verb: int, in_re_packet_id: int, payload: bytes
+    ) -> None: ...
+
+    def handle_error(
+        self, now: int, peer: Peer, in_re_verb: int, in_re_packet_id: int, code: int, payload: bytes
+    ) -> None: ...
+
+
+class VL1Host(Protocol):
+    """What the switch needs from the node that owns it."""
+
+    identity: Identity
+    topology: Topology
+
+    def put_packet(self, local_socket: int, address: InetAddress, data: bytes, ttl: int = 0) -> bool: ...
+
+    def post_event(self, kind: EventType, data: dict[str, object] | None = None) -> None: ...
+
+    def trace(self, kind: str, **fields: object) -> None: ...
+
+    def should_use_path(self, address: int, local_socket: int, remote: InetAddress) -> bool: ...
+
+    def direct_paths(self) -> list[InetAddress]: ...
+
+    def world_changed(self, world: World) -> None: ...
+
+    def upstream_heard(self, now: int) -> None: ...
+
+
+@dataclass(slots=True)
+class _TxEntry:
+    destination: int
+    verb: int
+    payload: bytes
+    encrypt: bool
+    created: int
+
+
+@dataclass(slots=True)
+class _RxEntry:
+    source: int
+    local_socket: int
+    path: Path
+    data: bytes
+    created: int
+
+
+class Switch:
+    def __init__(self, host: VL1Host) -> None:
+        self.host = host
+        self.vl2: VL2Handler | None = None
+        self.reassembler = Reassembler()
+        self.drops: Counter[str] = Counter()
+        self.stats: Counter[str] = Counter()
+        self._expecting: OrderedDict[int, int] = OrderedDict()
+        self._last_whois: dict[int, int] = {}
+        self._tx_queue: list[_TxEntry] = []
+        self._rx_queue: list[_RxEntry] = []
+        self._last_unite: dict[tuple[int, int], int] = {}
+        self._identity_gate: dict[object, tuple[int, int]] = {}
+        # Called with (now, peer, in-re packet id, payload) when an OK(ECHO) arrives.
+        self.on_echo_reply: Callable[[int, Peer, int, bytes], None] | None = None
+
+    # ================================================================ helpers
+    @property
+    def _me(self) -> Address:
+        return self.host.identity.address
+
+    def _drop(self, reason: str, **fields: object) -> None:
+        self.drops[reason] += 1
+        self.host.trace("packet_dropped", reason=reason, **fields)
+
+    def expect_reply_to(self, packet_id: int, now: int) -> None:
+        self._expecting[packet_id] = now
+        if len(self._expecting) > EXPECTING_REPLIES_MAX:
+            self._expecting.popitem(last=False)
+
+    def expecting_reply_to(self, packet_id: int) -> bool:
+        return packet_id in self._expecting
+
+    def _rate_gate_identity_verification(self, now: int, remote: InetAddress) -> bool:
+        key = remote.ip
+        start, count = self._identity_gate.get(key, (now, 0))
+        if now - start >= 1000:
+            start, count = now, 0
+        count += 1
+        self._identity_gate[key] = (start, count)
+        if len(self._identity_gate) > 4096:
+            self._identity_gate.clear()
+        return count <= IDENTITY_VERIFICATION_RATE
+
+    # ================================================================ inbound
+    def on_remote_packet(self, now: int, local_socket: int, remote: InetAddress, data: bytes) -> None:
+        try:
+            self._on_remote_packet(now, local_socket, remote, data)
+        except PacketError as e:
+            self._drop(e.reason, remote=str(remote))
+        except Exception:  # noqa: BLE001 - a hostile packet must never take the node down
+            log.exception("unexpected error processing a packet from %s", remote)
+            self._drop("internal_error", remote=str(remote))
+
+    def _on_remote_packet(self, now: int, local_socket: int, remote: InetAddress, data: bytes) -> None:
+        path = self.host.topology.get_path(local_socket, remote)
+        path.received(now)
+        self.stats["packets_in"] += 1
+        if len(data) <= FRAGMENT_MIN_LENGTH:
+            self._drop("too_short", size=len(data))
+            return
+        if is_fragment(data):
+            destination = fragment_destination(data)
+            if destination != self._me:
+                self._relay(now, path, destination, None, data, is_fragment=True)
+                return
+            complete = self.reassembler.add(data, now)
+            if complete is not None:
+                self._process_head(now, path, complete)
+            return
+        if len(data) < PACKET_MIN_LENGTH:
+            self._drop("too_short", size=len(data))
+            return
+        header = parse_header(data)
+        if header.source == self._me:
+            self._drop("from_self")
+            return
+        if header.destination != self._me:
+            self._relay(now, path, header.destination, header.source, data, is_fragment=False)
+            return
+        if header.fragmented:
+            complete = self.reassembler.add(data, now)
+            if complete is not None:
+                self._process_head(now, path, complete)
+            return
+        self._process_head(now, path, data)
+
+    def _relay(
+        self, now: int, path: Path, destination: int, source: int | None, data: bytes, is_fragment: bool
+    ) -> None:
+        topo = self.host.topology
+        if not topo.am_upstream and not path.trust_established(now):
+            self._drop("relay_not_allowed")
+            return
+        hops = data[15] if is_fragment else data[18] & 0x07
+        if hops >= RELAY_MAX_HOPS:
+            self._drop("too_many_hops")
+            return
+        data = set_hops(data, hops + 1)
+        relay_to = topo.get_peer(destination)
+        if relay_to is not None and self._send_direct(now, relay_to, data, force=False):
+            self.stats["relayed"] += 1
+            if source is not None and not is_fragment and self._should_unite(now, source, destination):
+                source_peer = topo.get_peer(source)
+                if source_peer is not None:
+                    self.introduce(now, relay_to, source_peer)
+            return
+        upstream = topo.get_upstream_peer(now)
+        if upstream is not None and upstream.address != source and upstream.address != destination:
+            if self._send_direct(now, upstream, data, force=True):
+                self.stats["relayed"] += 1
+                return
+        self._drop("relay_no_route", destination=str(Address(destination)))
+
+    def _should_unite(self, now: int, a: int, b: int) -> bool:
+        key = (min(a, b), max(a, b))
+        if now - self._last_unite.get(key, -MIN_UNITE_INTERVAL) >= MIN_UNITE_INTERVAL:
+            self._last_unite[key] = now
+            return True
+        return False
+
+    def _process_head(self, now: int, path: Path, data: bytes) -> None:
+        if not self._try_decode(now, path, data):
+            header = parse_header(data)
+            if len(self._rx_queue) >= RX_QUEUE_SIZE:
+                self._rx_queue.pop(0)
+                self.drops["rx_queue_full"] += 1
+            self._rx_queue.append(_RxEntry(header.source, path.local_socket, path, data, now))
+
+    def _try_decode(self, now: int, path: Path, data: bytes) -> bool:
+        """Authenticate and dispatch one complete packet. False = wait for WHOIS."""
+        header = parse_header(data)
+        if header.encrypted_hello:
+            # 1.16's optional encrypted HELLO: we cannot read it; the peer falls back to a plain HELLO.
+            self._drop("encrypted_hello_unsupported")
+            return True
+        if header.cipher == CipherSuite.NONE:
+            self._drop("trusted_path_not_configured")
+            return True
+        verb_byte = data[27] & 0x1F
+        if header.cipher == CipherSuite.POLY1305_NONE and verb_byte == Verb.HELLO:
+            self._do_hello(now, path, data, header.source, already_authenticated=False)
+            return True
+        peer = self.host.topology.get_peer(header.source)
+        if peer is None:
+            self.request_whois(now, header.source)
+            return False
+        try:
+            pkt = dearmor(data, peer.key, peer.aes_keys)
+        except PacketError as e:
+            self._drop(e.reason, source=str(Address(header.source)))
+            return True
+        verb = pkt.verb
+        self.stats[f"in_{_verb_name(verb)}"] += 1
+        if verb == Verb.HELLO:
+            self._do_hello(now, path, data, header.source, already_authenticated=True, decoded=pkt)
+        elif verb == Verb.OK:
+            self._do_ok(now, peer, path, pkt)
+        elif verb == Verb.ERROR:
+            self._do_error(now, peer, path, pkt)
+        elif verb == Verb.WHOIS:
+            self._do_whois(now, peer, path, pkt)
+        elif verb == Verb.RENDEZVOUS:
+            self._do_rendezvous(now, peer, path, pkt)
+        elif verb == Verb.ECHO:
+            self._do_echo(now, peer, path, pkt)
+        elif verb == Verb.PUSH_DIRECT_PATHS:
+            self._do_push_direct_paths(now, peer, path, pkt)
+        elif verb == Verb.USER_MESSAGE:
+            self._do_user_message(now, peer, path, pkt)
+        elif verb in VL2_VERBS:
+            if self.vl2 is None:
+                self._peer_received(now, peer, path, pkt.header.hops, verb)
+                self._drop("vl2_not_available", verb=_verb_name(verb))
+                return True
+            if not self.vl2.handle_packet(now, peer, path, pkt):
+                return False
+            self._peer_received(now, peer, path, pkt.header.hops, verb)
+        else:
+            # NOP, ACK, QOS_MEASUREMENT, REMOTE_TRACE, PATH_NEGOTIATION_REQUEST and
+            # unknown verbs: authenticated, so they count as received.
+            self._peer_received(now, peer, path, pkt.header.hops, verb)
+        return True
+
+    # ----------------------------------------------------------- peer bookkeeping
+    def _peer_received(
+        self, now: int, peer: Peer, path: Path, hops: int, verb: int, trust_established: bool = False
+    ) -> None:
+        """Peer::received: activity, path learning (on OK only), path confirmation."""
+        peer.last_receive = now
+        if verb in _NONTRIVIAL_VERBS:
+            peer.last_nontrivial_receive = now
+        if trust_established:
+            peer.last_trust = now
+            path.trusted_packet_received(now)
+        if self.host.topology.is_upstream(peer.address):
+            self.host.upstream_heard(now)
+        if hops == 0:
+            have_path = False
+            for pp in peer.paths:
+                if pp.path is path:
+                    pp.last_receive = now
+                    have_path = True
+                    break
+                if (
+                    pp.path.address.ips_equal(path.address)
+                    and pp.path.local_socket == path.local_socket
+                    and pp.path.alive(now)
+                ):
+                    have_path = True
+                    break
+            if not have_path and self.host.should_use_path(peer.address, path.local_socket, path.address):
+                if verb == Verb.OK:
+                    if peer.learn_path(path, now):
+                        self.host.trace(
+                            "peer_learned_new_path", peer=str(peer.identity.address), path=str(path.address)
+                        )
+                else:
+                    key = (path.local_socket, path.address)
+                    peer.tried_paths = {k: t for k, t in peer.tried_paths.items() if now - t <= 1000}
+                    if key not in peer.tried_paths:
+                        peer.tried_paths[key] = now
+                        self.attempt_to_contact_at(
+                            now, peer, path.local_socket, path.address, full_hello=True
+                        )
+                        path.sent(now)
+        if peer.trust_established(now):
+            since = now - peer.last_direct_path_push_sent
+            if since >= (DIRECT_PATH_PUSH_INTERVAL_HAVEPATH if hops == 0 else DIRECT_PATH_PUSH_INTERVAL):
+                peer.last_direct_path_push_sent = now
+                self.push_direct_paths(now, peer)
+
+    # ----------------------------------------------------------------- HELLO
+    def _do_hello(
+        self,
+        now: int,
+        path: Path,
+        data: bytes,
+        source: int,
+        already_authenticated: bool,
+        decoded: Dearmored | None = None,
+    ) -> None:
+        topo = self.host.topology
+        header = parse_header(data)
+        payload_start = 28
+        raw = data if decoded is None else None
+        payload = decoded.payload if decoded is not None else bytes(data[payload_start:])
+        if len(payload) < 13:
+            self._drop("hello_too_short")
+            return
+        proto, vmaj, vmin, vrev, timestamp = struct.unpack_from(">BBBHQ", payload, 0)
+        try:
+            identity, consumed = Identity.from_bytes(payload, 13)
+        except ZTError:
+            self._drop("hello_bad_identity")
+            return
+        ptr = 13 + consumed
+        if proto < PROTO_VERSION_MIN:
+            self._drop("hello_protocol_too_old", version=proto)
+            return
+        if int(identity.address) != source:
+            self._drop("hello_identity_address_mismatch")
+            return
+        peer = topo.get_peer(source)
+        if peer is not None:
+            if not already_authenticated:
+                if peer.identity != identity:
+                    self._hello_collision(now, path, data, header.packet_id, identity, peer)
+                    return
+                try:
+                    decoded = dearmor(raw, peer.key, peer.aes_keys)
+                except PacketError:
+                    self._drop("bad_mac", source=str(identity.address), verb="HELLO")
+                    return
+        else:
+            if already_authenticated:
+                self._drop("hello_illegal_state")
+                return
+            if not self._rate_gate_identity_verification(now, path.address):
+                self._drop("hello_rate_limited")
+                return
+            try:
+                new_peer = Peer.create(self.host.identity, identity)
+            except ZTError:
+                self._drop("hello_bad_identity")
+                return
+            try:
+                decoded = dearmor(raw, new_peer.key, new_peer.aes_keys)
+            except PacketError:
+                self._drop("bad_mac", source=str(identity.address), verb="HELLO")
+                return
+            if not identity.validate():
+                self._drop("hello_invalid_identity", source=str(identity.address))
+                return
+            peer = topo.add_peer(new_peer)
+            self._do_anything_waiting_for_peer(now, peer)
+        assert decoded is not None
+        payload = decoded.payload
+        self.stats["in_HELLO"] += 1
+
+        external: InetAddress | None = None
+        if ptr < len(payload):
+            try:
+                external, n = InetAddress.from_bytes(payload, ptr)
+                ptr += n
+            except ZTError:
+                external = None
+                ptr = len(payload)
+        planet_id = planet_ts = 0
+        if ptr + 16 <= len(payload):
+            planet_id, planet_ts = struct.unpack_from(">QQ", payload, ptr)
+            ptr += 16
+        moons: list[tuple[int, int]] = []
+        if ptr < len(payload):
+            rest = crypt_field(peer.key, decoded.header.packet_id, payload[ptr:])
+            if len(rest) >= 2:
+                (count,) = struct.unpack_from(">H", rest, 0)
+                p = 2
+                for _ in range(count):
+                    if p + 17 > len(rest):
+                        break
+                    if rest[p] == WorldType.MOON:
+                        moons.append(struct.unpack_from(">QQ", rest, p + 1))
+                    p += 17
+        del external  # surface address learning (SelfAwareness) is not used by ztcore yet
+
+        # OK(HELLO): echo timestamp, our version, the address we saw them at, world updates.
+        out = bytearray()
+        out += struct.pack(
+            ">BQQBBBH", Verb.HELLO, decoded.header.packet_id, timestamp, PROTO_VERSION, *SOFTWARE_VERSION
+        )
+        out += path.address.to_bytes() if proto >= 5 else path.address.with_port(0).to_bytes()
+        worlds = bytearray()
+        planet = topo.planet
+        if planet_id and planet_id == planet.id and planet.timestamp > planet_ts:
+            worlds += planet.to_bytes()
+        for moon_id, moon_ts in moons:
+            moon = topo.moons.get(moon_id)
+            if moon is not None and moon.timestamp > moon_ts:
+                worlds += moon.to_bytes()
+        out += struct.pack(">H", len(worlds)) + worlds
+        peer.set_remote_version(proto, vmaj, vmin, vrev)
+        self._send_via_path(now, peer, path, Verb.OK, bytes(out), encrypt=True)
+        self._peer_received(now, peer, path, decoded.header.hops, Verb.HELLO)
+
+    def _hello_collision(
+        self, now: int, path: Path, data: bytes, packet_id: int, identity: Identity, existing: Peer
+    ) -> None:
+        if not self._rate_gate_identity_verification(now, path.address):
+            return
+        try:
+            key = self.host.identity.agree(identity)
+        except ZTError:
+            self._drop("hello_bad_identity")
+            return
+        try:
+            dearmor(data, key, None)
+        except PacketError:
+            self._drop("bad_mac", verb="HELLO")
+            return
+        self._drop("address_collision", address=str(identity.address))
+        payload = struct.pack(">BQB", Verb.HELLO, packet_id, ErrorCode.IDENTITY_COLLISION)
+        wire = armor(
+            destination=int(identity.address),
+            source=int(self._me),
+            verb=Verb.ERROR,
+            payload=payload,
+            key=key,
+            encrypt=True,
+        )
+        self.host.put_packet(path.local_socket, path.address, wire)
+        path.sent(now)
+
+    # -------------------------------------------------------------------- OK
+    def _do_ok(self, now: int, peer: Peer, path: Path, pkt: Dearmored) -> None:
+        p = pkt.payload
+        if len(p) < 9:
+            self._drop("ok_too_short")
+            return
+        in_re_verb = p[0] & 0x1F
+        (in_re_pid,) = struct.unpack_from(">Q", p, 1)
+        if not self.expecting_reply_to(in_re_pid):
+            self._drop("ok_unexpected", in_re=_verb_name(in_re_verb))
+            return
+        body = p[9:]
+        if in_re_verb == Verb.HELLO:
+            if len(body) < 13:
+                self._drop("ok_hello_too_short")
+                return
+            ts, vproto, vmaj, vmin, vrev = struct.unpack_from(">QBBBH", body, 0)
+            if vproto < PROTO_VERSION_MIN:
+                self._drop("ok_hello_protocol_too_old")
+                return
+            ptr = 13
+            if ptr < len(body):
+                try:
+                    _surface, n = InetAddress.from_bytes(body, ptr)
+                    ptr += n
+                except ZTError:
+                    ptr = len(body)
+            if ptr + 2 <= len(body):
+                (worlds_len,) = struct.unpack_from(">H", body, ptr)
+                ptr += 2
+                if self.host.topology.should_accept_world_update_from(peer.address):
+                    end = min(len(body), ptr + worlds_len)
+                    while ptr < end:
+                        try:
+                            world, n = World.from_bytes(body[:end], ptr)
+                        except ZTError:
+                            self._drop("ok_hello_bad_world")
+                            break
+                        ptr += n
+                        if self.host.topology.add_world(world):
+                            self.host.world_changed(world)
+            if pkt.header.hops == 0:
+                path.update_latency(max(0, now - ts))
+            peer.set_remote_version(vproto, vmaj, vmin, vrev)
+        elif in_re_verb == Verb.WHOIS:
+            if self.host.topology.is_upstream(peer.address):
+                ptr = 0
+                while ptr < len(body):
+                    try:
+                        identity, n = Identity.from_bytes(body, ptr)
+                    except ZTError:
+                        self._drop("ok_whois_bad_identity")
+                        break
+                    ptr += n
+                    if self.host.topology.get_peer(identity.address) is None:
+                        try:
+                            new_peer = Peer.create(self.host.identity, identity)
+                        except ZTError:
+                            continue
+                        added = self.host.topology.add_peer(new_peer)
+                        self._do_anything_waiting_for_peer(now, added)
+        elif in_re_verb == Verb.ECHO:
+            if self.on_echo_reply is not None:
+                self.on_echo_reply(now, peer, in_re_pid, bytes(body))
+        elif self.vl2 is not None:
+            self.vl2.handle_ok(now, peer, in_re_verb, in_re_pid, body)
+        self._peer_received(now, peer, path, pkt.header.hops, Verb.OK)
+
+    # ----------------------------------------------------------------- ERROR
+    def _do_error(self, now: int, peer: Peer, path: Path, pkt: Dearmored) -> None:
+        p = pkt.payload
+        if len(p) < 10:
+            self._drop("error_too_short")
+            return
+        in_re_verb = p[0] & 0x1F
+        (in_re_pid,) = struct.unpack_from(">Q", p, 1)
+        code = p[9]
+        body = p[10:]
+        if code == ErrorCode.IDENTITY_COLLISION:
+            if self.host.topology.is_upstream(peer.address):
+                self.host.post_event(EventType.FATAL_ERROR_IDENTITY_COLLISION, {})
+        elif self.vl2 is not None:
+            self.vl2.handle_error(now, peer, in_re_verb, in_re_pid, code, body)
+        self._peer_received(now, peer, path, pkt.header.hops, Verb.ERROR)
+
+    # ----------------------------------------------------------------- WHOIS
+    def _do_whois(self, now: int, peer: Peer, path: Path, pkt: Dearmored) -> None:
+        topo = self.host.topology
+        if not topo.am_upstream and not peer.rate_gate_inbound_whois(now):
+            self._drop("whois_rate_limited")
+            return
+        out = bytearray(struct.pack(">BQ", Verb.WHOIS, pkt.header.packet_id))
+        count = 0
+        p = pkt.payload
+        for ptr in range(0, len(p) - 4, 5):
+            addr = int.from_bytes(p[ptr : ptr + 5])
+            identity = topo.get_identity(addr)
+            if identity is not None:
+                out += identity.to_bytes(include_private=False)
+                count += 1
+            else:
+                self.request_whois(now, addr)
+        if count:
+            self._send_via_path(now, peer, path, Verb.OK, bytes(out), encrypt=True)
+        self._peer_received(now, peer, path, pkt.header.hops, Verb.WHOIS)
+
+    # ------------------------------------------------------------ RENDEZVOUS
+    def _do_rendezvous(self, now: int, peer: Peer, path: Path, pkt: Dearmored) -> None:
+        topo = self.host.topology
+        if topo.is_upstream(peer.address):
+            p = pkt.payload
+            if len(p) >= 9:
+                with_addr = int.from_bytes(p[1:6])
+                (port,) = struct.unpack_from(">H", p, 6)
+                addr_len = p[8]
+                other = topo.get_peer(with_addr)
+                if other is not None and port > 0 and addr_len in (4, 16) and len(p) >= 9 + addr_len:
+                    ip = ipaddress.ip_address(bytes(p[9 : 9 + addr_len]))
+                    at = InetAddress(ip, port)
+                    if self.host.should_use_path(with_addr, path.local_socket, at):
+                        # A low-TTL junk packet opens local NATs / stateful firewalls.
+                        self.host.put_packet(path.local_socket, at, secrets.token_bytes(4), ttl=2)
+                        self.attempt_to_contact_at(now, other, path.local_socket, at, full_hello=False)
+                        self.host.trace("rendezvous", peer=str(other.identity.address), at=str(at))
+        else:
+            self._drop("rendezvous_not_from_upstream")
+        self._peer_received(now, peer, path, pkt.header.hops, Verb.RENDEZVOUS)
+
+    def introduce(self, now: int, a: Peer, b: Peer) -> None:
+        """Send each of `a` and `b` a RENDEZVOUS naming the other's best address in
+        the narrowest scope and family they share (Peer::introduce)."""
+        best_a = self._best_by_scope(now, a)
+        best_b = self._best_by_scope(now, b)
+        for key in sorted(set(best_a) & set(best_b), key=lambda k: (k[0], k[1] == 6), reverse=True):
+            pa, pb = best_a[key], best_b[key]
+            self._send_rendezvous(now, a, pa, b, pb)
+            self._send_rendezvous(now, b, pb, a, pa)
+            self.stats["rendezvous_sent"] += 2
+            return
+
+    def _best_by_scope(self, now: int, peer: Peer) -> dict[tuple[int, int], Path]:
+        best: dict[tuple[int, int], tuple[int, Path]] = {}
+        for pp in peer.paths:
+            key = (int(pp.path.scope), 6 if pp.path.address.is_v6 else 4)
+            q = pp.path.quality(now) // pp.priority
+            if key not in best or q <= best[key][0]:
+                best[key] = (q, pp.path)
+        return {k: v[1] for k, v in best.items()}
+
+    def _send_rendezvous(self, now: int, to: Peer, to_path: Path, about: Peer, about_path: Path) -> None:
+        addr = about_path.address
+        raw_ip = addr.ip.packed
+        payload = (
+            b"\x00" + Address(about.address).to_bytes() + struct.pack(">HB", addr.port, len(raw_ip)) + raw_ip
+        )
+        self._send_via_path(now, to, to_path, Verb.RENDEZVOUS, payload, encrypt=True)
+
+    # ------------------------------------------------------------------ ECHO
+    def _do_echo(self, now: int, peer: Peer, path: Path, pkt: Dearmored) -> None:
+        if not path.rate_gate_echo(now):
+            self._drop("echo_rate_limited")
+            return
+        out = struct.pack(">BQ", Verb.ECHO, pkt.header.packet_id) + pkt.payload
+        self._send_via_path(now, peer, path, Verb.OK, out, encrypt=True)
+        self._peer_received(now, peer, path, pkt.header.hops, Verb.ECHO)
+
+    # ----------------------------------------------------- PUSH_DIRECT_PATHS
+    def _do_push_direct_paths(self, now: int, peer: Peer, path: Path, pkt: Dearmored) -> None:
+        p = pkt.payload
+        per_scope: Counter[tuple[int, int]] = Counter()
+        if len(p) >= 2:
+            (count,) = struct.unpack_from(">H", p, 0)
+            ptr = 2
+            for _ in range(count):
+                if ptr + 5 > len(p):
+                    break
+                flags = p[ptr]
+                (ext_len,) = struct.unpack_from(">H", p, ptr + 1)
+                ptr += 3 + ext_len
+                if ptr + 2 > len(p):
+                    break
+                addr_type, addr_len = p[ptr], p[ptr + 1]
+                ptr += 2
+                if ptr + addr_len > len(p):
+                    break
+                raw = p[ptr : ptr + addr_len]
+                ptr += addr_len
+                if (addr_type, addr_len) not in ((4, 6), (6, 18)):
+                    continue
+                ip_len = addr_len - 2
+                at = InetAddress(ipaddress.ip_address(bytes(raw[:ip_len])), int.from_bytes(raw[ip_len:]))
+                if flags & PUSH_DIRECT_PATHS_FLAG_FORGET_PATH:
+                    continue
+                if peer.has_active_path_to(now, at):
+                    continue
+                if not self.host.should_use_path(peer.address, -1, at):
+                    continue
+                key = (int(at.scope), addr_type)
+                per_scope[key] += 1
+                if per_scope[key] <= PUSH_DIRECT_PATHS_MAX_PER_SCOPE_AND_FAMILY:
+                    self.attempt_to_contact_at(now, peer, -1, at, full_hello=False)
+        self._peer_received(now, peer, path, pkt.header.hops, Verb.PUSH_DIRECT_PATHS)
+
+    def push_direct_paths(self, now: int, peer: Peer) -> None:
+        addresses = self.host.direct_paths()
+        if not addresses:
+            return
+        entries = bytearray()
+        count = 0
+        for a in addresses[:32]:
+            ip = a.ip.packed
+            entries += b"\x00\x00\x00" + bytes((6 if len(ip) == 16 else 4, len(ip) + 2)) + ip
+            entries += struct.pack(">H", a.port)
+            count += 1
+        self.send(now, peer.address, Verb.PUSH_DIRECT_PATHS, struct.pack(">H", count) + bytes(entries))
+
+    # ---------------------------------------------------------- USER_MESSAGE
+    def _do_user_message(self, now: int, peer: Peer, path: Path, pkt: Dearmored) -> None:
+        if len(pkt.payload) >= 8:
+            (type_id,) = struct.unpack_from(">Q", pkt.payload, 0)
+            self.host.post_event(
+                EventType.USER_MESSAGE,
+                {"source": peer.identity.address, "type_id": type_id, "data": bytes(pkt.payload[8:])},
+            )
+        else:
+            self._drop("user_message_too_short")
+        self._peer_received(now, peer, path, pkt.header.hops, Verb.USER_MESSAGE)
+
+    # =============================================================== outbound
+    def send_hello(self, now: int, peer: Peer, local_socket: int, at: InetAddress | None) -> None:
+        """HELLO carries our identity in the clear (MAC'd, not encrypted); the moon
+        list at its end is encrypted with the agreed key (cryptField)."""
+        topo = self.host.topology
+        packet_id = new_packet_id()
+        head = bytearray(struct.pack(">BBBHQ", PROTO_VERSION, *SOFTWARE_VERSION, now & 0xFFFFFFFFFFFFFFFF))
+        head += self.host.identity.to_bytes(include_private=False)
+        head += at.to_bytes() if at is not None else InetAddress.nil_bytes()
+        head += struct.pack(">QQ", topo.planet.id, topo.planet.timestamp)
+        moons = bytearray(struct.pack(">H", len(topo.moons)))
+        for moon in topo.moons.values():
+            moons += struct.pack(">BQQ", int(moon.type), moon.id, moon.timestamp)
+        payload = bytes(head) + crypt_field(peer.key, packet_id, bytes(moons))
+        wire = armor(
+            destination=int(peer.address),
+            source=int(self._me),
+            verb=Verb.HELLO,
+            payload=payload,
+            key=peer.key,
+            encrypt=False,
+            packet_id=packet_id,
+        )
+        self.expect_reply_to(packet_id, now)
+        self.stats["out_HELLO"] += 1
+        if at is not None:
+            self._put_wire(now, local_socket, at, wire)
+        else:
+            self._send_armored(now, peer, wire)
+
+    def attempt_to_contact_at(
+        self, now: int, peer: Peer, local_socket: int, at: InetAddress, full_hello: bool
+    ) -> None:
+        """Peer::attemptToContactAt: an ECHO when the peer's version is known (cheap),
+        else a full HELLO."""
+        if not full_hello and peer.proto_version >= 5 and peer.version != (1, 1, 0):
+            wire = armor(
+                destination=int(peer.address),
+                source=int(self._me),
+                verb=Verb.ECHO,
+                payload=b"",
+                key=peer.key,
+                encrypt=True,
+                aes_keys=peer.aes_keys_if_supported(),
+            )
+            self.expect_reply_to(int.from_bytes(wire[:8]), now)
+            self.stats["out_ECHO"] += 1
+            self._put_wire(now, local_socket, at, wire)
+        else:
+            self.send_hello(now, peer, local_socket, at)
+
+    def send(self, now: int, destination: int, verb: int, payload: bytes, encrypt: bool = True) -> bool:
+        """Send a message to `destination`, resolving it by WHOIS and queueing if needed.
+        Returns True if it went out now, False if it was queued."""
+        if int(destination) == int(self._me):
+            return False
+        peer = self.host.topology.get_peer(destination)
+        if peer is not None and self._try_send(now, peer, verb, payload, encrypt):
+            return True
+        if len(self._tx_queue) >= TX_QUEUE_SIZE:
+            self._tx_queue.pop(0)
+            self.drops["tx_queue_full"] += 1
+        self._tx_queue.append(_TxEntry(int(destination), verb, payload, encrypt, now))
+        if peer is None:
+            self.request_whois(now, destination)
+        return False
+
+    def armor_for(self, peer: Peer, verb: int, payload: bytes, encrypt: bool = True) -> bytes:
+        return armor(
+            destination=int(peer.address),
+            source=int(self._me),
+            verb=verb,
+            payload=payload,
+            key=peer.key,
+            encrypt=encrypt,
+            aes_keys=peer.aes_keys_if_supported() if encrypt else None,
+            compress=len(payload) > 256,
+        )
+
+    def _try_send(self, now: int, peer: Peer, verb: int, payload: bytes, encrypt: bool) -> bool:
+        path = peer.best_path(now)
+        if path is None or not path.alive(now):
+            upstream = self.host.topology.get_upstream_peer(now)
+            if upstream is None or upstream is peer:
+                path = peer.best_path(now, include_expired=True)
+            else:
+                path = upstream.best_path(now)
+            if path is None:
+                return False
+        wire = self.armor_for(peer, verb, payload, encrypt)
+        self.expect_reply_to(int.from_bytes(wire[:8]), now)
+        self.stats[f"out_{_verb_name(verb)}"] += 1
+        self._put_wire(now, path.local_socket, path.address, wire)
+        path.sent(now)
+        return True
+
+    def _send_via_path(
+        self, now: int, peer: Peer, path: Path, verb: int, payload: bytes, encrypt: bool
+    ) -> None:
+        wire = self.armor_for(peer, verb, payload, encrypt)
+        self.stats[f"out_{_verb_name(verb)}"] += 1
+        self._put_wire(now, path.local_socket, path.address, wire)
+        path.sent(now)
+
+    def _send_armored(self, now: int, peer: Peer, wire: bytes) -> bool:
+        if self._send_direct(now, peer, wire, force=False):
+            return True
+        upstream = self.host.topology.get_upstream_peer(now)
+        if upstream is not None and upstream is not peer:
+            return self._send_direct(now, upstream, wire, force=True)
+        return False
+
+    def _send_direct(self, now: int, peer: Peer, wire: bytes, force: bool) -> bool:
+        """Peer::sendDirect: over the best path, alive (or any if `force`)."""
+        path = peer.best_path(now, include_expired=force)
+        if path is None or (not force and not path.alive(now)):
+            return False
+        self._put_wire(now, path.local_socket, path.address, wire)
+        path.sent(now)
+        return True
+
+    def _put_wire(self, now: int, local_socket: int, at: InetAddress, wire: bytes) -> None:
+        if len(wire) > DEFAULT_PHYSICAL_MTU:
+            for chunk in make_fragments(wire, DEFAULT_PHYSICAL_MTU):
+                self.host.put_packet(local_socket, at, chunk)
+        else:
+            self.host.put_packet(local_socket, at, wire)
+        self.stats["packets_out"] += 1
+
+    def request_whois(self, now: int, address: int) -> None:
+        if int(address) == int(self._me):
+            return
+        last = self._last_whois.get(int(address))
+        if last is not None and now - last < WHOIS_RETRY_DELAY:
+            return
+        self._last_whois[int(address)] = now
+        upstream = self.host.topology.get_upstream_peer(now)
+        if upstream is None or upstream.address == address:
+            return
+        self.stats["whois_sent"] += 1
+        self._try_send(now, upstream, Verb.WHOIS, Address(address).to_bytes(), True)
+
+    def _do_anything_waiting_for_peer(self, now: int, peer: Peer) -> None:
+        self._last_whois.pop(int(peer.address), None)
+        waiting_rx = [e for e in self._rx_queue if e.source == peer.address]
+        self._rx_queue = [e for e in self._rx_queue if e.source != peer.address]
+        for e in waiting_rx:
+            try:
+                self._try_decode(now, e.path, e.data)
+            except PacketError as err:
+                self._drop(err.reason)
+        waiting_tx = [e for e in self._tx_queue if e.destination == peer.address]
+        self._tx_queue = [e for e in self._tx_queue if e.destination != peer.address]
+        for e in waiting_tx:
+            if not self._try_send(now, peer, e.verb, e.payload, e.encrypt):
+                self._tx_queue.append(e)
+
+    def do_timer_tasks(self, now: int) -> int:
+        """Retry WHOIS for queued traffic, expire old queue entries; returns ms until next call."""
+        next_delay = 1000
+        still: list[_TxEntry] = []
+        for e in self._tx_queue:
+            if now - e.created > TRANSMIT_QUEUE_TIMEOUT:
+                self._drop("tx_queue_timeout", destination=str(Address(e.destination)))
+                continue
+            peer = self.host.topology.get_peer(e.destination)
+            if peer is not None and self._try_send(now, peer, e.verb, e.payload, e.encrypt):
+                continue
+            if peer is None:
+                self.request_whois(now, e.destination)
+            still.append(e)
+            next_delay = WHOIS_RETRY_DELAY
+        self._tx_queue = still
+        kept: list[_RxEntry] = []
+        for e in self._rx_queue:
+            if now - e.created > RECEIVE_QUEUE_TIMEOUT:
+                self._drop("rx_queue_timeout", source=str(Address(e.source)))
+                continue
+            self.request_whois(now, e.source)
+            kept.append(e)
+            next_delay = WHOIS_RETRY_DELAY
+        self._rx_queue = kept
+        self.reassembler.expire(now)
+        for addr, t in list(self._last_whois.items()):
+            if now - t > 60_000:
+                del self._last_whois[addr]
+        return next_delay
+
+
+def _verb_name(verb: int) -> str:
+    try:
+        return Verb(verb).name
+    except ValueError:
+        return f"VERB_{verb:#x}"
