@@ -90,7 +90,15 @@ def test_every_truncation_raises(blob: bytes) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["1.2.3.4/9993", "0.0.0.0/0", "2a02:6ea0:c815::/9993", "2001:db8::1/443", "fe80::1/1", "::/0"],
+    [
+        "1.2.3.4/9993",
+        "0.0.0.0/0",
+        "::ffff:10.1.2.3/9993",
+        "2a02:6ea0:c815::/9993",
+        "2001:db8::1/443",
+        "fe80::1/1",
+        "::/0",
+    ],
 )
 def test_text_round_trip(text: str) -> None:
     a = InetAddress.parse(text)

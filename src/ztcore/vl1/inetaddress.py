@@ -169,7 +169,11 @@ class InetAddress:
         return cls(ip, port)
 
     def __str__(self) -> str:
-        return f"{self.ip}/{self.port}"
+        ip = self.ip
+        if ip.version == 6 and ip.ipv4_mapped is not None:
+            # inet_ntop (which the core uses) prints mapped addresses in dotted form
+            return f"::ffff:{ip.ipv4_mapped}/{self.port}"
+        return f"{ip}/{self.port}"
 
     # ---------------------------------------------------------------- binary form
 
