@@ -1,0 +1,221 @@
+"""VL1 behaviour of the sans-I/O Node, driven through the deterministic simulator."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import pytest
+
+from ztcore.api import EventType, StateObjectType
+from ztcore.identity import Identity
+from ztcore.simulation import SimNetwork, make_planet
+from ztcore.vl1.packet import ErrorCode, Verb, armor, new_packet_id
+from ztcore.vl1.world import World
+
+
+@pytest.fixture(scope="module")
+def identities() -> list[Identity]:
+    return [Identity.generate() for _ in range(5)]
+
+
+def _net(identities: list[Identity], leaves: int = 3, **kw: object):
+    net = SimNetwork(**kw)  # type: ignore[arg-type]
+    ep = net.allocate_endpoint("10.0.0.1")
+    planet, key = make_planet([(identities[0], [ep])])
+    root = net.add_node(identity=identities[0], planet=planet, endpoint=ep)
+    hosts = [
+        net.add_node(identity=identities[1 + i], planet=planet, ip=f"10.0.1.{i + 1}") for i in range(leaves)
+    ]
+    return net, root, hosts, planet, key
+
+
+def test_leaves_come_online_through_root(identities: list[Identity]) -> None:
+    net, root, leaves, planet, _ = _net(identities)
+    assert net.run_until(lambda: all(h.node.online for h in leaves), 10_000)
+    for h in leaves:
+        assert h.events_of(EventType.UP) and h.events_of(EventType.ONLINE)
+        info = h.node.peer(root.node.address)
+        assert info is not None and info.role == "PLANET"
+        assert info.version == "1.14.1" and info.direct and info.latency >= 0
+    # The root confirms each leaf's path with a HELLO of its own, then sees it direct.
+    net.run_for(500)
+    seen = {int(p.address): p for p in root.node.peers()}
+    for h in leaves:
+        assert seen[int(h.node.address)].direct
+        assert seen[int(h.node.address)].proto_version == 12
+
+
+def test_user_message_whois_relay_then_direct(identities: list[Identity]) -> None:
+    net, root, (a, b, _c), _, _ = _net(identities)
+    net.run_until(lambda: a.node.online and b.node.online, 10_000)
+    assert a.node.peer(b.node.address) is None  # a has never heard of b
+    assert a.node.send_user_message(net.now, b.node.address, 7, b"hello")
+    assert net.run_until(lambda: bool(b.events_of(EventType.USER_MESSAGE)), 5_000)
+    msg = b.events_of(EventType.USER_MESSAGE)[0].data
+    assert msg == {"source": a.node.address, "type_id": 7, "data": b"hello"}
+    assert a.node.switch.stats["whois_sent"] >= 1
+    assert root.node.switch.stats["relayed"] >= 1
+    assert root.node.switch.stats["rendezvous_sent"] == 2
+    # After RENDEZVOUS both sides hold a live direct path to each other.
+    net.run_for(1_000)
+    pa, pb = a.node.peer(b.node.address), b.node.peer(a.node.address)
+    assert pa is not None and pb is not None and pa.direct and pb.direct
+    assert any(p.address == "10.0.1.2/%d" % b.endpoint[1] for p in pa.paths)
+    # The reply goes direct: the root relays nothing more.
+    relayed = root.node.switch.stats["relayed"]
+    b.node.send_user_message(net.now, a.node.address, 8, b"pong")
+    assert net.run_until(lambda: bool(a.events_of(EventType.USER_MESSAGE)), 5_000)
+    assert root.node.switch.stats["relayed"] == relayed
+
+
+def test_relay_keeps_working_when_direct_is_blocked(identities: list[Identity]) -> None:
+    net, root, (a, b, _c), _, _ = _net(identities)
+    # Leaves can reach the root but never each other (as behind hostile NATs).
+    net.filter = lambda src, dst, data: src == root.endpoint or dst == root.endpoint
+    net.run_until(lambda: a.node.online and b.node.online, 10_000)
+    for i in range(3):
+        a.node.send_user_message(net.now, b.node.address, 1, bytes([i]))
+        net.run_for(500)
+    got = [e.data["data"] for e in b.events_of(EventType.USER_MESSAGE)]
+    assert got == [b"\x00", b"\x01", b"\x02"]
+    pa = a.node.peer(b.node.address)
+    assert pa is not None and not pa.direct
+    assert root.node.switch.stats["relayed"] >= 3
+
+
+def test_unknown_destination_times_out(identities: list[Identity]) -> None:
+    net, _root, (a, _b, _c), _, _ = _net(identities)
+    net.run_until(lambda: a.node.online, 10_000)
+    a.node.send_user_message(net.now, 0x1122334455, 1, b"x")
+    net.run_for(7_000)
+    assert a.node.drops.get("tx_queue_timeout") == 1
+    assert a.node.switch.stats["whois_sent"] >= 2  # retried
+
+
+def test_echo_round_trip(identities: list[Identity]) -> None:
+    net, root, (a, _b, _c), _, _ = _net(identities, latency_ms=7)
+    net.run_until(lambda: a.node.online, 10_000)
+    rtts: list[int] = []
+    a.node.echo(net.now, root.node.address, rtts.append)
+    net.run_for(100)
+    assert rtts == [14]
+
+
+def test_forged_and_malformed_packets_are_counted_not_raised(identities: list[Identity]) -> None:
+    net, root, (a, b, _c), _, _ = _net(identities)
+    net.run_until(lambda: a.node.online and b.node.online, 10_000)
+    node = root.node
+    src = a.endpoint
+    rng = os.urandom
+    # Junk of every size.
+    for n in (0, 1, 4, 15, 16, 17, 27, 28, 29, 100, 1500, 12000):
+        node.process_wire_packet(net.now, 0, src, rng(n))
+    # A packet from a known peer armored with the wrong key.
+    wrong = armor(
+        destination=int(node.address),
+        source=int(a.node.address),
+        verb=Verb.ECHO,
+        payload=b"",
+        key=os.urandom(48),
+        encrypt=True,
+    )
+    node.process_wire_packet(net.now, 0, src, wrong)
+    assert node.drops.get("bad_mac", 0) >= 1
+    # A HELLO claiming a's address with another identity, MAC'd under that identity's key:
+    # an address collision, reported back, never adopted.
+    impostor = identities[4]
+    hello = bytes(struct.pack(">BBBHQ", 12, 1, 14, 1, net.now)) + impostor.to_bytes()
+    key = impostor.agree(node.identity)
+    forged = armor(
+        destination=int(node.address),
+        source=int(a.node.address),
+        verb=Verb.HELLO,
+        payload=hello,
+        key=key,
+        encrypt=False,
+    )
+    node.process_wire_packet(net.now, 0, src, forged)
+    assert node.drops.get("hello_identity_address_mismatch", 0) == 1
+    # Truncated real packet, bad remote address tuple.
+    node.process_wire_packet(net.now, 0, src, wrong[:30])
+    node.process_wire_packet(net.now, 0, ("not-an-ip", 5), wrong)
+    assert node.drops.get("bad_remote_address") == 1
+    assert "internal_error" not in node.drops
+    # The node still works afterwards.
+    a.node.send_user_message(net.now, b.node.address, 3, b"still")
+    assert net.run_until(lambda: bool(b.events_of(EventType.USER_MESSAGE)), 5_000)
+
+
+def test_identity_collision_is_answered(identities: list[Identity]) -> None:
+    net, root, (a, _b, _c), _, _ = _net(identities)
+    net.run_until(lambda: a.node.online, 10_000)
+    impostor_secret = identities[4]
+    # Same address as a, different key: build an identity object that claims a's address.
+    fake = Identity(a.node.address, impostor_secret.public_key, impostor_secret.private_key)
+    hello = bytes(struct.pack(">BBBHQ", 12, 1, 14, 1, net.now)) + fake.to_bytes()
+    key = fake.agree(root.node.identity)
+    pid = new_packet_id()
+    forged = armor(
+        destination=int(root.node.address),
+        source=int(a.node.address),
+        verb=Verb.HELLO,
+        payload=hello,
+        key=key,
+        encrypt=False,
+        packet_id=pid,
+    )
+    sent_before = root.sent
+    root.node.process_wire_packet(net.now, 0, ("10.9.9.9", 9993), forged)
+    assert root.node.drops.get("address_collision") == 1
+    assert root.sent == sent_before + 1  # ERROR(IDENTITY_COLLISION) went back
+    assert ErrorCode.IDENTITY_COLLISION == 0x04
+    # The real identity for that address is unchanged.
+    info = root.node.topology.get_peer(a.node.address)
+    assert info is not None and info.identity == a.node.identity
+
+
+def test_planet_update_is_pushed_in_ok_hello(identities: list[Identity]) -> None:
+    net = SimNetwork()
+    ep = net.allocate_endpoint("10.0.0.1")
+    planet, (pub, priv) = make_planet([(identities[0], [ep])], timestamp=1)
+    newer, _ = make_planet([(identities[0], [ep])], timestamp=2, signing_key=(pub, priv))
+    root = net.add_node(identity=identities[0], planet=newer, endpoint=ep)
+    leaf = net.add_node(identity=identities[1], planet=planet, ip="10.0.1.1")
+    assert net.run_until(lambda: leaf.node.planet.timestamp == 2, 10_000)
+    stored = leaf.state_get(StateObjectType.PLANET, ())
+    assert stored is not None and World.from_bytes(stored)[0].timestamp == 2
+    # A planet signed by some other key is never accepted.
+    rogue, _ = make_planet([(identities[0], [ep])], timestamp=3)
+    assert not leaf.node.topology.add_world(rogue)
+    assert root.node.planet.timestamp == 2
+
+
+def test_loopback_paths_follow_the_real_core_unless_allowed(identities: list[Identity]) -> None:
+    net = SimNetwork()
+    ep = ("127.0.0.1", 30001)
+    planet, _ = make_planet([(identities[0], [ep])])
+    net.add_node(identity=identities[0], planet=planet, endpoint=ep, allow_loopback=False)
+    leaf = net.add_node(
+        identity=identities[1], planet=planet, endpoint=("127.0.0.1", 30002), allow_loopback=False
+    )
+    net.run_for(3_000)
+    assert not leaf.node.online  # the real core never uses loopback paths
+    net2 = SimNetwork()
+    net2.add_node(identity=identities[0], planet=planet, endpoint=ep, allow_loopback=True)
+    leaf2 = net2.add_node(identity=identities[1], planet=planet, endpoint=("127.0.0.1", 30002))
+    assert net2.run_until(lambda: leaf2.node.online, 3_000)
+
+
+def test_identity_is_created_and_persisted() -> None:
+    net = SimNetwork()
+    ep = net.allocate_endpoint()
+    root_id = Identity.generate()
+    planet, _ = make_planet([(root_id, [ep])])
+    host = net.add_node(planet=planet)
+    secret = host.state_get(StateObjectType.IDENTITY_SECRET, ())
+    public = host.state_get(StateObjectType.IDENTITY_PUBLIC, ())
+    assert secret is not None and public is not None
+    ident = Identity.from_string(secret.decode())
+    assert ident.has_private and ident.address == host.node.address and ident.validate()
+    assert Identity.from_string(public.decode()) == ident.public()
