@@ -1,0 +1,139 @@
+"""`ztnode run`: one node on a zerotier-one style home directory, until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ztcore.api import Event, EventType
+from ztcore.errors import ZTError
+
+log = logging.getLogger("ztcore.run")
+
+
+def _load_planet(path: Path) -> Any:
+    from ztcore.vl1.world import WorldType, load_world_file
+
+    try:
+        world = load_world_file(path)
+    except OSError as e:
+        raise click.ClickException(f"{path}: cannot read planet ({e.strerror})") from e
+    except ZTError as e:
+        raise click.ClickException(f"{path}: not a planet file ({e})") from e
+    if world.type != WorldType.PLANET:
+        raise click.ClickException(f"{path}: is a moon, not a planet")
+    return world
+
+
+def _log_event(event: Event) -> None:
+    if event.type == EventType.TRACE:
+        log.debug("trace: %s", event.data.get("message", event.data))
+    elif event.type == EventType.USER_MESSAGE:
+        data = event.data.get("data", b"")
+        source = event.data.get("source", 0)
+        log.info(
+            "user message from %010x type %s (%d bytes)",
+            int(source),  # type: ignore[call-overload]
+            event.data.get("type_id"),
+            len(data) if isinstance(data, (bytes, bytearray)) else 0,
+        )
+    else:
+        log.info("event %s%s", event.type.name, f" {event.data}" if event.data else "")
+
+
+async def _serve(
+    home: Any, port: int | None, bind: tuple[str, ...], planet: Any, allow_loopback: bool
+) -> None:
+    from ztcore.runtime.service import DEFAULT_PORT, NodeService, PortInUseError
+
+    def make(p: int) -> NodeService:
+        svc = NodeService(home, port=p, bind=bind or None, planet=planet, allow_loopback=allow_loopback)
+        svc.add_event_listener(_log_event)
+        return svc
+
+    service = make(DEFAULT_PORT if port is None else port)
+    try:
+        await service.start()
+    except PortInUseError:
+        if port is not None:
+            raise
+        # Port not chosen by the user: behave like zerotier-one with port 0 rather than fail.
+        log.warning("UDP port %d is busy, using a random port", DEFAULT_PORT)
+        service = make(0)
+        await service.start()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        home.write_port(service.primary_port)
+        click.echo(f"{service.address_hex} {service.primary_port}")
+        sys.stdout.flush()
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await service.stop()
+
+
+@click.command("run")
+@click.option(
+    "--home",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Home directory (zerotier-one layout); created if missing.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Primary UDP port. Default 9993, or a random port if 9993 is busy; 0 = random.",
+)
+@click.option(
+    "--bind", multiple=True, metavar="ADDR", help="Local IP address to bind (repeatable; default all)."
+)
+@click.option(
+    "--planet",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Planet file to use instead of the built-in one (a newer planet in the home wins).",
+)
+@click.option(
+    "--allow-loopback", is_flag=True, help="Accept 127.0.0.0/8 and ::1 as peer paths (for local tests)."
+)
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for traces).")
+def run(
+    home: Path,
+    port: int | None,
+    bind: tuple[str, ...],
+    planet: Path | None,
+    allow_loopback: bool,
+    verbose: int,
+) -> None:
+    """Run one node until interrupted; prints "<address> <port>" once it is up."""
+    from ztcore.runtime.home import HomeDirectory
+
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    # Node events are few and worth seeing even without -v.
+    logging.getLogger("ztcore.run").setLevel(min(level, logging.INFO))
+    world = _load_planet(planet) if planet is not None else None
+    try:
+        home_dir = HomeDirectory(home)
+        home_dir.authtoken()  # zerotier-one creates it at startup; local tools expect it
+        asyncio.run(_serve(home_dir, port, bind, world, allow_loopback))
+    except ZTError as e:
+        click.echo(f"ztnode run: error: {e}", err=True)
+        sys.exit(1)
+    except OSError as e:
+        click.echo(f"ztnode run: error: {e}", err=True)
+        sys.exit(1)

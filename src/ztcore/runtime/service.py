@@ -1,0 +1,680 @@
+"""The asyncio runner: UDP sockets, timers and callbacks around one sans-I/O `Node` (or many).
+
+`NodeService` plays the part of zerotier-one's OneService for one node: it binds
+the node's UDP sockets (IPv4 and IPv6, one port on each bind address, optionally
+a secondary port), feeds received datagrams to ``Node.process_wire_packet``,
+sends what the node asks it to send, calls ``Node.process_background_tasks`` at
+the deadline the node returns, persists state through a `StateStore` and hands
+node events to listeners. `Runtime` runs any number of them in one event loop.
+
+Everything here runs in the event loop's thread; `ztcore.runtime.facade` is the
+thread-safe front for synchronous code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import functools
+import ipaddress
+import logging
+import secrets
+import socket
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ztcore.api import Event, EventType, NodeCallbacks, StateObjectType, VirtualFrame
+from ztcore.errors import ZTError
+from ztcore.runtime.home import HomeDirectoryError, StateStore
+
+__all__ = [
+    "DEFAULT_BIND",
+    "DEFAULT_PORT",
+    "NodeFactory",
+    "NodeService",
+    "PortInUseError",
+    "Runtime",
+    "ServiceCounters",
+    "ServiceError",
+    "now_ms",
+]
+
+log = logging.getLogger("ztcore.runtime")
+
+DEFAULT_PORT = 9993  # ZT_DEFAULT_PORT
+DEFAULT_BIND: tuple[str, ...] = ("0.0.0.0", "::")
+# zerotier-one draws random ports as 20000 + (r % 45500) and tries 256 of them.
+RANDOM_PORT_BASE = 20000
+RANDOM_PORT_SPAN = 45500
+RANDOM_PORT_TRIALS = 256
+UDP_BUFFER_SIZE = 1048576  # ZT_UDP_DESIRED_BUF_SIZE
+# The node says when it next wants background processing; keep that within sane bounds.
+MIN_BACKGROUND_DELAY_MS = 10
+MAX_BACKGROUND_DELAY_MS = 1000
+_EVENT_QUEUE_LIMIT = 4096
+
+NodeFactory = Callable[..., Any]
+EventListener = Callable[[Event], None]
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds, the time base zerotier-one gives its node."""
+    return int(time.time() * 1000)
+
+
+class ServiceError(ZTError):
+    """The service could not start or run (e.g. no socket could be bound)."""
+
+
+class PortInUseError(ServiceError):
+    """The requested UDP port is already taken on one of the bind addresses."""
+
+
+@dataclass
+class ServiceCounters:
+    packets_in: int = 0
+    packets_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    send_errors: int = 0  # datagrams that could not be handed to a socket, plus socket errors
+    node_errors: int = 0  # exceptions raised by the node while processing input or timers
+    background_runs: int = 0
+    events: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@functools.lru_cache(maxsize=4096)
+def _family_of(host: str) -> int | None:
+    """AF_INET / AF_INET6 for an IP literal (IPv6 may carry a %scope), None for anything else."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    return socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+
+
+def _default_node_factory() -> NodeFactory:
+    # Imported here so the runtime can be imported (and tested) without the core.
+    from ztcore.node import Node
+
+    return Node
+
+
+def _make_udp_socket(host: str, port: int) -> socket.socket:
+    """A non-blocking UDP socket bound to (host, port), configured like zerotier-one's Phy."""
+    family = _family_of(host)
+    if family is None:
+        raise ServiceError(f"bind address {host!r} is not an IP address")
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, opt, UDP_BUFFER_SIZE)
+        if family == socket.AF_INET6:
+            # Separate IPv4 and IPv6 sockets can then share the same port.
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if hasattr(socket, "IPV6_MTU_DISCOVER"):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MTU_DISCOVER, 0)
+        else:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            if hasattr(socket, "IP_MTU_DISCOVER"):
+                # Let the kernel fragment: ZeroTier does its own sizing and tolerates fragments.
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MTU_DISCOVER, 0)
+        sock.setblocking(False)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _is_unavailable(e: OSError) -> bool:
+    """Errors that mean this address or family does not exist here (as opposed to 'port busy')."""
+    return e.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT)
+
+
+def _bind_port(hosts: Sequence[str], port: int, optional: bool) -> list[socket.socket]:
+    """Bind every host at `port`; unavailable hosts are skipped when `optional`.
+
+    Raises PortInUseError if the port is busy on any host (after closing what was bound).
+    """
+    socks: list[socket.socket] = []
+    try:
+        for host in hosts:
+            try:
+                socks.append(_make_udp_socket(host, port))
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE or e.errno == errno.EACCES:
+                    raise PortInUseError(f"UDP port {port} is not available on {host} ({e.strerror})") from e
+                if optional and _is_unavailable(e):
+                    log.info("skipping bind address %s: %s", host, e.strerror)
+                    continue
+                raise ServiceError(f"cannot bind UDP {host} port {port}: {e.strerror}") from e
+            if port == 0:
+                # The kernel chose for the first host; use the same port on the others.
+                port = socks[0].getsockname()[1]
+    except BaseException:
+        for s in socks:
+            s.close()
+        raise
+    return socks
+
+
+def _bind_random_port(
+    hosts: Sequence[str], optional: bool, exclude: Iterable[int] = ()
+) -> list[socket.socket]:
+    """Bind every host at one random port in 20000..65499, as zerotier-one does for port 0."""
+    excluded = set(exclude)
+    for _ in range(RANDOM_PORT_TRIALS):
+        port = RANDOM_PORT_BASE + secrets.randbelow(RANDOM_PORT_SPAN)
+        if port in excluded:
+            continue
+        try:
+            return _bind_port(hosts, port, optional)
+        except PortInUseError:
+            continue
+    # Crowded host: let the kernel pick instead of failing.
+    return _bind_port(hosts, 0, optional)
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, service: NodeService, local_socket: int) -> None:
+        self.service = service
+        self.local_socket = local_socket
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self.service._on_datagram(self.local_socket, (addr[0], addr[1]), data)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors from earlier sends (port unreachable etc.): UDP is best effort.
+        self.service.counters.send_errors += 1
+        log.debug("socket %d error: %s", self.local_socket, exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+@dataclass
+class _Binding:
+    local_socket: int
+    family: int
+    address: tuple[str, int]
+    transport: asyncio.DatagramTransport
+    protocol: _UdpProtocol
+    secondary: bool
+
+
+class _Callbacks:
+    """The NodeCallbacks a NodeService gives its node (kept apart from the service's public API)."""
+
+    def __init__(self, service: NodeService) -> None:
+        self._s = service
+
+    def wire_packet_send(self, local_socket: int, remote: tuple[str, int], data: bytes, ttl: int = 0) -> bool:
+        return self._s._send(local_socket, remote, data, ttl)
+
+    def state_put(self, kind: StateObjectType, object_id: tuple[int, ...], data: bytes | None) -> None:
+        try:
+            self._s.state.state_put(kind, object_id, data)
+        except (HomeDirectoryError, OSError) as e:
+            if kind in (StateObjectType.IDENTITY_SECRET, StateObjectType.IDENTITY_PUBLIC):
+                raise  # an identity that cannot be saved must stop the node from starting
+            log.warning("cannot save state %s %s: %s", StateObjectType(kind).name, object_id, e)
+
+    def state_get(self, kind: StateObjectType, object_id: tuple[int, ...]) -> bytes | None:
+        try:
+            return self._s.state.state_get(kind, object_id)
+        except (HomeDirectoryError, OSError) as e:
+            if kind in (StateObjectType.IDENTITY_SECRET, StateObjectType.IDENTITY_PUBLIC):
+                raise  # never let the node replace an identity it could not read
+            log.warning("cannot load state %s %s: %s", StateObjectType(kind).name, object_id, e)
+            return None
+
+    def event(self, event: Event) -> None:
+        self._s._on_event(event)
+
+    def virtual_network_frame(self, frame: VirtualFrame) -> None:
+        self._s._dispatch(self._s._frame_listeners, frame)
+
+    def virtual_network_config(self, network_id: int, operation: str, config: object | None) -> None:
+        self._s._dispatch(self._s._config_listeners, network_id, operation, config)
+
+
+class NodeService:
+    """One node with its UDP sockets, its timer and its state store, in the running event loop.
+
+    ``port=0`` picks a random free port (20000..65499, like zerotier-one);
+    ``bind`` lists local addresses (default: all IPv4 and all IPv6). With the
+    default bind list an address family the host lacks is skipped; with an
+    explicit list every address must bind. ``secondary_port`` (0 = random)
+    binds a second port on the same addresses, as zerotier-one does to dodge
+    NATs that mishandle one port.
+    """
+
+    def __init__(
+        self,
+        state: StateStore,
+        *,
+        port: int = 0,
+        bind: Sequence[str] | None = None,
+        secondary_port: int | None = None,
+        planet: object | None = None,
+        allow_loopback: bool = False,
+        node_factory: NodeFactory | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        if not 0 <= port < 65536:
+            raise ServiceError(f"port {port} out of range")
+        if secondary_port is not None and not 0 <= secondary_port < 65536:
+            raise ServiceError(f"secondary port {secondary_port} out of range")
+        self.state = state
+        self.requested_port = port
+        self.bind_addresses: tuple[str, ...] = tuple(bind) if bind else DEFAULT_BIND
+        self._bind_optional = not bind
+        self.requested_secondary_port = secondary_port
+        self.planet = planet
+        self.allow_loopback = allow_loopback
+        self._node_factory = node_factory
+        self.clock = clock
+        self.counters = ServiceCounters()
+        self.node: Any = None
+        self.online = False
+        self.recent_events: deque[Event] = deque(maxlen=256)
+        self._callbacks = _Callbacks(self)
+        self._bindings: dict[int, _Binding] = {}
+        self._next_local_socket = 1
+        self._timer: asyncio.Handle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event_listeners: list[EventListener] = []
+        self._frame_listeners: list[Callable[[VirtualFrame], None]] = []
+        self._config_listeners: list[Callable[[int, str, object | None], None]] = []
+        self._queues: set[asyncio.Queue[Event | None]] = set()
+        self._started = False
+        self._stopped = False
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the node, bind the sockets and start the background timer."""
+        if self._started:
+            raise ServiceError("service already started")
+        self._started = True
+        self._loop = asyncio.get_running_loop()
+        factory = self._node_factory or _default_node_factory()
+        callbacks: NodeCallbacks = self._callbacks
+        # The node first: a bad identity should fail before any socket is opened.
+        try:
+            self.node = factory(
+                callbacks, self.clock(), planet=self.planet, allow_loopback=self.allow_loopback
+            )
+        except BaseException:
+            self._stopped = True
+            raise
+        try:
+            socks = self._bind_primary()
+            for s in socks:
+                await self._add_socket(s, secondary=False)
+            if self.requested_secondary_port is not None:
+                primary = self.primary_port
+                if self.requested_secondary_port == 0:
+                    second = _bind_random_port(self.bind_addresses, True, exclude=(primary,))
+                else:
+                    second = _bind_port(self.bind_addresses, self.requested_secondary_port, True)
+                for s in second:
+                    await self._add_socket(s, secondary=True)
+        except BaseException:
+            await self._close_sockets()
+            self._stopped = True
+            raise
+        self._timer = self._loop.call_soon(self._run_background)
+        log.info(
+            "node %s listening on %s",
+            self.address_hex,
+            ", ".join(f"{h}/{p}" for h, p in self.local_addresses),
+        )
+
+    def _bind_primary(self) -> list[socket.socket]:
+        if self.requested_port == 0:
+            socks = _bind_random_port(self.bind_addresses, self._bind_optional)
+        else:
+            socks = _bind_port(self.bind_addresses, self.requested_port, self._bind_optional)
+        if not socks:
+            raise ServiceError(f"no usable bind address among {', '.join(self.bind_addresses)}")
+        return socks
+
+    async def _add_socket(self, sock: socket.socket, *, secondary: bool) -> None:
+        assert self._loop is not None
+        ls = self._next_local_socket
+        self._next_local_socket += 1
+        address = sock.getsockname()
+        family = sock.family
+        transport, protocol = await self._loop.create_datagram_endpoint(
+            lambda: _UdpProtocol(self, ls), sock=sock
+        )
+        self._bindings[ls] = _Binding(ls, family, (address[0], address[1]), transport, protocol, secondary)
+
+    async def stop(self) -> None:
+        """Shut the node down (it emits DOWN and flushes state), then close the sockets."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.node is not None:
+            try:
+                self.node.shutdown(self.clock())
+            except Exception:
+                self.counters.node_errors += 1
+                log.exception("node shutdown failed")
+        await self._close_sockets()
+        for q in list(self._queues):
+            self._queue_put(q, None)
+        self.online = False
+
+    async def _close_sockets(self) -> None:
+        bindings = list(self._bindings.values())
+        self._bindings.clear()
+        for b in bindings:
+            b.transport.close()
+        if bindings:
+            # connection_lost runs on the next loop iteration; don't wait forever for it.
+            await asyncio.wait([b.protocol.closed for b in bindings], timeout=1.0)
+
+    @property
+    def running(self) -> bool:
+        return self._started and not self._stopped
+
+    # -- what the service is bound to ---------------------------------------------------
+
+    @property
+    def local_addresses(self) -> list[tuple[str, int]]:
+        return [b.address for b in self._bindings.values()]
+
+    @property
+    def local_sockets(self) -> dict[int, tuple[str, int]]:
+        """local_socket number -> bound (address, port)."""
+        return {ls: b.address for ls, b in self._bindings.items()}
+
+    @property
+    def ports(self) -> list[int]:
+        """Bound ports, primary first."""
+        out: list[int] = []
+        for b in sorted(self._bindings.values(), key=lambda b: b.secondary):
+            if b.address[1] not in out:
+                out.append(b.address[1])
+        return out
+
+    @property
+    def primary_port(self) -> int:
+        for b in self._bindings.values():
+            if not b.secondary:
+                return b.address[1]
+        raise ServiceError("service has no bound socket")
+
+    # -- node facade (call from the loop thread) ----------------------------------------
+
+    @property
+    def address(self) -> int:
+        return self._require_node().address
+
+    @property
+    def address_hex(self) -> str:
+        return f"{int(self.address):010x}" if self.node is not None else "(none)"
+
+    @property
+    def identity(self) -> Any:
+        return self._require_node().identity
+
+    def status(self) -> dict[str, Any]:
+        st = dict(self._require_node().status())
+        st.setdefault("ports", self.ports)
+        st.setdefault("localAddresses", [f"{h}/{p}" for h, p in self.local_addresses])
+        st.setdefault("counters", self.counters.as_dict())
+        return st
+
+    def peers(self) -> list[Any]:
+        return list(self._require_node().peers())
+
+    def networks(self) -> list[Any]:
+        return list(self._require_node().networks())
+
+    def join(self, network_id: int) -> Any:
+        r = self._require_node().join(network_id)
+        self.wake()
+        return r
+
+    def leave(self, network_id: int) -> Any:
+        r = self._require_node().leave(network_id)
+        self.wake()
+        return r
+
+    def send_user_message(self, destination: int, type_id: int, data: bytes) -> bool:
+        return bool(self._require_node().send_user_message(self.clock(), destination, type_id, data))
+
+    def process_virtual_network_frame(
+        self, network_id: int, source_mac: int, dest_mac: int, ethertype: int, vlan_id: int, data: bytes
+    ) -> None:
+        self._require_node().process_virtual_network_frame(
+            self.clock(), network_id, source_mac, dest_mac, ethertype, vlan_id, data
+        )
+
+    def wake(self) -> None:
+        """Run background tasks soon (after something that may need prompt follow-up, like join)."""
+        if self.running and self._loop is not None:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_soon(self._run_background)
+
+    def _require_node(self) -> Any:
+        if self.node is None:
+            raise ServiceError("service not started")
+        return self.node
+
+    # -- listeners ----------------------------------------------------------------------
+
+    def add_event_listener(self, listener: EventListener) -> Callable[[], None]:
+        """Call `listener(event)` for every node event; returns a function that removes it."""
+        return self._add(self._event_listeners, listener)
+
+    def add_frame_listener(self, listener: Callable[[VirtualFrame], None]) -> Callable[[], None]:
+        return self._add(self._frame_listeners, listener)
+
+    def add_network_config_listener(
+        self, listener: Callable[[int, str, object | None], None]
+    ) -> Callable[[], None]:
+        return self._add(self._config_listeners, listener)
+
+    @staticmethod
+    def _add(listeners: list[Any], listener: Any) -> Callable[[], None]:
+        listeners.append(listener)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                listeners.remove(listener)
+
+        return remove
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Iterate over node events from now on; ends when the service stops."""
+        q: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=_EVENT_QUEUE_LIMIT)
+        if self._stopped:
+            return
+        self._queues.add(q)
+        try:
+            while True:
+                item = await q.get()
+                if item is None:
+                    return
+                yield item
+        finally:
+            self._queues.discard(q)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _on_datagram(self, local_socket: int, remote: tuple[str, int], data: bytes) -> None:
+        self.counters.packets_in += 1
+        self.counters.bytes_in += len(data)
+        if self.node is None or self._stopped:
+            return
+        try:
+            self.node.process_wire_packet(self.clock(), local_socket, remote, data)
+        except Exception:
+            # One bad datagram must not take the service down.
+            self.counters.node_errors += 1
+            log.exception("node failed to process a packet from %s", remote)
+
+    def _send(self, local_socket: int, remote: tuple[str, int], data: bytes, ttl: int) -> bool:
+        try:
+            host, port = str(remote[0]), int(remote[1])
+        except (TypeError, ValueError, IndexError):
+            self.counters.send_errors += 1
+            return False
+        family = _family_of(host)
+        if family is None or not 0 < port < 65536 or self._stopped:
+            self.counters.send_errors += 1
+            return False
+        chosen = self._bindings.get(local_socket)
+        if chosen is not None and chosen.family == family:
+            targets = [chosen]
+        else:
+            # No usable socket named: send from every socket of the family, as zerotier-one does.
+            targets = [b for b in self._bindings.values() if b.family == family]
+        sent = False
+        for b in targets:
+            if b.transport.is_closing():
+                continue
+            sock = b.transport.get_extra_info("socket")
+            use_ttl = ttl > 0 and family == socket.AF_INET and sock is not None
+            try:
+                if use_ttl:
+                    # Low-TTL sends open NAT mappings without reaching the peer; best effort,
+                    # since a datagram the transport had to buffer leaves with the normal TTL.
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+                b.transport.sendto(data, (host, port))
+                sent = True
+                self.counters.packets_out += 1
+                self.counters.bytes_out += len(data)
+            except (OSError, ValueError, RuntimeError) as e:
+                self.counters.send_errors += 1
+                log.debug("send to %s failed: %s", remote, e)
+            finally:
+                if use_ttl:
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
+        if not targets:
+            self.counters.send_errors += 1
+        return sent
+
+    def _run_background(self) -> None:
+        self._timer = None
+        if not self.running or self.node is None or self._loop is None:
+            return
+        now = self.clock()
+        self.counters.background_runs += 1
+        try:
+            deadline = int(self.node.process_background_tasks(now))
+        except Exception:
+            self.counters.node_errors += 1
+            log.exception("node background tasks failed")
+            deadline = now + MAX_BACKGROUND_DELAY_MS
+        if self._stopped:  # shutdown may have been requested from a callback
+            return
+        delay = min(max(deadline - self.clock(), MIN_BACKGROUND_DELAY_MS), MAX_BACKGROUND_DELAY_MS)
+        self._timer = self._loop.call_later(delay / 1000.0, self._run_background)
+
+    def _on_event(self, event: Event) -> None:
+        self.counters.events += 1
+        self.recent_events.append(event)
+        if event.type == EventType.ONLINE:
+            self.online = True
+        elif event.type in (EventType.OFFLINE, EventType.DOWN):
+            self.online = False
+        self._dispatch(self._event_listeners, event)
+        for q in list(self._queues):
+            self._queue_put(q, event)
+
+    @staticmethod
+    def _queue_put(q: asyncio.Queue[Event | None], item: Event | None) -> None:
+        if q.full():
+            # A consumer that stopped reading loses the oldest events, not the newest.
+            with contextlib.suppress(asyncio.QueueEmpty):
+                q.get_nowait()
+        q.put_nowait(item)
+
+    def _dispatch(self, listeners: list[Any], *args: Any) -> None:
+        for listener in list(listeners):
+            try:
+                listener(*args)
+            except Exception:
+                log.exception("listener %r failed", listener)
+
+    def __repr__(self) -> str:
+        return f"<NodeService {self.address_hex} ports={self.ports} running={self.running}>"
+
+
+class Runtime:
+    """Many `NodeService`s in one event loop."""
+
+    def __init__(self, *, node_factory: NodeFactory | None = None, clock: Callable[[], int] = now_ms) -> None:
+        self.node_factory = node_factory
+        self.clock = clock
+        self.services: list[NodeService] = []
+
+    async def add_node(
+        self,
+        state: StateStore,
+        *,
+        port: int = 0,
+        bind: Sequence[str] | None = None,
+        secondary_port: int | None = None,
+        planet: object | None = None,
+        allow_loopback: bool = False,
+        on_event: EventListener | None = None,
+    ) -> NodeService:
+        """Start a node on `state` (a HomeDirectory or MemoryState); `on_event` sees even its first events."""
+        service = NodeService(
+            state,
+            port=port,
+            bind=bind,
+            secondary_port=secondary_port,
+            planet=planet,
+            allow_loopback=allow_loopback,
+            node_factory=self.node_factory,
+            clock=self.clock,
+        )
+        if on_event is not None:
+            service.add_event_listener(on_event)
+        await service.start()
+        self.services.append(service)
+        return service
+
+    async def remove_node(self, service: NodeService) -> None:
+        with contextlib.suppress(ValueError):
+            self.services.remove(service)
+        await service.stop()
+
+    async def stop_all(self) -> None:
+        services, self.services = self.services, []
+        for s in services:
+            try:
+                await s.stop()
+            except Exception:
+                log.exception("stopping %r failed", s)
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop_all()
