@@ -19,6 +19,7 @@ payload, recomputes the GMAC and compares the folded value.
 from __future__ import annotations
 
 import hmac
+import threading
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -33,21 +34,25 @@ class AesGmacSiv:
     """AES-GMAC-SIV keyed with two 32-byte AES-256 keys (K0 for GMAC, K1 for ECB/CTR).
 
     The object holds prepared cipher contexts and can be reused for any number
-    of messages; it keeps no per-message state.
+    of messages; it keeps no per-message state between calls and is safe to
+    share between threads.
     """
 
-    __slots__ = ("_gcm", "_k1", "_ecb_enc", "_ecb_dec")
+    __slots__ = ("_gcm", "_ecb_enc", "_ecb_dec", "_ctr_ctx", "_lock")
 
     def __init__(self, k0: bytes, k1: bytes) -> None:
         if len(k0) != 32 or len(k1) != 32:
             raise ValueError("AES-GMAC-SIV needs two 32-byte keys")
         self._gcm = AESGCM(bytes(k0))
-        self._k1 = algorithms.AES(bytes(k1))
+        aes1 = algorithms.AES(bytes(k1))
         # ECB contexts are stateless between 16-byte blocks, so one of each
-        # direction serves every message.
-        ecb = Cipher(self._k1, modes.ECB())
+        # direction serves every message; the CTR context is re-pointed with
+        # reset_nonce (creating a context costs several times a whole packet).
+        ecb = Cipher(aes1, modes.ECB())
         self._ecb_enc = ecb.encryptor()
         self._ecb_dec = ecb.decryptor()
+        self._ctr_ctx = Cipher(aes1, modes.CTR(_ZERO16)).encryptor()
+        self._lock = threading.Lock()
 
     def _gmac_fold(self, iv8: bytes, aad: bytes, plaintext: bytes) -> bytes:
         pad = (-len(aad)) & 15
@@ -57,23 +62,28 @@ class AesGmacSiv:
         return (int.from_bytes(t[:8]) ^ int.from_bytes(t[8:])).to_bytes(8)
 
     def _ctr(self, tag: bytes, data: bytes) -> bytes:
-        nonce = bytearray(tag)
-        nonce[12] &= 0x7F
-        c = Cipher(self._k1, modes.CTR(bytes(nonce))).encryptor()
-        return c.update(data) + c.finalize()
+        # Counter block = tag with the top bit of the 32-bit counter cleared.
+        nonce = tag[:12] + bytes((tag[12] & 0x7F,)) + tag[13:16]
+        with self._lock:
+            ctx = self._ctr_ctx
+            ctx.reset_nonce(nonce)
+            return ctx.update(data)
 
     def encrypt(self, iv: bytes, aad: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
         """Encrypt; `iv` is 8 bytes in wire order. Returns (tag16, ciphertext)."""
         if len(iv) != 8:
             raise ValueError("AES-GMAC-SIV IV must be 8 bytes")
-        tag = self._ecb_enc.update(iv + self._gmac_fold(iv, aad, plaintext))
+        fold = self._gmac_fold(iv, aad, plaintext)
+        with self._lock:
+            tag = self._ecb_enc.update(iv + fold)
         return tag, self._ctr(tag, plaintext)
 
     def decrypt(self, tag: bytes, aad: bytes, ciphertext: bytes) -> bytes | None:
         """Decrypt and authenticate; returns the plaintext or None if the tag is wrong."""
         if len(tag) != 16:
             return None
-        iv_mac = self._ecb_dec.update(tag)
+        with self._lock:
+            iv_mac = self._ecb_dec.update(tag)
         plaintext = self._ctr(tag, ciphertext)
         if not hmac.compare_digest(self._gmac_fold(iv_mac[:8], aad, plaintext), iv_mac[8:]):
             return None
