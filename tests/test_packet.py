@@ -411,3 +411,13 @@ def test_generic_crypto_fallback_gives_same_bytes(monkeypatch: pytest.MonkeyPatc
         )
         assert wire.hex() == KAT_FRAME[suite]
         assert dearmor(wire, KEY).payload == bytes(range(100))
+
+
+def test_accepts_bytearray_and_memoryview_inputs() -> None:
+    wire = bytes.fromhex(KAT_FRAME[1])
+    for data, key in ((bytearray(wire), bytearray(KEY)), (memoryview(wire), KEY)):
+        d = dearmor(data, key)  # type: ignore[arg-type]
+        assert d.payload == bytes(range(100))
+        assert parse_header(data).source == SRC
+    with pytest.raises(ValueError):
+        armor(destination=DEST, source=SRC, verb=0, payload=b"", key=bytes(16), encrypt=True)

@@ -288,9 +288,9 @@ def crypt_field(key: bytes, packet_id: int, data: bytes) -> bytes:
 _ZERO32 = bytes(32)
 _ZERO64 = bytes(64)
 
-# Hot path for suites 0/1: call libsodium (already required for Salsa20) directly
-# on reusable buffers; this halves the per-packet overhead of the generic
-# wrappers. Falls back to ztcore.crypto if the symbols cannot be loaded.
+# Hot path for suites 0/1: call libsodium (already required for Salsa20) directly,
+# writing into fresh bytearrays; its Poly1305 costs half of `cryptography`'s
+# per-call overhead. Falls back to ztcore.crypto if the symbols cannot be loaded.
 _ffi = FFI()
 _ffi.cdef(
     """
@@ -347,13 +347,14 @@ _KEY_SPLIT: dict[bytes, tuple[int, bytes]] = {}
 def _mangle_key(key: bytes, head18: bytes, flags: int, size: int) -> bytes:
     # Per-packet Salsa20 key: key XOR (IV || dest || source || flags without hops ||
     # size little-endian 16 bits); the remaining 11 key bytes are unchanged.
+    if type(key) is not bytes:
+        key = bytes(key)
     split = _KEY_SPLIT.get(key)
     if split is None:
         if len(key) < 32:
             raise ValueError("the Salsa20/Poly1305 key must be at least 32 bytes")
         if len(_KEY_SPLIT) >= 4096:
             _KEY_SPLIT.clear()
-        key = bytes(key)
         split = _KEY_SPLIT[key] = (int.from_bytes(key[:21]), key[21:32])
     mix = int.from_bytes(head18 + bytes((flags & 0xF8, size & 0xFF, (size >> 8) & 0xFF)))
     return (split[0] ^ mix).to_bytes(21) + split[1]
