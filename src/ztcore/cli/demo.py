@@ -1,0 +1,187 @@
+"""`ztnode demo`: a complete, offline ZeroTier world in one process.
+
+Creates a throw-away planet whose only root is an in-process ztcore node on
+loopback, starts N leaf nodes beside it, waits for them to come online, has
+every pair exchange USER_MESSAGE ping/pong (first relayed by the root, which
+introduces them with RENDEZVOUS; then directly), and prints each node's peers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+import socket
+import struct
+import sys
+import time
+from dataclasses import dataclass, field
+
+import click
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from ztcore.api import Event, EventType, StateObjectType
+from ztcore.crypto import c25519_generate
+from ztcore.identity import Identity
+from ztcore.runtime import MemoryState, NodeService, Runtime
+from ztcore.vl1.inetaddress import InetAddress
+from ztcore.vl1.world import Root, World, WorldType
+
+PING = 0x5A7C0DE000000001  # user message type ids used by the demo
+PONG = 0x5A7C0DE000000002
+
+
+def _free_udp_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class _Pinger:
+    """Answers PINGs with PONGs and records round trips for PINGs it sent."""
+
+    service: NodeService
+    sent: dict[int, float] = field(default_factory=dict)
+    rtts: dict[tuple[int, int], float] = field(default_factory=dict)  # (peer, round) -> ms
+
+    def on_event(self, event: Event) -> None:
+        if event.type != EventType.USER_MESSAGE:
+            return
+        source = int(event.data["source"])  # type: ignore[call-overload]
+        data = bytes(event.data["data"])  # type: ignore[arg-type]
+        if event.data["type_id"] == PING:
+            self.service.send_user_message(source, PONG, data)
+        elif event.data["type_id"] == PONG and len(data) >= 8:
+            (token,) = struct.unpack_from(">Q", data)
+            started = self.sent.pop(token, None)
+            if started is not None:
+                self.rtts[(source, data[8])] = (time.monotonic() - started) * 1000
+
+    def ping(self, dest: int, round_no: int) -> None:
+        token = secrets.randbits(64)
+        self.sent[token] = time.monotonic()
+        self.service.send_user_message(dest, PING, struct.pack(">QB", token, round_no))
+
+
+async def _wait(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.01)
+    return bool(predicate())
+
+
+async def run_demo(n: int, console: Console, timeout: float = 20.0) -> int:
+    t0 = time.monotonic()
+    console.print(f"[bold]ztcore demo[/]: an offline planet with one root and {n} nodes on 127.0.0.1")
+    root_identity = Identity.generate()
+    root_port = _free_udp_port()
+    signing_public, signing_private = c25519_generate()
+    planet = World.make(
+        type=WorldType.PLANET,
+        id=secrets.randbits(63) | 1,
+        timestamp=int(time.time() * 1000),
+        update_signing_public=signing_public,
+        update_signing_private=signing_private,
+        roots=[Root(root_identity.public(), (InetAddress.parse(f"127.0.0.1/{root_port}"),))],
+    )
+    console.print(f"  planet {planet.id:016x}: root {root_identity.address} at 127.0.0.1/{root_port}")
+
+    async with Runtime() as runtime:
+        root_state = MemoryState()
+        root_state.state_put(
+            StateObjectType.IDENTITY_SECRET, (), root_identity.to_string(include_private=True).encode()
+        )
+        root = await runtime.add_node(
+            root_state, port=root_port, bind=["127.0.0.1"], planet=planet, allow_loopback=True
+        )
+        leaves: list[NodeService] = []
+        pingers: list[_Pinger] = []
+        for _ in range(n):
+            svc = NodeService(MemoryState(), port=0, bind=["127.0.0.1"], planet=planet, allow_loopback=True)
+            pinger = _Pinger(svc)
+            svc.add_event_listener(pinger.on_event)
+            await svc.start()
+            runtime.services.append(svc)
+            leaves.append(svc)
+            pingers.append(pinger)
+            console.print(f"  node {svc.address_hex} listening on 127.0.0.1/{svc.primary_port}")
+
+        with console.status("waiting for nodes to come online through the root..."):
+            online = await _wait(lambda: all(s.node.online for s in leaves), timeout)
+        if not online:
+            console.print("[red]not every node came online[/]")
+            return 1
+        console.print(f"  all {n} nodes online after {time.monotonic() - t0:.2f} s")
+
+        pairs = list(itertools.permutations(range(n), 2))
+        relayed_before = root.node.switch.stats["relayed"]
+        for round_no in (1, 2):
+            with console.status(f"round {round_no}: ping/pong between every pair..."):
+                for i, j in pairs:
+                    pingers[i].ping(int(leaves[j].address), round_no)
+                done = await _wait(
+                    lambda r=round_no: all((int(leaves[j].address), r) in pingers[i].rtts for i, j in pairs),
+                    timeout,
+                )
+            if not done:
+                console.print(f"[red]round {round_no}: some pings got no pong[/]")
+                return 1
+            relayed = root.node.switch.stats["relayed"] - relayed_before
+            relayed_before = root.node.switch.stats["relayed"]
+            note = "relayed by the root, which sent RENDEZVOUS" if round_no == 1 else "direct"
+            console.print(
+                f"  round {round_no}: {len(pairs)} ping/pongs answered ({note}; root relayed {relayed} packets)"
+            )
+            if round_no == 1:
+                await _wait(
+                    lambda: all(
+                        (p := s.node.peer(int(o.address))) is not None and p.direct
+                        for s in leaves
+                        for o in leaves
+                        if o is not s
+                    ),
+                    timeout,
+                )
+        if relayed != 0:
+            console.print("[red]second round still went through the root[/]")
+            return 1
+
+        for svc, pinger in zip(leaves, pingers, strict=True):
+            table = Table(title=f"peers of {svc.address_hex}", box=box.SIMPLE_HEAD, title_justify="left")
+            for col in ("peer", "role", "version", "latency", "path", "link", "rtt"):
+                table.add_column(col, no_wrap=True)
+            for p in svc.node.peers():
+                best = next((x for x in p.paths if x.preferred), None)
+                rtt = pinger.rtts.get((int(p.address), 2))
+                table.add_row(
+                    str(p.address),
+                    p.role,
+                    p.version,
+                    f"{p.latency} ms" if p.latency >= 0 else "-",
+                    best.address if best else "-",
+                    "direct" if p.direct else "relayed",
+                    f"{rtt:.1f} ms" if rtt is not None else "-",
+                )
+            console.print(table)
+        all_direct = all(p.direct for s in leaves for p in s.node.peers() if p.role == "LEAF")
+        console.print(
+            f"[bold green]done[/] in {time.monotonic() - t0:.2f} s: "
+            f"{len(pairs) * 2} ping/pongs, all leaf pairs {'direct' if all_direct else 'NOT all direct'}"
+        )
+        return 0 if all_direct else 1
+
+
+@click.command("demo")
+@click.option(
+    "-n", "--nodes", "n", default=3, show_default=True, type=click.IntRange(2, 50), help="leaf nodes"
+)
+@click.option("--timeout", default=20.0, show_default=True, type=float, help="seconds to wait for each step")
+def demo(n: int, timeout: float) -> None:
+    """Run an offline ZeroTier world (own planet, root, N nodes) and show it working."""
+    console = Console()
+    sys.exit(asyncio.run(run_demo(n, console, timeout)))
