@@ -220,8 +220,7 @@ class Responder:
                 or arp.sender_ip in self._neighbours
                 or arp.target_ip in self._v4
             ):
-                self._learn(arp.sender_ip, arp.sender_mac, now)
-                return True
+                return self._learn(arp.sender_ip, arp.sender_mac, now)
             self.counters["not_for_us"] += 1
             return False
         self.counters["unsupported_arp_op"] += 1
@@ -351,20 +350,21 @@ class Responder:
             # Unsolicited news about a neighbour we never asked for: nothing to update.
             self.counters["not_for_us"] += 1
             return False
-        self._learn(na.target, na.link_layer if na.link_layer is not None else source_mac, now)
-        return True
+        return self._learn(na.target, na.link_layer if na.link_layer is not None else source_mac, now)
 
     # --- neighbours ------------------------------------------------------------------------------
 
-    def _learn(self, ip: bytes, mac: int, now: int) -> None:
+    def _learn(self, ip: bytes, mac: int, now: int) -> bool:
+        """Record ip -> mac and release packets waiting on it; False if the MAC is unusable."""
         if mac == 0 or f.is_multicast_mac(mac) or mac == self.mac:
             self.counters["bad_link_layer_address"] += 1
-            return
+            return False
         self._neighbours[ip] = (mac, now + NEIGHBOUR_TTL_MS)
         pending = self._pending.pop(ip, None)
         if pending is not None:
             for ethertype, packet, _ in pending.packets:
                 self._emit(mac, ethertype, packet)
+        return True
 
     def _lookup_mac(self, ip: bytes, now: int) -> int | None:
         if len(ip) == 4:

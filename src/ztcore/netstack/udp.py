@@ -86,7 +86,11 @@ class VirtualUdpSocket:
         try:
             if timeout is None:
                 return await fut
-            return await asyncio.wait_for(fut, timeout)
+            try:
+                return await asyncio.wait_for(fut, timeout)
+            except asyncio.TimeoutError:
+                # Distinct from the builtin before Python 3.11; callers catch the builtin.
+                raise TimeoutError("no datagram within the timeout") from None
         finally:
             if fut in self._waiters:
                 self._waiters.remove(fut)
