@@ -428,7 +428,7 @@ RULE_TYPES = frozenset(
 def normalize_rule(rule: object, field: str = "rules[]") -> dict[str, Any]:
     """Validate one rule object and render it in zerotier-one's canonical JSON form.
 
-    Actions carry no ``not``/``or`` keys; matches always do. Missing numeric fields
+    Matches always carry ``not``/``or``; actions only if given (zerotier-one omits them). Missing numeric fields
     default to 0 as in the real controller; wrong types or out-of-range values are a 400.
     """
     if not isinstance(rule, dict):
@@ -443,13 +443,17 @@ def normalize_rule(rule: object, field: str = "rules[]") -> dict[str, Any]:
         return default if v is None else _as_uint(v, f"{f}.{key}", maximum)
 
     r: dict[str, Any] = {"type": t}
-    if t in _ACTIONS_PLAIN:
-        return r
-    if t in ("ACTION_TEE", "ACTION_WATCH", "ACTION_REDIRECT"):
-        r["address"] = _as_zt_address(rule.get("address", "0"), f"{f}.address")
-        r["flags"] = num("flags", _U32)
-        if t != "ACTION_REDIRECT":
-            r["length"] = num("length", _U16)
+    if t.startswith("ACTION_"):
+        if t in ("ACTION_TEE", "ACTION_WATCH", "ACTION_REDIRECT"):
+            r["address"] = _as_zt_address(rule.get("address", "0"), f"{f}.address")
+            r["flags"] = num("flags", _U32)
+            if t != "ACTION_REDIRECT":
+                r["length"] = num("length", _U16)
+        # zerotier-one renders actions without not/or, but its own default rule has them:
+        # keep them when given so that both forms round-trip unchanged.
+        for k in ("not", "or"):
+            if k in rule:
+                r[k] = _as_bool(rule[k], f"{f}.{k}")
         return r
 
     if t in ("MATCH_SOURCE_ZEROTIER_ADDRESS", "MATCH_DEST_ZEROTIER_ADDRESS"):
