@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import queue
 import threading
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -19,13 +21,53 @@ from ztcore.errors import ZTError
 from ztcore.runtime.home import StateStore
 from ztcore.runtime.service import NodeFactory, NodeService, Runtime, now_ms
 
-__all__ = ["NodeHandle", "ThreadedRuntime"]
+__all__ = ["EventWatcher", "NodeHandle", "ThreadedRuntime"]
 
 log = logging.getLogger("ztcore.runtime")
 
 T = TypeVar("T")
 
 DEFAULT_CALL_TIMEOUT = 10.0
+
+
+class EventWatcher:
+    """Events of one node collected from the moment of creation, to be taken in order.
+
+    Use it to act first and wait afterwards without missing a quick answer::
+
+        with handle.watch_events() as w:
+            handle.send_user_message(dest, 7, b"hi")
+            reply = w.next(lambda e: e.type == EventType.USER_MESSAGE, timeout=5)
+    """
+
+    def __init__(self, handle: NodeHandle) -> None:
+        self._queue: queue.Queue[Event] = queue.Queue()
+        self._remove = handle.add_event_listener(self._queue.put)
+
+    def next(
+        self, predicate: Callable[[Event], bool] | None = None, timeout: float = DEFAULT_CALL_TIMEOUT
+    ) -> Event | None:
+        """The next collected event matching `predicate` (others are dropped), or None after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                event = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except queue.Empty:
+                return None
+            if predicate is None or predicate(event):
+                return event
+
+    def close(self) -> None:
+        try:
+            self._remove()
+        except (RuntimeError, TimeoutError):
+            pass  # runtime already closed
+
+    def __enter__(self) -> EventWatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class NodeHandle:
@@ -70,6 +112,10 @@ class NodeHandle:
         """`listener(event)` runs in the loop thread; the returned remover may be called from anywhere."""
         remove = self._rt.call(self.service.add_event_listener, listener)
         return lambda: self._rt.call(remove)
+
+    def watch_events(self) -> EventWatcher:
+        """Start collecting this node's events now (see `EventWatcher`)."""
+        return EventWatcher(self)
 
     def wait_event(
         self, predicate: Callable[[Event], bool] | None = None, timeout: float = DEFAULT_CALL_TIMEOUT
