@@ -152,3 +152,29 @@ def test_identity_oracle_generates_and_validates() -> None:
     verdicts = libzt_validate_identities([s1, p1, s2, p2, *tampered])
     assert verdicts[:4] == [True] * 4
     assert verdicts[4:] == [False] * len(tampered)
+
+
+def test_two_libzt_nodes_one_as_planet_root(harness: HarnessPaths, tmp_path: Path) -> None:
+    """A real node comes online through a real root on the LAN, and both report each other as peers."""
+    ((root_secret, root_public),) = libzt_generate_identities(1)
+    root_address = root_public[:10]
+    with Lan(n_hosts=2) as lan:
+        a, b = lan.hosts
+        planet = make_planet([(root_public, [(b.ip, 9993)])])
+        (tmp_path / "root").mkdir()
+        (tmp_path / "root" / "identity.secret").write_text(root_secret)
+        (tmp_path / "root" / "identity.public").write_text(root_public)
+        with (
+            LibztNode(b, tmp_path / "root", planet=planet, name="root") as root,
+            LibztNode(a, tmp_path / "leaf", planet=planet, name="leaf") as leaf,
+        ):
+            assert root.start() == root_address
+            leaf_address = leaf.start()
+            leaf.wait_online(timeout=30)
+            planet_peer = leaf.wait_peer(root_address, timeout=15)
+            assert planet_peer["role"] == "PLANET" and planet_peer["version"] == "1.8.4"
+            assert planet_peer["paths"] == [f"{b.ip}/9993"]
+            leaf_peer = root.wait_peer(leaf_address, timeout=15)
+            assert leaf_peer["role"] == "LEAF"
+            assert leaf_peer["paths"][0].startswith(f"{a.ip}/")
+            assert leaf.wait_event("ZTS_EVENT_NODE_ONLINE", timeout=1)["node_id"] == leaf_address

@@ -24,6 +24,7 @@ import argparse
 import ctypes
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -51,8 +52,6 @@ def log(msg: str) -> None:
 # so those calls go through ctypes on the very same (already loaded) shared object.
 _lib = ctypes.CDLL(libzt._libzt.__file__)
 _u64 = ctypes.c_uint64
-_lib.zts_core_query_path_count.argtypes = [_u64]
-_lib.zts_core_query_path.argtypes = [_u64, ctypes.c_uint, ctypes.c_char_p, ctypes.c_uint]
 _lib.zts_core_query_addr_count.argtypes = [_u64]
 _lib.zts_core_query_addr.argtypes = [_u64, ctypes.c_uint, ctypes.c_char_p, ctypes.c_uint]
 _lib.zts_core_query_route_count.argtypes = [_u64]
@@ -184,14 +183,34 @@ _peers: dict[int, dict] = {}  # peer id -> last peer info seen in an event
 _online = threading.Event()
 
 
+def _sockaddr_str(ptr: int):
+    """``ip/port`` (ZeroTier's notation) from an lwIP-layout zts_sockaddr at ``ptr``, or None."""
+    raw = ctypes.string_at(ptr, 28)
+    port = int.from_bytes(raw[2:4], "big")
+    if raw[1] == libzt.ZTS_AF_INET:
+        return f"{socket.inet_ntop(socket.AF_INET, raw[4:8])}/{port}"
+    if raw[1] == libzt.ZTS_AF_INET6:
+        return f"{socket.inet_ntop(socket.AF_INET6, raw[8:24])}/{port}"
+    return None
+
+
 def _peer_info(p) -> dict:
     d = {
         "address": _hex10(p.peer_id),
         "version": f"{p.ver_major}.{p.ver_minor}.{p.ver_rev}",
         "latency": p.latency,
         "role": _ROLE_NAMES.get(p.role, str(p.role)),
-        "path_count": p.path_count,
     }
+    # libzt 1.8.4 leaves path_count at 0 and stubs zts_core_query_path*, but it does copy the
+    # peer's paths into the event: the first one is readable through the SWIG pointer.
+    paths = []
+    try:
+        first = _sockaddr_str(int(p.paths.address))
+        if first:
+            paths.append(first)
+    except Exception:
+        log("cannot read peer path: " + traceback.format_exc())
+    d["paths"] = paths
     return d
 
 
@@ -316,32 +335,12 @@ def cmd_identity(cmd: dict) -> dict:
     return {"identity": buf.value.decode()}
 
 
-def _paths(peer_id: int) -> list:
-    out = []
-    n = _lib.zts_core_query_path_count(peer_id)
-    for i in range(max(n, 0)):
-        s = ctypes.create_string_buffer(128)
-        if _lib.zts_core_query_path(peer_id, i, s, 128) >= 0:
-            out.append(s.value.decode())
-    return out
-
-
 def cmd_peers(cmd: dict) -> dict:
-    """Peers the core has told us about in events, with their current paths."""
+    """Peers as last reported by core events (libzt 1.8 has no peer listing call)."""
     _require_started()
     with _state_lock:
-        known = {k: dict(v) for k, v in _peers.items()}
-    extra = [int(str(a), 16) for a in cmd.get("also", [])]
-    for a in extra:
-        known.setdefault(a, {"address": _hex10(a)})
-    if libzt.zts_core_lock_obtain() != libzt.ZTS_ERR_OK:
-        raise CommandError("zts_core_lock_obtain failed")
-    try:
-        for pid, info in known.items():
-            info["paths"] = _paths(pid)
-    finally:
-        libzt.zts_core_lock_release()
-    return {"peers": sorted(known.values(), key=lambda d: d["address"])}
+        known = [dict(v) for v in _peers.values()]
+    return {"peers": sorted(known, key=lambda d: d["address"])}
 
 
 def cmd_join(cmd: dict) -> dict:

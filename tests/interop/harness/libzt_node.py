@@ -236,26 +236,27 @@ class LibztNode:
         """The node's identity as the core holds it (secret form)."""
         return self.request("identity")["identity"]
 
-    def peers(self, also: Sequence[str] = ()) -> list[dict[str, Any]]:
-        """Peers reported by core events: address, version, latency, role, paths (live), last_event.
+    def peers(self) -> list[dict[str, Any]]:
+        """Peers as the core last reported them: address, version, latency, role, paths, last_event.
 
-        libzt 1.8 has no peer listing call; it reports peers through ZTS_EVENT_PEER_* events,
-        and the current paths come from ``zts_core_query_path``. ``also`` adds addresses to query.
+        libzt 1.8 has no peer listing call and stubs its path queries; it reports peers through
+        ZTS_EVENT_PEER_* events (DIRECT, RELAY, UNREACHABLE, PATH_DISCOVERED, PATH_DEAD) from
+        a periodic scan. ``paths`` holds the first physical path (``ip/port``) the event carried.
         """
-        return self.request("peers", also=list(also))["peers"]
+        return self.request("peers")["peers"]
 
     def peer(self, address: str) -> dict[str, Any] | None:
-        for p in self.peers(also=[address]):
-            if p["address"] == address.lower() and (p.get("paths") or p.get("last_event")):
+        for p in self.peers():
+            if p["address"] == address.lower():
                 return p
         return None
 
     def wait_peer(self, address: str, timeout: float = 30.0, direct: bool = True) -> dict[str, Any]:
-        """Wait until ``address`` is a peer (with at least one path if ``direct``)."""
+        """Wait until the core reports ``address`` as a peer (directly reachable if ``direct``)."""
 
         def check() -> dict[str, Any] | None:
             p = self.peer(address)
-            if p and (not direct or p.get("paths")):
+            if p and (not direct or (p.get("last_event") == "ZTS_EVENT_PEER_DIRECT" and p.get("paths"))):
                 return p
             return None
 
