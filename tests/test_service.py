@@ -388,3 +388,45 @@ def test_cli_run_starts_and_stops_on_sigterm(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=5)
+
+
+@pytest.mark.skipif(
+    not _node_importable(), reason="needs the real ztcore.node.Node, which cannot be imported yet"
+)
+def test_real_nodes_reach_each_other_through_a_local_root() -> None:
+    # The real Node on real sockets: a one-root planet on 127.0.0.1, two leaves that
+    # come online through it and exchange a user message.
+    from ztcore.crypto import c25519_generate
+    from ztcore.vl1.inetaddress import InetAddress
+    from ztcore.vl1.world import Root, World, WorldType
+
+    async def main() -> None:
+        root_id = Identity.generate()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            root_port = s.getsockname()[1]
+        pub, priv = c25519_generate()
+        planet = World.make(
+            type=WorldType.PLANET,
+            id=0x1234,
+            timestamp=int(time.time() * 1000),
+            update_signing_public=pub,
+            update_signing_private=priv,
+            roots=[Root(root_id, (InetAddress.from_tuple(("127.0.0.1", root_port)),))],
+        )
+        root_state = MemoryState()
+        root_state.state_put(StateObjectType.IDENTITY_SECRET, (), root_id.to_string(True).encode())
+        async with Runtime() as rt:
+            opts: dict[str, Any] = {"bind": ["127.0.0.1"], "planet": planet, "allow_loopback": True}
+            await rt.add_node(root_state, port=root_port, **opts)
+            a = await rt.add_node(MemoryState(), **opts)
+            b = await rt.add_node(MemoryState(), **opts)
+            await until(lambda: a.online and b.online, timeout=10)
+            got: list[Event] = []
+            b.add_event_listener(lambda e: got.append(e) if e.type == EventType.USER_MESSAGE else None)
+            assert a.send_user_message(b.address, 42, b"over the runtime")
+            await until(lambda: bool(got), timeout=10)
+            assert got[0].data["source"] == a.address and got[0].data["data"] == b"over the runtime"
+            assert a.counters.packets_in > 0 and a.counters.send_errors == 0
+
+    run(main)
