@@ -203,6 +203,18 @@ def test_port_zero_picks_free_random_port_and_busy_port_fails() -> None:
             # zerotier-one's random range: 20000 + (r % 45500).
             assert 20000 <= a.primary_port < 65500
             assert not udp_port_free("127.0.0.1", a.primary_port)
+            created: list[FakeNode] = []
+
+            def counting_factory(*args: Any, **kwargs: Any) -> FakeNode:
+                created.append(FakeNode(*args, **kwargs))
+                return created[-1]
+
+            busy = NodeService(
+                MemoryState(), port=a.primary_port, bind=["127.0.0.1"], node_factory=counting_factory
+            )
+            with pytest.raises(PortInUseError):
+                await busy.start()
+            assert created == []  # the port is checked before a node is made
             with pytest.raises(PortInUseError):
                 await rt.add_node(MemoryState(), port=a.primary_port, bind=["127.0.0.1"])
             assert len(rt.services) == 1
@@ -318,10 +330,14 @@ def test_state_goes_to_store_and_bad_identity_stops_start(tmp_path: Path) -> Non
         await svc.stop()
 
         (tmp_path / "zt" / "identity.secret").write_bytes(b"broken")
-        bad = NodeService(home, port=0, bind=["127.0.0.1"], node_factory=FakeNode)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        bad = NodeService(home, port=port, bind=["127.0.0.1"], node_factory=FakeNode)
         with pytest.raises(HomeDirectoryError):
             await bad.start()
         assert bad.local_addresses == [] and not bad.running
+        assert udp_port_free("127.0.0.1", port)  # the socket bound for it was closed
         assert (tmp_path / "zt" / "identity.secret").read_bytes() == b"broken"
 
     run(main)

@@ -306,35 +306,37 @@ class NodeService:
     # -- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Create the node, bind the sockets and start the background timer."""
+        """Bind the sockets, create the node and start the background timer."""
         if self._started:
             raise ServiceError("service already started")
         self._started = True
         self._loop = asyncio.get_running_loop()
         factory = self._node_factory or _default_node_factory()
         callbacks: NodeCallbacks = self._callbacks
-        # The node first: a bad identity should fail before any socket is opened.
+        # Sockets are bound (but not yet read) before the node exists, so a busy port
+        # fails without creating a node; a node that fails (bad identity) closes them.
+        primary: list[socket.socket] = []
+        secondary: list[socket.socket] = []
         try:
+            primary = self._bind_primary()
+            if self.requested_secondary_port == 0:
+                port = primary[0].getsockname()[1]
+                secondary = _bind_random_port(self.bind_addresses, True, exclude=(port,))
+            elif self.requested_secondary_port is not None:
+                secondary = _bind_port(self.bind_addresses, self.requested_secondary_port, True)
             self.node = factory(
                 callbacks, self.clock(), planet=self.planet, allow_loopback=self.allow_loopback
             )
-        except BaseException:
-            self._stopped = True
-            raise
-        try:
-            socks = self._bind_primary()
-            for s in socks:
-                await self._add_socket(s, secondary=False)
-            if self.requested_secondary_port is not None:
-                primary = self.primary_port
-                if self.requested_secondary_port == 0:
-                    second = _bind_random_port(self.bind_addresses, True, exclude=(primary,))
-                else:
-                    second = _bind_port(self.bind_addresses, self.requested_secondary_port, True)
-                for s in second:
-                    await self._add_socket(s, secondary=True)
+            while primary:
+                await self._add_socket(primary[0], secondary=False)
+                primary.pop(0)  # now owned by its transport
+            while secondary:
+                await self._add_socket(secondary[0], secondary=True)
+                secondary.pop(0)
         except BaseException:
             await self._close_sockets()
+            for sock in primary + secondary:
+                sock.close()
             self._stopped = True
             raise
         self._timer = self._loop.call_soon(self._run_background)
