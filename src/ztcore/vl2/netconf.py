@@ -1,0 +1,945 @@
+"""Network configurations (NetworkConfig), their Dictionary encoding, the
+config-request metadata, and the chunked, controller-signed NETWORK_CONFIG
+transport (NetworkConfigChunker / NetworkConfigAssembler).
+
+Dictionary encoding (network config version 7), keys in the order the core
+writes them::
+
+    v     7 (hex)                 nwid  network id (hex)
+    ts    timestamp (hex, signed) ctmd  credential time max delta (hex, signed)
+    r     revision (hex)          id    issued-to address (10 hex digits)
+    tt    remote trace target (10 hex digits, 0000000000 if none)
+    tl    remote trace level (hex) f     flags (hex)
+    ml    multicast limit (hex)    t     type: 0 private, 1 public (hex)
+    n     name (text)              mtu   MTU (hex)
+    C     COM (binary, only if present)
+    CAP   capabilities, concatenated (binary, only if any)
+    TAG   tags, concatenated (binary, only if any)
+    COO   certificates of ownership, concatenated (binary, only if any)
+    S     specialists, u64 each: flags in the top 24 bits, address below (binary)
+    RT    routes: InetAddress target (prefix bits in the port), InetAddress via,
+          u16 flags, u16 metric (binary, only if any)
+    I     static IPs: InetAddress with prefix bits in the port (binary, only if any)
+    R     rules (binary, only if any)
+    DNS   128-byte NUL-padded search domain + 4 InetAddress servers (always)
+    ssov/ssoe/aurl/aexpt         SSO version 0 (implicit flow)
+    ssov/ssoe/iurl/ssoce/sson/ssos/ssocid/ssop   SSO version 1
+
+Hex integers are 16 digits (see dictionary.py). Readers use the core's
+lenient getters, defaults and clamps (MTU clamped to 1280..10000, default 2800).
+Configs older than version 6 are rejected as 1.14 does, unless
+``allow_legacy=True`` asks for the pre-1.2 keys (eb, p, v4s, v6s, et, ab).
+
+NETWORK_CONFIG chunk (payload of VERB_NETWORK_CONFIG, or of OK(NETWORK_CONFIG_REQUEST)
+after its in-re verb and packet id)::
+
+    u64 network id | u16 chunk length | chunk bytes
+    | u8 flags (0x01 fast propagate) | u64 config update id | u32 total length
+    | u32 chunk index (byte offset) | u8 1 | u16 96 | 96-byte signature
+
+The signature is the controller's over everything from the network id through
+the chunk index. Legacy controllers send only network id, length and bytes
+(one unsigned chunk) and are trusted only when the packet came from the
+controller itself.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ztcore.errors import InvalidFormatError, ZTError
+from ztcore.identity import Address, Identity
+from ztcore.vl1.inetaddress import InetAddress
+from ztcore.vl2.credentials import (
+    Capability,
+    CertificateOfMembership,
+    CertificateOfOwnership,
+    IdentityLookup,
+    Tag,
+)
+from ztcore.vl2.dictionary import Dictionary, strtoull_hex
+from ztcore.vl2.rules import Rule, RuleType, deserialize_rules, serialize_rules
+
+__all__ = [
+    "DEFAULT_MTU",
+    "FLAG_DISABLE_COMPRESSION",
+    "FLAG_ENABLE_BROADCAST",
+    "FLAG_ENABLE_IPV6_NDP_EMULATION",
+    "FLAG_RULES_RESULT_OF_UNSUPPORTED_MATCH",
+    "MAX_CONFIG_CHUNK_LENGTH",
+    "MAX_INCOMING_UPDATES",
+    "MAX_UPDATE_CHUNKS",
+    "NETWORKCONFIG_DICT_CAPACITY",
+    "NETWORKCONFIG_METADATA_DICT_CAPACITY",
+    "NETWORKCONFIG_VERSION",
+    "SPECIALIST_TYPE_ACTIVE_BRIDGE",
+    "SPECIALIST_TYPE_ANCHOR",
+    "SPECIALIST_TYPE_MULTICAST_REPLICATOR",
+    "AssembledConfig",
+    "DnsConfig",
+    "NetworkConfig",
+    "NetworkConfigAssembler",
+    "NetworkConfigChunk",
+    "NetworkConfigChunkError",
+    "NetworkConfigChunker",
+    "NetworkType",
+    "Route",
+    "build_request_metadata",
+]
+
+NETWORKCONFIG_VERSION = 7
+# The core sizes its config Dictionary from C struct sizes; this is the value of
+# ZT_NETWORKCONFIG_DICT_CAPACITY in 64-bit Linux/macOS/Windows builds. Chunks
+# announcing a total length >= this are refused.
+NETWORKCONFIG_DICT_CAPACITY = 484520
+NETWORKCONFIG_METADATA_DICT_CAPACITY = 1024
+
+DEFAULT_MTU = 2800
+MIN_MTU = 1280
+MAX_MTU = 10000
+MAX_NETWORK_SHORT_NAME_LENGTH = 127
+MAX_NETWORK_ROUTES = 128
+MAX_ZT_ASSIGNED_ADDRESSES = 32
+MAX_NETWORK_SPECIALISTS = 256
+MAX_NETWORK_RULES = 1024
+MAX_NETWORK_CAPABILITIES = 128
+MAX_NETWORK_TAGS = 128
+MAX_CERTIFICATES_OF_OWNERSHIP = 4
+MAX_DNS_SERVERS = 4
+DNS_DOMAIN_FIELD = 128
+MAX_CAPABILITY_RULES = 64
+
+# Max packet (7 fragments x 1432) minus header and 256 bytes of headroom.
+MAX_CONFIG_CHUNK_LENGTH = 7 * 1432 - (28 + 256)
+MAX_INCOMING_UPDATES = 3
+MAX_UPDATE_CHUNKS = NETWORKCONFIG_DICT_CAPACITY // 1024 + 1
+
+FLAG_ENABLE_BROADCAST = 0x2
+FLAG_ENABLE_IPV6_NDP_EMULATION = 0x4
+FLAG_RULES_RESULT_OF_UNSUPPORTED_MATCH = 0x8
+FLAG_DISABLE_COMPRESSION = 0x10
+
+SPECIALIST_TYPE_ACTIVE_BRIDGE = 0x0000020000000000
+SPECIALIST_TYPE_ANCHOR = 0x0000040000000000
+SPECIALIST_TYPE_MULTICAST_REPLICATOR = 0x0000080000000000
+
+# Credential time window defaults used by controllers (ms).
+CREDENTIAL_TIME_DFL_MAX_DELTA = 1000 * 60 * 30
+CREDENTIAL_TIME_MAX_MAX_DELTA = 1000 * 60 * 60 * 2
+CREDENTIAL_TIME_MIN_MAX_DELTA = 1000 * 60 * 5
+
+# Config request metadata keys (the dictionary sent in NETWORK_CONFIG_REQUEST).
+REQUEST_KEY_VERSION = "v"
+REQUEST_KEY_OS_ARCH = "o"
+REQUEST_KEY_PROTOCOL_VERSION = "pv"
+REQUEST_KEY_NODE_VENDOR = "vend"
+REQUEST_KEY_NODE_MAJOR_VERSION = "majv"
+REQUEST_KEY_NODE_MINOR_VERSION = "minv"
+REQUEST_KEY_NODE_REVISION = "revv"
+REQUEST_KEY_RULES_ENGINE_REV = "revr"
+REQUEST_KEY_MAX_NETWORK_RULES = "mr"
+REQUEST_KEY_MAX_NETWORK_CAPABILITIES = "mc"
+REQUEST_KEY_MAX_CAPABILITY_RULES = "mcr"
+REQUEST_KEY_MAX_NETWORK_TAGS = "mt"
+REQUEST_KEY_AUTH = "a"
+REQUEST_KEY_FLAGS = "f"
+
+# Authentication info keys controllers put in NC_ERROR_AUTHENTICATION_REQUIRED.
+AUTHINFO_KEY_VERSION = "aV"
+AUTHINFO_KEY_AUTHENTICATION_URL = "aU"
+AUTHINFO_KEY_ISSUER_URL = "iU"
+AUTHINFO_KEY_CENTRAL_ENDPOINT_URL = "aCU"
+AUTHINFO_KEY_NONCE = "aN"
+AUTHINFO_KEY_STATE = "aS"
+AUTHINFO_KEY_CLIENT_ID = "aCID"
+AUTHINFO_KEY_SSO_PROVIDER = "aSSOp"
+
+# Config dictionary keys.
+K_VERSION = "v"
+K_NETWORK_ID = "nwid"
+K_TIMESTAMP = "ts"
+K_REVISION = "r"
+K_ISSUED_TO = "id"
+K_REMOTE_TRACE_TARGET = "tt"
+K_REMOTE_TRACE_LEVEL = "tl"
+K_FLAGS = "f"
+K_MULTICAST_LIMIT = "ml"
+K_TYPE = "t"
+K_NAME = "n"
+K_MTU = "mtu"
+K_CREDENTIAL_TIME_MAX_DELTA = "ctmd"
+K_COM = "C"
+K_SPECIALISTS = "S"
+K_ROUTES = "RT"
+K_STATIC_IPS = "I"
+K_RULES = "R"
+K_CAPABILITIES = "CAP"
+K_TAGS = "TAG"
+K_CERTIFICATES_OF_OWNERSHIP = "COO"
+K_DNS = "DNS"
+K_SSO_ENABLED = "ssoe"
+K_SSO_VERSION = "ssov"
+K_AUTHENTICATION_URL = "aurl"
+K_AUTHENTICATION_EXPIRY_TIME = "aexpt"
+K_ISSUER_URL = "iurl"
+K_CENTRAL_ENDPOINT_URL = "ssoce"
+K_NONCE = "sson"
+K_STATE = "ssos"
+K_CLIENT_ID = "ssocid"
+K_SSO_PROVIDER = "ssop"
+# Pre-1.2 keys (read only with allow_legacy=True).
+K_ENABLE_BROADCAST_OLD = "eb"
+K_IPV4_STATIC_OLD = "v4s"
+K_IPV6_STATIC_OLD = "v6s"
+K_PRIVATE_OLD = "p"
+K_ALLOWED_ETHERNET_TYPES_OLD = "et"
+K_CERTIFICATE_OF_MEMBERSHIP_OLD = "com"
+K_ACTIVE_BRIDGES_OLD = "ab"
+
+# C string buffer sizes of the SSO fields (values are cut to size-1 bytes on read).
+_SSO_FIELD_SIZES = {
+    "authentication_url": 2048,
+    "issuer_url": 2048,
+    "central_auth_url": 2048,
+    "sso_nonce": 128,
+    "sso_state": 256,
+    "sso_client_id": 256,
+    "sso_provider": 64,
+}
+
+_U64 = (1 << 64) - 1
+
+
+def _s64(v: int) -> int:
+    v &= _U64
+    return v - (1 << 64) if v >= (1 << 63) else v
+
+
+class NetworkType(enum.IntEnum):
+    PRIVATE = 0  # membership checked with certificates
+    PUBLIC = 1  # no access control
+
+
+@dataclass(frozen=True)
+class Route:
+    """A pushed route; ``target``'s port field holds its prefix length. ``via`` None
+    means on-link (no gateway)."""
+
+    target: InetAddress | None
+    via: InetAddress | None = None
+    flags: int = 0
+    metric: int = 0
+
+
+@dataclass
+class DnsConfig:
+    """Pushed DNS: a search domain and up to four servers."""
+
+    domain: str = ""
+    servers: list[InetAddress] = field(default_factory=list)
+
+    def to_bytes(self) -> bytes:
+        dom = self.domain.encode("utf-8").split(b"\x00", 1)[0][: DNS_DOMAIN_FIELD - 1]
+        out = bytearray(dom.ljust(DNS_DOMAIN_FIELD, b"\x00"))
+        if len(self.servers) > MAX_DNS_SERVERS:
+            raise InvalidFormatError(f"at most {MAX_DNS_SERVERS} DNS servers")
+        for i in range(MAX_DNS_SERVERS):
+            out += self.servers[i].to_bytes() if i < len(self.servers) else InetAddress.nil_bytes()
+        return bytes(out)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, offset: int = 0) -> tuple[DnsConfig, int]:
+        if len(data) - offset < DNS_DOMAIN_FIELD:
+            raise InvalidFormatError("DNS config: truncated domain")
+        dom = data[offset : offset + DNS_DOMAIN_FIELD - 1].split(b"\x00", 1)[0]
+        p = offset + DNS_DOMAIN_FIELD
+        servers: list[InetAddress] = []
+        for _ in range(MAX_DNS_SERVERS):
+            addr, n = InetAddress.from_bytes(data, p)
+            p += n
+            if addr is not None:
+                servers.append(addr)
+        return cls(dom.decode("utf-8", "replace"), servers), p - offset
+
+
+def _addr10(a: int) -> str:
+    return f"{int(a) & 0xFFFFFFFFFF:010x}"
+
+
+def _c_string(s: str, size: int) -> str:
+    """``s`` as the core would hold it in a ``char[size]``: at most size-1 bytes."""
+    b = s.encode("utf-8").split(b"\x00", 1)[0][: size - 1]
+    return b.decode("utf-8", "ignore")
+
+
+def _is_network(addr: InetAddress) -> bool:
+    """The core's InetAddress::isNetwork (bits in the port field, host part all zero)."""
+    bits = addr.port
+    full = 32 if addr.ip.version == 4 else 128
+    if bits <= 0 or bits >= full:
+        return False
+    return (int(addr.ip) & ((1 << (full - bits)) - 1)) == 0
+
+
+@dataclass
+class NetworkConfig:
+    """A network configuration as issued by a controller to one member."""
+
+    network_id: int
+    issued_to: Address
+    timestamp: int = 0
+    credential_time_max_delta: int = 0
+    revision: int = 0
+    remote_trace_target: Address = field(default_factory=lambda: Address(0))
+    remote_trace_level: int = 0
+    flags: int = 0
+    type: int = NetworkType.PRIVATE
+    name: str = ""
+    mtu: int = DEFAULT_MTU
+    multicast_limit: int = 0
+    specialists: list[int] = field(default_factory=list)
+    routes: list[Route] = field(default_factory=list)
+    static_ips: list[InetAddress] = field(default_factory=list)
+    rules: list[Rule] = field(default_factory=list)
+    com: CertificateOfMembership | None = None
+    capabilities: list[Capability] = field(default_factory=list)
+    tags: list[Tag] = field(default_factory=list)
+    certificates_of_ownership: list[CertificateOfOwnership] = field(default_factory=list)
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    sso_enabled: bool = False
+    sso_version: int = 0
+    authentication_url: str = ""
+    authentication_expiry_time: int = 0
+    issuer_url: str = ""
+    central_auth_url: str = ""
+    sso_nonce: str = ""
+    sso_state: str = ""
+    sso_client_id: str = ""
+    sso_provider: str = "default"
+
+    # ------------------------------------------------------------- queries
+
+    @property
+    def enable_broadcast(self) -> bool:
+        return bool(self.flags & FLAG_ENABLE_BROADCAST)
+
+    @property
+    def ndp_emulation(self) -> bool:
+        return bool(self.flags & FLAG_ENABLE_IPV6_NDP_EMULATION)
+
+    @property
+    def disable_compression(self) -> bool:
+        return bool(self.flags & FLAG_DISABLE_COMPRESSION)
+
+    @property
+    def rules_result_of_unsupported_match(self) -> bool:
+        return bool(self.flags & FLAG_RULES_RESULT_OF_UNSUPPORTED_MATCH)
+
+    @property
+    def is_public(self) -> bool:
+        return self.type == NetworkType.PUBLIC
+
+    @property
+    def is_private(self) -> bool:
+        return self.type == NetworkType.PRIVATE
+
+    def _specialists_with(self, mask: int) -> list[Address]:
+        return [Address(s & 0xFFFFFFFFFF) for s in self.specialists if s & mask]
+
+    def active_bridges(self) -> list[Address]:
+        return self._specialists_with(SPECIALIST_TYPE_ACTIVE_BRIDGE)
+
+    def anchors(self) -> list[Address]:
+        return self._specialists_with(SPECIALIST_TYPE_ANCHOR)
+
+    def multicast_replicators(self) -> list[Address]:
+        return self._specialists_with(SPECIALIST_TYPE_MULTICAST_REPLICATOR)
+
+    def always_contact_addresses(self) -> list[Address]:
+        return self._specialists_with(SPECIALIST_TYPE_ANCHOR | SPECIALIST_TYPE_MULTICAST_REPLICATOR)
+
+    def is_active_bridge(self, address: int) -> bool:
+        return int(address) in self.active_bridges()
+
+    permits_bridging = is_active_bridge
+
+    def add_specialist(self, address: int, role_flags: int) -> bool:
+        """Add ``address`` with ``role_flags``, or OR the flags into its existing entry."""
+        a = int(address) & 0xFFFFFFFFFF
+        for i, s in enumerate(self.specialists):
+            if s & 0xFFFFFFFFFF == a:
+                self.specialists[i] = s | role_flags
+                return True
+        if len(self.specialists) >= MAX_NETWORK_SPECIALISTS:
+            return False
+        self.specialists.append(role_flags | a)
+        return True
+
+    def capability(self, cap_id: int) -> Capability | None:
+        return next((c for c in self.capabilities if c.id == cap_id), None)
+
+    def tag(self, tag_id: int) -> Tag | None:
+        return next((t for t in self.tags if t.id == tag_id), None)
+
+    # ------------------------------------------------------ dictionary form
+
+    def to_dictionary(self, capacity: int = NETWORKCONFIG_DICT_CAPACITY) -> Dictionary:
+        """Encode as the core's toDictionary does; InvalidFormatError if it overflows."""
+        self._check_limits()
+        d = Dictionary(capacity)
+
+        def add(key: str, value: str | bytes | bool | int) -> None:
+            if not d.add(key, value):
+                raise InvalidFormatError(f"network config too large for its dictionary (at key {key!r})")
+
+        add(K_VERSION, NETWORKCONFIG_VERSION)
+        add(K_NETWORK_ID, self.network_id)
+        add(K_TIMESTAMP, self.timestamp)
+        add(K_CREDENTIAL_TIME_MAX_DELTA, self.credential_time_max_delta)
+        add(K_REVISION, self.revision)
+        add(K_ISSUED_TO, _addr10(self.issued_to))
+        add(K_REMOTE_TRACE_TARGET, _addr10(self.remote_trace_target))
+        add(K_REMOTE_TRACE_LEVEL, self.remote_trace_level)
+        add(K_FLAGS, self.flags)
+        add(K_MULTICAST_LIMIT, self.multicast_limit)
+        add(K_TYPE, int(self.type))
+        add(K_NAME, _c_string(self.name, MAX_NETWORK_SHORT_NAME_LENGTH + 1))
+        add(K_MTU, self.mtu)
+
+        if self.com:
+            add(K_COM, self.com.to_bytes())
+        if self.capabilities:
+            add(K_CAPABILITIES, b"".join(c.to_bytes() for c in self.capabilities))
+        if self.tags:
+            add(K_TAGS, b"".join(t.to_bytes() for t in self.tags))
+        if self.certificates_of_ownership:
+            add(K_CERTIFICATES_OF_OWNERSHIP, b"".join(c.to_bytes() for c in self.certificates_of_ownership))
+        if self.specialists:
+            add(K_SPECIALISTS, b"".join(struct.pack(">Q", s) for s in self.specialists))
+        if self.routes:
+            rt = bytearray()
+            for r in self.routes:
+                rt += r.target.to_bytes() if r.target is not None else InetAddress.nil_bytes()
+                rt += r.via.to_bytes() if r.via is not None else InetAddress.nil_bytes()
+                rt += struct.pack(">HH", r.flags, r.metric)
+            add(K_ROUTES, bytes(rt))
+        if self.static_ips:
+            add(K_STATIC_IPS, b"".join(ip.to_bytes() for ip in self.static_ips))
+        if self.rules:
+            add(K_RULES, serialize_rules(self.rules))
+        add(K_DNS, self.dns.to_bytes())
+
+        if self.sso_version == 0:
+            add(K_SSO_VERSION, 0)
+            add(K_SSO_ENABLED, self.sso_enabled)
+            if self.sso_enabled:
+                if self.authentication_url:
+                    add(K_AUTHENTICATION_URL, _c_string(self.authentication_url, 2048))
+                add(K_AUTHENTICATION_EXPIRY_TIME, self.authentication_expiry_time & _U64)
+        elif self.sso_version == 1:
+            add(K_SSO_VERSION, 1)
+            add(K_SSO_ENABLED, self.sso_enabled)
+            add(K_ISSUER_URL, _c_string(self.issuer_url, 2048))
+            add(K_CENTRAL_ENDPOINT_URL, _c_string(self.central_auth_url, 2048))
+            add(K_NONCE, _c_string(self.sso_nonce, 128))
+            add(K_STATE, _c_string(self.sso_state, 256))
+            add(K_CLIENT_ID, _c_string(self.sso_client_id, 256))
+            add(K_SSO_PROVIDER, _c_string(self.sso_provider, 64))
+        return d
+
+    def to_bytes(self) -> bytes:
+        """The dictionary's serialized bytes (what NETWORK_CONFIG chunks carry)."""
+        return self.to_dictionary().to_bytes()
+
+    def _check_limits(self) -> None:
+        for name, items, limit in (
+            ("specialists", self.specialists, MAX_NETWORK_SPECIALISTS),
+            ("routes", self.routes, MAX_NETWORK_ROUTES),
+            ("static IPs", self.static_ips, MAX_ZT_ASSIGNED_ADDRESSES),
+            ("rules", self.rules, MAX_NETWORK_RULES),
+            ("capabilities", self.capabilities, MAX_NETWORK_CAPABILITIES),
+            ("tags", self.tags, MAX_NETWORK_TAGS),
+            ("certificates of ownership", self.certificates_of_ownership, MAX_CERTIFICATES_OF_OWNERSHIP),
+        ):
+            if len(items) > limit:
+                raise InvalidFormatError(f"network config has {len(items)} {name} (max {limit})")
+        if not 0 < self.network_id <= _U64:
+            raise InvalidFormatError("network config needs a non-zero 64-bit network id")
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | memoryview, *, allow_legacy: bool = False) -> NetworkConfig:
+        return cls.from_dictionary(
+            Dictionary.from_bytes(data, NETWORKCONFIG_DICT_CAPACITY), allow_legacy=allow_legacy
+        )
+
+    @classmethod
+    def from_dictionary(cls, d: Dictionary | bytes, *, allow_legacy: bool = False) -> NetworkConfig:
+        """Decode like the core's fromDictionary; InvalidFormatError where it fails."""
+        if not isinstance(d, Dictionary):
+            d = Dictionary.from_bytes(d, NETWORKCONFIG_DICT_CAPACITY)
+        nwid = d.get_uint(K_NETWORK_ID, 0)
+        if not nwid:
+            raise InvalidFormatError("network config has no network id")
+        issued_to = d.get_uint(K_ISSUED_TO, 0) & 0xFFFFFFFFFF
+        if not issued_to:
+            raise InvalidFormatError("network config has no issued-to address")
+        nc = cls(network_id=nwid, issued_to=Address(issued_to))
+        nc.timestamp = _s64(d.get_uint(K_TIMESTAMP, 0))
+        nc.credential_time_max_delta = _s64(d.get_uint(K_CREDENTIAL_TIME_MAX_DELTA, 0))
+        nc.revision = d.get_uint(K_REVISION, 0)
+        nc.remote_trace_target = Address(d.get_uint(K_REMOTE_TRACE_TARGET, 0) & 0xFFFFFFFFFF)
+        nc.remote_trace_level = d.get_uint(K_REMOTE_TRACE_LEVEL, 0) & 0xFFFFFFFF
+        nc.multicast_limit = d.get_uint(K_MULTICAST_LIMIT, 0) & 0xFFFFFFFF
+        nc.name = (d.get(K_NAME, MAX_NETWORK_SHORT_NAME_LENGTH) or b"").decode("utf-8", "replace")
+        nc.mtu = min(max(d.get_uint(K_MTU, DEFAULT_MTU) & 0xFFFFFFFF, MIN_MTU), MAX_MTU)
+
+        if d.get_uint(K_VERSION, 0) < 6:
+            if not allow_legacy:
+                raise InvalidFormatError("network config version < 6 (pre-1.2 format) is not accepted")
+            nc._from_legacy(d)
+            return nc
+
+        nc.flags = d.get_uint(K_FLAGS, 0)
+        t = d.get_uint(K_TYPE, NetworkType.PRIVATE) & 0xFFFFFFFF
+        nc.type = NetworkType(t) if t in (0, 1) else t
+        try:
+            nc._read_binary_fields(d)
+        except InvalidFormatError:
+            raise
+        except (ValueError, IndexError, struct.error) as e:  # defensive: never leak parser internals
+            raise InvalidFormatError(f"malformed network config: {e}") from e
+        nc._read_sso(d)
+        return nc
+
+    def _read_binary_fields(self, d: Dictionary) -> None:
+        com = d.get(K_COM)
+        if com is not None:
+            if com:
+                self.com, _ = CertificateOfMembership.from_bytes(com)
+            else:
+                # An empty value makes the core read past the end and fail.
+                raise InvalidFormatError("network config: empty COM")
+
+        caps = d.get(K_CAPABILITIES)
+        if caps is not None:
+            # Like the core, stop at the first undecodable capability and keep the rest.
+            p = 0
+            while p < len(caps) and len(self.capabilities) < MAX_NETWORK_CAPABILITIES:
+                try:
+                    cap, n = Capability.from_bytes(caps, p)
+                except InvalidFormatError:
+                    break
+                self.capabilities.append(cap)
+                p += n
+            self.capabilities.sort(key=lambda c: c.id)
+
+        tags = d.get(K_TAGS)
+        if tags is not None:
+            p = 0
+            while p < len(tags) and len(self.tags) < MAX_NETWORK_TAGS:
+                try:
+                    tag, n = Tag.from_bytes(tags, p)
+                except InvalidFormatError:
+                    break
+                self.tags.append(tag)
+                p += n
+            self.tags.sort(key=lambda t: t.id)
+
+        coos = d.get(K_CERTIFICATES_OF_OWNERSHIP)
+        if coos is not None:
+            p = 0
+            while p < len(coos):
+                coo, n = CertificateOfOwnership.from_bytes(coos, p)
+                if len(self.certificates_of_ownership) < MAX_CERTIFICATES_OF_OWNERSHIP:
+                    self.certificates_of_ownership.append(coo)
+                p += n
+
+        spec = d.get(K_SPECIALISTS)
+        if spec is not None:
+            for p in range(0, len(spec) - 7, 8):
+                if len(self.specialists) < MAX_NETWORK_SPECIALISTS:
+                    self.specialists.append(int.from_bytes(spec[p : p + 8], "big"))
+
+        routes = d.get(K_ROUTES)
+        if routes is not None:
+            p = 0
+            while p < len(routes) and len(self.routes) < MAX_NETWORK_ROUTES:
+                target, n = InetAddress.from_bytes(routes, p)
+                p += n
+                via, n = InetAddress.from_bytes(routes, p)
+                p += n
+                if p + 4 > len(routes):
+                    raise InvalidFormatError("network config: truncated route")
+                rflags, metric = struct.unpack_from(">HH", routes, p)
+                p += 4
+                self.routes.append(Route(target, via, rflags, metric))
+
+        ips = d.get(K_STATIC_IPS)
+        if ips is not None:
+            p = 0
+            while p < len(ips) and len(self.static_ips) < MAX_ZT_ASSIGNED_ADDRESSES:
+                ip, n = InetAddress.from_bytes(ips, p)
+                p += n
+                if ip is not None:
+                    self.static_ips.append(ip)
+
+        rules = d.get(K_RULES)
+        if rules is not None:
+            self.rules, _ = deserialize_rules(rules, 0, MAX_NETWORK_RULES)
+
+        dns = d.get(K_DNS)
+        if dns is not None:
+            self.dns, _ = DnsConfig.from_bytes(dns)
+
+    def _read_sso(self, d: Dictionary) -> None:
+        def s(key: str, attr: str) -> str:
+            return (d.get(key, _SSO_FIELD_SIZES[attr] - 1) or b"").decode("utf-8", "replace")
+
+        self.sso_version = d.get_uint(K_SSO_VERSION, 0)
+        self.sso_enabled = d.get_bool(K_SSO_ENABLED, False)
+        if self.sso_version == 0:
+            if self.sso_enabled:
+                self.authentication_url = s(K_AUTHENTICATION_URL, "authentication_url")
+                self.authentication_expiry_time = d.get_int(K_AUTHENTICATION_EXPIRY_TIME, 0)
+        elif self.sso_version == 1:
+            if self.sso_enabled:
+                self.authentication_url = s(K_AUTHENTICATION_URL, "authentication_url")
+                self.issuer_url = s(K_ISSUER_URL, "issuer_url")
+                self.central_auth_url = s(K_CENTRAL_ENDPOINT_URL, "central_auth_url")
+                self.sso_nonce = s(K_NONCE, "sso_nonce")
+                self.sso_state = s(K_STATE, "sso_state")
+                self.sso_client_id = s(K_CLIENT_ID, "sso_client_id")
+                self.sso_provider = s(K_SSO_PROVIDER, "sso_provider") or "default"
+            else:
+                self.sso_provider = ""  # the core clears every SSO string here
+
+    def _from_legacy(self, d: Dictionary) -> None:
+        """Pre-1.2 ("version < 6") keys, as the core decoded them when it still could."""
+        if d.get_bool(K_ENABLE_BROADCAST_OLD):
+            self.flags |= FLAG_ENABLE_BROADCAST
+        self.flags |= FLAG_ENABLE_IPV6_NDP_EMULATION
+        self.type = NetworkType.PRIVATE if d.get_bool(K_PRIVATE_OLD, True) else NetworkType.PUBLIC
+        for key in (K_IPV4_STATIC_OLD, K_IPV6_STATIC_OLD):
+            for item in (d.get_str(key, "", 1023) or "").split(","):
+                if not item or len(self.static_ips) >= MAX_ZT_ASSIGNED_ADDRESSES:
+                    continue
+                try:
+                    ip = InetAddress.parse(item)
+                except InvalidFormatError:
+                    continue
+                if not _is_network(ip):
+                    self.static_ips.append(ip)
+        ets = d.get_str(K_ALLOWED_ETHERNET_TYPES_OLD, None, 1023)
+        if ets:
+            for item in ets.split(","):
+                if not item:
+                    continue
+                if len(self.rules) + 2 > MAX_NETWORK_RULES:
+                    break
+                et = strtoull_hex(item) & 0xFFFF
+                if et:
+                    self.rules.append(Rule(RuleType.MATCH_ETHERTYPE, ether_type=et))
+                self.rules.append(Rule(RuleType.ACTION_ACCEPT))
+        else:
+            self.rules = [Rule(RuleType.ACTION_ACCEPT)]
+        for item in (d.get_str(K_ACTIVE_BRIDGES_OLD, "", 1023) or "").split(","):
+            if item:
+                self.add_specialist(strtoull_hex(item) & 0xFFFFFFFFFF, SPECIALIST_TYPE_ACTIVE_BRIDGE)
+
+
+def build_request_metadata(
+    *,
+    os_arch: str = "linux-x64",
+    major: int = 1,
+    minor: int = 14,
+    revision: int = 1,
+    protocol_version: int = 12,
+    vendor: int = 1,
+    auth: str | None = None,
+) -> Dictionary:
+    """The metadata Dictionary a member sends in NETWORK_CONFIG_REQUEST, keyed and
+    ordered as the 1.14 core sends it (defaults: a 1.14.1 ZeroTier-vendor node)."""
+    d = Dictionary(NETWORKCONFIG_METADATA_DICT_CAPACITY)
+    for key, value in (
+        (REQUEST_KEY_VERSION, NETWORKCONFIG_VERSION),
+        (REQUEST_KEY_NODE_VENDOR, vendor),
+        (REQUEST_KEY_PROTOCOL_VERSION, protocol_version),
+        (REQUEST_KEY_NODE_MAJOR_VERSION, major),
+        (REQUEST_KEY_NODE_MINOR_VERSION, minor),
+        (REQUEST_KEY_NODE_REVISION, revision),
+        (REQUEST_KEY_MAX_NETWORK_RULES, MAX_NETWORK_RULES),
+        (REQUEST_KEY_MAX_NETWORK_CAPABILITIES, MAX_NETWORK_CAPABILITIES),
+        (REQUEST_KEY_MAX_CAPABILITY_RULES, MAX_CAPABILITY_RULES),
+        (REQUEST_KEY_MAX_NETWORK_TAGS, MAX_NETWORK_TAGS),
+        (REQUEST_KEY_FLAGS, 0),
+        (REQUEST_KEY_RULES_ENGINE_REV, 1),
+        (REQUEST_KEY_OS_ARCH, os_arch),
+    ):
+        d.add(key, value)
+    if auth is not None:
+        d.add(REQUEST_KEY_AUTH, auth)
+    return d
+
+
+# ------------------------------------------------------------ chunked transport
+
+
+class NetworkConfigChunkError(InvalidFormatError):
+    """A NETWORK_CONFIG chunk is malformed, out of limits, or badly signed."""
+
+
+@dataclass(frozen=True)
+class NetworkConfigChunk:
+    """One NETWORK_CONFIG chunk. ``signature`` is None for a legacy unsigned chunk."""
+
+    network_id: int
+    data: bytes
+    flags: int = 0
+    update_id: int = 0
+    total_length: int = 0
+    chunk_index: int = 0
+    signature: bytes | None = None
+
+    FLAG_FAST_PROPAGATE = 0x01
+
+    @property
+    def fast_propagate(self) -> bool:
+        return bool(self.flags & self.FLAG_FAST_PROPAGATE)
+
+    @property
+    def is_legacy(self) -> bool:
+        return self.signature is None
+
+    @property
+    def chunk_id(self) -> bytes:
+        """Per-chunk dedup key: the first 16 signature bytes folded into 8."""
+        if self.signature is None:
+            return b""
+        return bytes(self.signature[i] ^ self.signature[i + 8] for i in range(8))
+
+    def signed_part(self) -> bytes:
+        """The bytes the controller signs."""
+        return (
+            struct.pack(">QH", self.network_id, len(self.data))
+            + self.data
+            + struct.pack(">BQII", self.flags, self.update_id, self.total_length, self.chunk_index)
+        )
+
+    def to_bytes(self) -> bytes:
+        if self.signature is None:
+            return struct.pack(">QH", self.network_id, len(self.data)) + self.data
+        if len(self.signature) != 96:
+            raise NetworkConfigChunkError("chunk signature must be 96 bytes")
+        return self.signed_part() + b"\x01\x00\x60" + self.signature
+
+    @classmethod
+    def from_bytes(
+        cls, payload: bytes | bytearray | memoryview, offset: int = 0
+    ) -> tuple[NetworkConfigChunk, int]:
+        """Parse a chunk at ``offset``; a payload ending right after the data is a legacy chunk."""
+        d = bytes(payload)
+        p = offset
+        if p < 0 or p + 10 > len(d):
+            raise NetworkConfigChunkError("config chunk: truncated header")
+        nwid, clen = struct.unpack_from(">QH", d, p)
+        p += 10
+        if p + clen > len(d):
+            raise NetworkConfigChunkError("config chunk: data runs past the end of the payload")
+        data = d[p : p + clen]
+        p += clen
+        if p >= len(d):
+            return cls(nwid, data, 0, 0, clen, 0, None), p - offset
+        if p + 17 + 3 + 96 > len(d):
+            raise NetworkConfigChunkError("config chunk: truncated trailer or signature")
+        flags, update_id, total, index = struct.unpack_from(">BQII", d, p)
+        p += 17
+        if d[p] != 1 or struct.unpack_from(">H", d, p + 1)[0] != 96:
+            raise NetworkConfigChunkError("config chunk: unsupported signature type")
+        sig = d[p + 3 : p + 3 + 96]
+        p += 3 + 96
+        return cls(nwid, data, flags, update_id, total, index, sig), p - offset
+
+
+class NetworkConfigChunker:
+    """Split a config into signed NETWORK_CONFIG chunk payloads, as a controller does."""
+
+    def __init__(self, signer: Identity, max_chunk_length: int = MAX_CONFIG_CHUNK_LENGTH) -> None:
+        if not signer.has_private:
+            raise ZTError("the chunk signer needs a private key")
+        if max_chunk_length < 1 or max_chunk_length > 0xFFFF:
+            raise ValueError("max chunk length must be 1..65535")
+        self.signer = signer
+        self.max_chunk_length = max_chunk_length
+
+    def chunks(
+        self,
+        network_id: int,
+        config: NetworkConfig | Dictionary | bytes,
+        update_id: int | None = None,
+        flags: int = 0,
+    ) -> list[bytes]:
+        """Chunk payloads in order (each goes in its own packet)."""
+        if isinstance(config, NetworkConfig):
+            data = config.to_bytes()
+        elif isinstance(config, Dictionary):
+            data = config.to_bytes()
+        else:
+            data = bytes(config)
+        if len(data) >= NETWORKCONFIG_DICT_CAPACITY:
+            raise InvalidFormatError("network config too large")
+        if update_id is None:
+            update_id = secrets.randbits(64) or 1
+        out: list[bytes] = []
+        for index in range(0, len(data), self.max_chunk_length):
+            part = data[index : index + self.max_chunk_length]
+            chunk = NetworkConfigChunk(network_id, part, flags, update_id, len(data), index, bytes(96))
+            sig = self.signer.sign(chunk.signed_part())
+            out.append(chunk.signed_part() + b"\x01\x00\x60" + sig)
+        return out
+
+
+@dataclass
+class AssembledConfig:
+    """A complete, verified config: its update id, dictionary bytes and decoded form."""
+
+    update_id: int
+    data: bytes
+    config: NetworkConfig
+
+
+@dataclass
+class _Slot:
+    update_id: int = 0
+    total_length: int = 0
+    have_bytes: int = 0
+    chunk_ids: list[bytes] = field(default_factory=list)
+    buf: bytearray = field(default_factory=bytearray)
+    last_used: int = 0
+    done: bool = False
+
+
+ControllerIdentity = IdentityLookup
+
+
+class NetworkConfigAssembler:
+    """Reassemble signed NETWORK_CONFIG chunks for one network (member side).
+
+    Tracks up to three updates at once (least recently used is replaced),
+    drops duplicate chunks, verifies each chunk's controller signature, and
+    returns the decoded config when all of an update's bytes have arrived.
+    """
+
+    def __init__(
+        self,
+        network_id: int,
+        controller: ControllerIdentity | None = None,
+        *,
+        allow_legacy_dictionary: bool = False,
+    ) -> None:
+        self.network_id = network_id
+        self.controller_address = Address((network_id >> 24) & 0xFFFFFFFFFF)
+        self.controller = controller
+        self.allow_legacy_dictionary = allow_legacy_dictionary
+        self._slots = [_Slot() for _ in range(MAX_INCOMING_UPDATES)]
+        self._clock = 0
+
+    def _controller_identity(self) -> Identity | None:
+        c = self.controller
+        if c is None:
+            return None
+        if isinstance(c, Identity):
+            return c if c.address == self.controller_address else None
+        if isinstance(c, Mapping):
+            return c.get(self.controller_address)
+        return c(self.controller_address)
+
+    def add_chunk(
+        self,
+        payload: bytes | bytearray | memoryview | NetworkConfigChunk,
+        offset: int = 0,
+        *,
+        source: int | None = None,
+        packet_id: int = 0,
+    ) -> AssembledConfig | None:
+        """Feed one chunk; returns the config once complete, else None (incomplete or duplicate).
+
+        ``source`` is the ZeroTier address the packet came from (needed to accept a
+        legacy unsigned chunk, which only the controller may send) and ``packet_id``
+        its packet id (a legacy chunk's update id). Raises NetworkConfigChunkError
+        for malformed, oversized or badly signed chunks, and ZTError if the
+        controller's identity is not known yet (WHOIS it and retry).
+        """
+        chunk = (
+            payload
+            if isinstance(payload, NetworkConfigChunk)
+            else NetworkConfigChunk.from_bytes(payload, offset)[0]
+        )
+        if chunk.network_id != self.network_id:
+            raise NetworkConfigChunkError(
+                f"config chunk for network {chunk.network_id:016x}, expected {self.network_id:016x}"
+            )
+        clen = len(chunk.data)
+
+        if chunk.signature is not None:
+            if (
+                chunk.chunk_index + clen > chunk.total_length
+                or chunk.total_length >= NETWORKCONFIG_DICT_CAPACITY
+            ):
+                raise NetworkConfigChunkError("config chunk: index/length outside the announced total")
+            update_id = chunk.update_id
+            chunk_id = chunk.chunk_id
+            slot = self._find_slot(update_id)
+            if slot.update_id == update_id and (chunk_id in slot.chunk_ids or slot.done):
+                return None  # duplicate, or an update we already completed
+            ident = self._controller_identity()
+            if ident is None:
+                raise ZTError(f"controller identity {self.controller_address} unknown")
+            if not ident.verify(chunk.signed_part(), chunk.signature):
+                raise NetworkConfigChunkError("config chunk: bad controller signature")
+            total = chunk.total_length
+        else:
+            if source is None or int(source) != self.controller_address:
+                raise NetworkConfigChunkError("unsigned legacy config chunk not sent by the controller")
+            if clen >= NETWORKCONFIG_DICT_CAPACITY:
+                raise NetworkConfigChunkError("config chunk too large")
+            update_id = packet_id
+            chunk_id = packet_id.to_bytes(8, "big")
+            total = clen
+            slot = self._lru_slot()
+
+        self._clock += 1
+        slot.last_used = self._clock
+        if slot.update_id != update_id or slot.total_length != total:
+            slot.update_id = update_id
+            slot.total_length = total
+            slot.have_bytes = 0
+            slot.chunk_ids = []
+            slot.buf = bytearray(total)
+            slot.done = False
+        if len(slot.chunk_ids) >= MAX_UPDATE_CHUNKS:
+            raise NetworkConfigChunkError("config update has too many chunks")
+        slot.chunk_ids.append(chunk_id)
+        slot.buf[chunk.chunk_index : chunk.chunk_index + clen] = chunk.data
+        slot.have_bytes += clen
+        if slot.have_bytes != slot.total_length:
+            return None
+        slot.done = True
+        data = bytes(slot.buf)
+        try:
+            config = NetworkConfig.from_bytes(data, allow_legacy=self.allow_legacy_dictionary)
+        except InvalidFormatError as e:
+            raise NetworkConfigChunkError(f"assembled network config is invalid: {e}") from e
+        return AssembledConfig(update_id, data, config)
+
+    def _find_slot(self, update_id: int) -> _Slot:
+        for s in self._slots:
+            if s.update_id == update_id and s.last_used:
+                return s
+        return self._lru_slot()
+
+    def _lru_slot(self) -> _Slot:
+        return min(self._slots, key=lambda s: s.last_used)
