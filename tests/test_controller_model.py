@@ -402,6 +402,53 @@ def test_rule_normalization() -> None:
         assert e.value.status == 400
 
 
+VARIED_RULES = [
+    {"type": "ACTION_TEE", "address": "abcdef0123", "length": 100},
+    {"type": "ACTION_WATCH", "address": "abcdef0123", "flags": 1},
+    {"type": "ACTION_REDIRECT", "address": "abcdef0123", "flags": 3},
+    {"type": "ACTION_PRIORITY", "qosBucket": 3},
+    {"type": "MATCH_SOURCE_ZEROTIER_ADDRESS", "zt": "abcdef0123"},
+    {"type": "MATCH_DEST_ZEROTIER_ADDRESS", "zt": "0000000001", "not": True},
+    {"type": "MATCH_VLAN_ID", "vlanId": 5},
+    {"type": "MATCH_VLAN_PCP", "vlanPcp": 5},
+    {"type": "MATCH_VLAN_DEI", "vlanDei": 1},
+    {"type": "MATCH_MAC_SOURCE", "mac": "AA-BB-CC-00-11-22"},
+    {"type": "MATCH_MAC_DEST", "mac": "ffffffffffff"},
+    {"type": "MATCH_IPV4_SOURCE", "ip": "10.1.2.3/32"},
+    {"type": "MATCH_IPV4_DEST", "ip": "10.0.0.0/8", "not": True},
+    {"type": "MATCH_IPV6_SOURCE", "ip": "fd00::1/64"},
+    {"type": "MATCH_IPV6_DEST", "ip": "fd00::/8", "or": True},
+    {"type": "MATCH_IP_TOS", "mask": 252, "start": 0, "end": 10},
+    {"type": "MATCH_IP_PROTOCOL", "ipProtocol": 17},
+    {"type": "MATCH_ETHERTYPE", "etherType": 0x0806},
+    {"type": "MATCH_ICMP", "icmpType": 8},
+    {"type": "MATCH_ICMP", "icmpType": 3, "icmpCode": 1},
+    {"type": "MATCH_IP_SOURCE_PORT_RANGE", "start": 1000, "end": 2000},
+    {"type": "MATCH_IP_DEST_PORT_RANGE", "start": 443},
+    {"type": "MATCH_CHARACTERISTICS", "mask": 2},
+    {"type": "MATCH_FRAME_SIZE_RANGE", "start": 0, "end": 1500},
+    {"type": "MATCH_RANDOM", "probability": 12345},
+    {"type": "MATCH_TAGS_DIFFERENCE", "id": 1, "value": 2},
+    {"type": "MATCH_TAGS_BITWISE_AND", "id": 1, "value": 2},
+    {"type": "MATCH_TAGS_BITWISE_OR", "id": 1, "value": 2},
+    {"type": "MATCH_TAGS_BITWISE_XOR", "id": 1, "value": 2},
+    {"type": "MATCH_TAGS_EQUAL", "id": 5, "value": 7, "or": True},
+    {"type": "MATCH_TAG_SENDER", "id": 1, "value": 2},
+    {"type": "MATCH_TAG_RECEIVER", "id": 1, "value": 2},
+    {"type": "INTEGER_RANGE", "start": "10", "end": "20", "idx": 4, "bits": 16, "little": True},
+]
+
+
+@pytest.mark.parametrize("rule", VARIED_RULES, ids=lambda r: r["type"])
+def test_normalized_rules_compile_and_render_back_identically(rule: dict) -> None:
+    # What the store holds must be what the vl2 rule compiler reads and renders: no drift.
+    from ztcore.vl2.rules import Rule
+
+    n = normalize_rule(rule)
+    assert normalize_rule(n) == n
+    assert Rule.from_json(n).to_json() == n
+
+
 # ------------------------------------------------------------------------------------------
 # Member fields
 

@@ -399,6 +399,7 @@ RULE_TYPES = frozenset(
         "ACTION_TEE",
         "ACTION_WATCH",
         "ACTION_REDIRECT",
+        "ACTION_PRIORITY",
         "MATCH_SOURCE_ZEROTIER_ADDRESS",
         "MATCH_DEST_ZEROTIER_ADDRESS",
         "MATCH_VLAN_ID",
@@ -449,6 +450,9 @@ def normalize_rule(rule: object, field: str = "rules[]") -> dict[str, Any]:
             r["flags"] = num("flags", _U32)
             if t != "ACTION_REDIRECT":
                 r["length"] = num("length", _U16)
+        elif t == "ACTION_PRIORITY":
+            # Not in zerotier-one's controller JSON; ztcore.vl2.rules carries it as qosBucket.
+            r["qosBucket"] = num("qosBucket", _U8)
         # zerotier-one renders actions without not/or, but its own default rule has them:
         # keep them when given so that both forms round-trip unchanged.
         for k in ("not", "or"):
