@@ -47,9 +47,44 @@ def _log_event(event: Event) -> None:
         log.info("event %s%s", event.type.name, f" {event.data}" if event.data else "")
 
 
+def _attach_live_controller(service: Any, store: Any, backend: Any) -> Any:
+    """Make the node answer network config requests from `store`; returns the controller or None.
+
+    The live controller learns of API changes through the backend's listener hooks
+    (to push new configs to members at once).
+    """
+    try:
+        from ztcore.controller.live import EmbeddedController
+    except ImportError:
+        log.warning("no embedded controller in this build: the API serves the store only")
+        return None
+    try:
+        controller = EmbeddedController(store)
+        backend.add_listener(controller)
+        setter = getattr(service.node, "set_controller", None)
+        if setter is None:
+            log.warning("this node cannot host a controller: config requests will go unanswered")
+        else:
+            setter(controller)
+    except ZTError:
+        raise
+    except Exception:
+        # A controller that fails to start must not take the node down with it.
+        log.exception("could not start the embedded controller")
+        return None
+    return controller
+
+
 async def _serve(
-    home: Any, port: int | None, bind: tuple[str, ...], planet: Any, allow_loopback: bool
+    home: Any,
+    port: int | None,
+    api_port: int | None,
+    bind: tuple[str, ...],
+    planet: Any,
+    allow_loopback: bool,
+    with_controller: bool,
 ) -> None:
+    from ztcore.runtime.api_glue import start_local_api
     from ztcore.runtime.service import DEFAULT_PORT, NodeService, PortInUseError
 
     def make(p: int) -> NodeService:
@@ -68,12 +103,31 @@ async def _serve(
         service = make(0)
         await service.start()
 
+    store: Any = None
+    api: Any = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        home.write_port(service.primary_port)
+        backend = None
+        if with_controller:
+            from ztcore.controller.store import ControllerStore
+            from ztcore.runtime.http_api import StoreControllerBackend
+
+            # Like zerotier-one, every node is the controller for networks under its own address.
+            store = ControllerStore(home.path)
+            backend = StoreControllerBackend(store, int(service.address))
+            _attach_live_controller(service, store, backend)
+        # zerotier-one serves its API on TCP at the UDP port's number; so do we unless told.
+        api = await start_local_api(
+            service,
+            home,
+            service.primary_port if api_port is None else api_port,
+            backend,
+            fallback=api_port is None,
+        )
+        log.info("local API on 127.0.0.1 port %s", api.port)
         click.echo(f"{service.address_hex} {service.primary_port}")
         sys.stdout.flush()
         await stop.wait()
@@ -81,7 +135,11 @@ async def _serve(
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        if api is not None:
+            await api.stop()
         await service.stop()
+        if store is not None:
+            store.close()
 
 
 @click.command("run")
@@ -106,6 +164,19 @@ async def _serve(
     help="Planet file to use instead of the built-in one (a newer planet in the home wins).",
 )
 @click.option(
+    "--api-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="TCP port of the local JSON API on 127.0.0.1. Default: the UDP port's number, "
+    "or a free port if that is busy; 0 = a free port. Recorded in zerotier-one.port.",
+)
+@click.option(
+    "--controller/--no-controller",
+    default=True,
+    show_default=True,
+    help="Act as the network controller for networks under this node's address.",
+)
+@click.option(
     "--allow-loopback", is_flag=True, help="Accept 127.0.0.0/8 and ::1 as peer paths (for local tests)."
 )
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for traces).")
@@ -114,10 +185,17 @@ def run(
     port: int | None,
     bind: tuple[str, ...],
     planet: Path | None,
+    api_port: int | None,
+    controller: bool,
     allow_loopback: bool,
     verbose: int,
 ) -> None:
-    """Run one node until interrupted; prints "<address> <port>" once it is up."""
+    """Run one node until interrupted; prints "<address> <port>" once it is up.
+
+    Also serves zerotier-one's local JSON API (see `ztnode cli`, `ztnode controller`)
+    with the token in HOME/authtoken.secret, and, unless --no-controller, acts as the
+    network controller for networks whose ids start with the node's address.
+    """
     from ztcore.runtime.home import HomeDirectory
 
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
@@ -130,7 +208,7 @@ def run(
     try:
         home_dir = HomeDirectory(home)
         home_dir.authtoken()  # zerotier-one creates it at startup; local tools expect it
-        asyncio.run(_serve(home_dir, port, bind, world, allow_loopback))
+        asyncio.run(_serve(home_dir, port, api_port, bind, world, allow_loopback, controller))
     except ZTError as e:
         click.echo(f"ztnode run: error: {e}", err=True)
         sys.exit(1)
