@@ -14,16 +14,23 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ztcore.api import Event, EventType, NodeCallbacks, StateObjectType
+from ztcore.api import Event, EventType, NodeCallbacks, StateObjectType, VirtualFrame
 from ztcore.errors import InvalidFormatError, ZTError
 from ztcore.identity import Address, Identity
 from ztcore.vl1.inetaddress import InetAddress, IpScope
-from ztcore.vl1.packet import PROTO_VERSION, Verb
+from ztcore.vl1.packet import PROTO_VERSION, ErrorCode, Verb
 from ztcore.vl1.path import PATH_HEARTBEAT_PERIOD
 from ztcore.vl1.peer import PEER_PATH_EXPIRATION, PEER_PING_PERIOD, Peer
 from ztcore.vl1.switch import SOFTWARE_VERSION, Switch
 from ztcore.vl1.topology import PeerRole, Topology
 from ztcore.vl1.world import World, WorldType, default_planet
+from ztcore.vl2.controller_api import ControllerError, NetworkController
+from ztcore.vl2.credentials import NetworkCredentials, Revocation
+from ztcore.vl2.multicast_group import MulticastGroup
+from ztcore.vl2.multicaster import Multicaster
+from ztcore.vl2.netconf import NetworkConfig, NetworkConfigChunker
+from ztcore.vl2.network import NETWORK_AUTOCONF_DELAY, Network
+from ztcore.vl2.switch import VL2Switch
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +123,12 @@ class Node:
         self.topology = Topology(self.identity, self._choose_planet(planet))
         self.switch = Switch(self)
         self.switch.on_echo_reply = self._on_echo_reply
+        self.multicaster = Multicaster()
+        self.vl2 = VL2Switch(self)
+        self.switch.vl2 = self.vl2
+        self._networks: dict[int, Network] = {}
+        self.controller: NetworkController | None = None
+        self._controller_authorizations: dict[tuple[int, int], int] = {}
         self.online = False
         self._last_ping_check = -PING_CHECK_INTERVAL
         self._last_housekeeping = now
@@ -225,13 +238,19 @@ class Node:
             until_ping = PING_CHECK_INTERVAL
             self._ping_peers(now)
             self._update_online(now)
+            self._network_tasks(now)
         if now - self._last_housekeeping >= HOUSEKEEPING_PERIOD:
             self._last_housekeeping = now
             self.topology.clean(now)
+            self.multicaster.clean(now)
+            for key, t in list(self._controller_authorizations.items()):
+                if now - t > NETWORK_AUTOCONF_DELAY * 3:
+                    del self._controller_authorizations[key]
             for pid, pe in list(self._pending_echo.items()):
                 if now - pe.sent_at > 30_000:
                     del self._pending_echo[pid]
         switch_delay = self.switch.do_timer_tasks(now)
+        self.vl2.do_timer_tasks(now)
         return now + max(min(until_ping, switch_delay), CORE_TIMER_TASK_GRANULARITY)
 
     def _update_online(self, now: int) -> None:
@@ -342,6 +361,174 @@ class Node:
             return
         self._down = True
         self.post_event(EventType.DOWN)
+
+    # ---------------------------------------------------------------- VL2
+    def _network_tasks(self, now: int) -> None:
+        for network in list(self._networks.values()):
+            if network.needs_config(now) and now - network.last_config_request >= PING_CHECK_INTERVAL:
+                self.vl2.request_configuration(now, network)
+            self.vl2.announce_multicast_groups(now, network)
+
+    def get_network(self, network_id: int) -> Network | None:
+        return self._networks.get(int(network_id))
+
+    def join(self, network_id: int) -> dict[str, object]:
+        """Join a network (or return it if already joined); restores a saved config."""
+        network_id = int(network_id)
+        if not 0 < network_id < (1 << 64):
+            raise ZTError(f"invalid network id {network_id:#x}")
+        network = self._networks.get(network_id)
+        if network is None:
+            saved = self.callbacks.state_get(StateObjectType.NETWORK_CONFIG, (network_id,))
+            network = Network(self, network_id, self._now, saved)
+            self._networks[network_id] = network
+            if network.config is None:
+                self.vl2.request_configuration(self._now, network)
+        return network.info()
+
+    def leave(self, network_id: int) -> bool:
+        network = self._networks.pop(int(network_id), None)
+        if network is None:
+            return False
+        network.destroyed = True
+        self.callbacks.state_put(StateObjectType.NETWORK_CONFIG, (int(network_id),), None)
+        self.callbacks.virtual_network_config(int(network_id), "destroy", None)
+        return True
+
+    def networks(self) -> list[dict[str, object]]:
+        """Joined networks in zerotier-one's /network JSON shape."""
+        return [n.info() for n in sorted(self._networks.values(), key=lambda n: n.id)]
+
+    def network(self, network_id: int) -> dict[str, object] | None:
+        network = self._networks.get(int(network_id))
+        return network.info() if network is not None else None
+
+    def network_config(self, network_id: int) -> NetworkConfig | None:
+        network = self._networks.get(int(network_id))
+        return network.config if network is not None else None
+
+    def multicast_subscribe(self, network_id: int, mac: int, adi: int = 0) -> bool:
+        network = self._networks.get(int(network_id))
+        if network is None:
+            return False
+        group = MulticastGroup(mac, adi)
+        if group not in network.subscriptions:
+            network.subscriptions.add(group)
+            self.vl2.announce_multicast_groups(self._now, network, force=True)
+        return True
+
+    def multicast_unsubscribe(self, network_id: int, mac: int, adi: int = 0) -> bool:
+        network = self._networks.get(int(network_id))
+        if network is None:
+            return False
+        network.subscriptions.discard(MulticastGroup(mac, adi))
+        return True
+
+    def process_virtual_network_frame(
+        self,
+        now: int,
+        network_id: int,
+        source_mac: int,
+        dest_mac: int,
+        ethertype: int,
+        vlan_id: int,
+        data: bytes,
+    ) -> bool:
+        """A frame from the host side of a joined network; False if it was dropped."""
+        self._now = now
+        network = self._networks.get(int(network_id))
+        if network is None:
+            self.vl2.drops["not_a_member"] += 1
+            return False
+        return self.vl2.on_local_frame(now, network, source_mac, dest_mac, ethertype, vlan_id, bytes(data))
+
+    # NetworkHost / VL2Host
+    def state_put(self, kind: StateObjectType, object_id: tuple[int, ...], data: bytes | None) -> None:
+        self.callbacks.state_put(kind, object_id, data)
+
+    def network_config_changed(self, network: Network, operation: str) -> None:
+        if network.destroyed:
+            return
+        self.callbacks.virtual_network_config(network.id, operation, network.info())
+        if network.config is not None:
+            self.vl2.announce_multicast_groups(self._now, network, force=True)
+
+    def lookup_identity(self, address: int) -> Identity | None:
+        identity = self.topology.get_identity(address)
+        if identity is None:
+            self.switch.request_whois(self._now, address)
+        return identity
+
+    def controller_has_authorized(self, now: int, network_id: int, address: int) -> bool:
+        t = self._controller_authorizations.get((int(network_id), int(address)))
+        return t is not None and now - t < NETWORK_AUTOCONF_DELAY * 3
+
+    def deliver_frame(
+        self, network: Network, source_mac: int, dest_mac: int, ethertype: int, vlan_id: int, data: bytes
+    ) -> None:
+        self.callbacks.virtual_network_frame(
+            VirtualFrame(network.id, int(source_mac), int(dest_mac), ethertype, vlan_id, data)
+        )
+
+    # ----------------------------------------------------------- controller
+    def set_controller(self, controller: NetworkController | None) -> None:
+        """Host a network controller for networks whose id starts with our address."""
+        self.controller = controller
+        if controller is not None:
+            controller.init(self.identity, self)
+
+    def nc_send_config(
+        self, network_id: int, request_packet_id: int, destination: Address, config: NetworkConfig
+    ) -> None:
+        self._controller_authorizations[(int(network_id), int(destination))] = self._now
+        if int(destination) == int(self.address):
+            network = self._networks.get(int(network_id))
+            if network is not None:
+                network.set_configuration(self._now, config)
+            return
+        for chunk in NetworkConfigChunker(self.identity).chunks(network_id, config):
+            if request_packet_id:
+                payload = struct.pack(">BQ", Verb.NETWORK_CONFIG_REQUEST, request_packet_id) + chunk
+                self.switch.send(self._now, int(destination), Verb.OK, payload)
+            else:
+                self.switch.send(self._now, int(destination), Verb.NETWORK_CONFIG, chunk)
+
+    def nc_send_revocation(self, destination: Address, revocation: Revocation) -> None:
+        if int(destination) == int(self.address):
+            network = self._networks.get(revocation.network_id)
+            if network is not None:
+                network.add_revocation(revocation)
+            return
+        payload = NetworkCredentials(revocations=[revocation]).to_bytes()
+        self.switch.send(self._now, int(destination), Verb.NETWORK_CREDENTIALS, payload)
+
+    def nc_send_error(
+        self,
+        network_id: int,
+        request_packet_id: int,
+        destination: Address,
+        error: ControllerError,
+        error_data: bytes = b"",
+    ) -> None:
+        if int(destination) == int(self.address):
+            network = self._networks.get(int(network_id))
+            if network is None:
+                return
+            if error == ControllerError.ACCESS_DENIED:
+                network.set_access_denied()
+            elif error in (ControllerError.OBJECT_NOT_FOUND, ControllerError.INTERNAL_SERVER_ERROR):
+                network.set_not_found()
+            return
+        if not request_packet_id:
+            return  # an ERROR must answer something
+        code = {
+            ControllerError.ACCESS_DENIED: ErrorCode.NETWORK_ACCESS_DENIED_,
+            ControllerError.AUTHENTICATION_REQUIRED: ErrorCode.NETWORK_AUTHENTICATION_REQUIRED,
+        }.get(error, ErrorCode.OBJ_NOT_FOUND)
+        payload = struct.pack(">BQBQ", Verb.NETWORK_CONFIG_REQUEST, request_packet_id, code, int(network_id))
+        if error_data and len(error_data) <= 0xFFFF:
+            payload += struct.pack(">H", len(error_data)) + error_data
+        self.switch.send(self._now, int(destination), Verb.ERROR, payload)
 
     # ------------------------------------------------------------- queries
     def peers(self, now: int | None = None) -> list[PeerInfo]:

@@ -890,6 +890,11 @@ class Switch:
         self.stats["whois_sent"] += 1
         self._try_send(now, upstream, Verb.WHOIS, Address(address).to_bytes(), True)
 
+    def retry_waiting_for(self, now: int, peer: Peer) -> None:
+        """Re-run packets from `peer` that were deferred (e.g. refused for lack of
+        credentials that have just arrived)."""
+        self._do_anything_waiting_for_peer(now, peer)
+
     def _do_anything_waiting_for_peer(self, now: int, peer: Peer) -> None:
         self._last_whois.pop(int(peer.address), None)
         waiting_rx = [e for e in self._rx_queue if e.source == peer.address]
@@ -926,7 +931,8 @@ class Switch:
             if now - e.created > RECEIVE_QUEUE_TIMEOUT:
                 self._drop("rx_queue_timeout", source=str(Address(e.source)))
                 continue
-            self.request_whois(now, e.source)
+            if self.host.topology.get_peer(e.source) is None:
+                self.request_whois(now, e.source)
             kept.append(e)
             next_delay = WHOIS_RETRY_DELAY
         self._rx_queue = kept

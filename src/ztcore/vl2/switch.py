@@ -1,0 +1,657 @@
+"""VL2 over VL1: the virtual-network verbs and the path of Ethernet frames
+(the VL2 half of ZeroTier's IncomingPacket and Switch::onLocalEthernet).
+
+Inbound: FRAME / EXT_FRAME / MULTICAST_FRAME (access check, rules, delivery),
+MULTICAST_LIKE / MULTICAST_GATHER (subscriptions), NETWORK_CREDENTIALS,
+NETWORK_CONFIG_REQUEST (to the local controller) and NETWORK_CONFIG chunks.
+Outbound: unicast frames as FRAME (EXT_FRAME when bridged), multicast and
+ARP-as-multicast through gathered members, credential pushes, LIKEs and
+config requests.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from ztcore.errors import InvalidFormatError
+from ztcore.identity import Address, Identity
+from ztcore.vl1.packet import Dearmored, ErrorCode, Verb
+from ztcore.vl2.credentials import CertificateOfMembership, NetworkCredentials
+from ztcore.vl2.dictionary import Dictionary
+from ztcore.vl2.filter import ETHERTYPE_ARP, frame_facts
+from ztcore.vl2.mac import MAC
+from ztcore.vl2.multicast_group import MulticastGroup
+from ztcore.vl2.multicaster import Multicaster
+from ztcore.vl2.network import PEER_ACTIVITY_TIMEOUT, PEER_CREDENTIALS_REQUEST_RATE_LIMIT, Network
+from ztcore.vl2.networkid import controller_for
+
+if TYPE_CHECKING:
+    from ztcore.vl1.path import Path
+    from ztcore.vl1.peer import Peer
+    from ztcore.vl1.switch import Switch
+    from ztcore.vl1.topology import Topology
+    from ztcore.vl2.controller_api import NetworkController
+
+MULTICAST_TRANSMIT_TIMEOUT = 5_000  # ZT_MULTICAST_TRANSMIT_TIMEOUT
+EXT_FRAME_FLAG_COM = 0x01
+EXT_FRAME_FLAG_ACK = 0x10
+MULTICAST_FRAME_FLAG_COM = 0x01
+MULTICAST_FRAME_FLAG_GATHER = 0x02
+MULTICAST_FRAME_FLAG_SOURCE_MAC = 0x04
+
+
+class VL2Host(Protocol):
+    identity: Identity
+    topology: Topology
+    switch: Switch
+    multicaster: Multicaster
+    controller: NetworkController | None
+
+    def get_network(self, network_id: int) -> Network | None: ...
+
+    def controller_has_authorized(self, now: int, network_id: int, address: int) -> bool: ...
+
+    def deliver_frame(
+        self, network: Network, source_mac: int, dest_mac: int, ethertype: int, vlan_id: int, data: bytes
+    ) -> None: ...
+
+    def trace(self, kind: str, **fields: object) -> None: ...
+
+
+@dataclass(slots=True)
+class _PendingMulticast:
+    network_id: int
+    group: MulticastGroup
+    source_mac: int  # 0 = our own MAC
+    ethertype: int
+    data: bytes
+    created: int
+    sent_to: set[int]
+
+
+class VL2Switch:
+    """Implements ztcore.vl1.switch.VL2Handler for the node."""
+
+    def __init__(self, host: VL2Host) -> None:
+        self.host = host
+        self.drops: Counter[str] = Counter()
+        self.stats: Counter[str] = Counter()
+        self._pending_multicast: list[_PendingMulticast] = []
+
+    @property
+    def _me(self) -> int:
+        return int(self.host.identity.address)
+
+    def _drop(self, reason: str, **fields: object) -> None:
+        self.drops[reason] += 1
+        self.host.trace("frame_dropped", reason=reason, **fields)
+
+    def _send(self, now: int, dest: int, verb: int, payload: bytes) -> None:
+        self.host.switch.send(now, dest, verb, payload)
+
+    def _error(
+        self, now: int, peer: Peer, in_re_verb: int, packet_id: int, code: int, payload: bytes
+    ) -> None:
+        self._send(
+            now, int(peer.address), Verb.ERROR, struct.pack(">BQB", in_re_verb, packet_id, code) + payload
+        )
+
+    # ============================================================ inbound
+    def handle_packet(self, now: int, peer: Peer, path: Path, packet: Dearmored) -> bool:
+        try:
+            return self._handle(now, peer, path, packet)
+        except (InvalidFormatError, struct.error, IndexError, ValueError) as e:
+            self._drop("malformed_vl2", verb=Verb(packet.verb).name, error=str(e))
+            return True
+
+    def _handle(self, now: int, peer: Peer, path: Path, packet: Dearmored) -> bool:
+        verb, p = packet.verb, packet.payload
+        if verb == Verb.FRAME:
+            return self._do_frame(now, peer, packet)
+        if verb == Verb.EXT_FRAME:
+            return self._do_ext_frame(now, peer, packet)
+        if verb == Verb.MULTICAST_FRAME:
+            return self._do_multicast_frame(now, peer, packet)
+        if verb == Verb.MULTICAST_LIKE:
+            self._do_multicast_like(now, peer, p)
+            return True
+        if verb == Verb.MULTICAST_GATHER:
+            self._do_multicast_gather(now, peer, packet)
+            return True
+        if verb == Verb.NETWORK_CREDENTIALS:
+            return self._do_network_credentials(now, peer, p)
+        if verb == Verb.NETWORK_CONFIG_REQUEST:
+            self._do_network_config_request(now, peer, path, packet)
+            return True
+        if verb == Verb.NETWORK_CONFIG:
+            self._do_network_config(now, peer, packet)
+            return True
+        return True
+
+    def _mark_trust(self, now: int, peer: Peer) -> None:
+        peer.last_trust = now
+
+    def _need_credentials(self, now: int, peer: Peer, packet: Dearmored, nwid: int) -> bool:
+        self._drop("access_denied", network=f"{nwid:016x}", peer=str(peer.identity.address))
+        self._error(
+            now,
+            peer,
+            packet.verb,
+            packet.header.packet_id,
+            ErrorCode.NEED_MEMBERSHIP_CERTIFICATE,
+            struct.pack(">Q", nwid),
+        )
+        return False
+
+    def _do_frame(self, now: int, peer: Peer, packet: Dearmored) -> bool:
+        p = packet.payload
+        (nwid,) = struct.unpack_from(">Q", p, 0)
+        network = self.host.get_network(nwid)
+        if network is None:
+            self._drop("not_a_member", network=f"{nwid:016x}")
+            return True
+        if not network.gate(now, peer):
+            return self._need_credentials(now, peer, packet, nwid)
+        self._mark_trust(now, peer)
+        if len(p) < 10:
+            return True
+        (ethertype,) = struct.unpack_from(">H", p, 8)
+        data = bytes(p[10:])
+        source_mac = MAC.from_address(int(peer.address), nwid)
+        self._receive(network, peer, source_mac, network.mac, ethertype, data)
+        return True
+
+    def _do_ext_frame(self, now: int, peer: Peer, packet: Dearmored) -> bool:
+        p = packet.payload
+        nwid, flags = struct.unpack_from(">QB", p, 0)
+        network = self.host.get_network(nwid)
+        if network is None:
+            self._drop("not_a_member", network=f"{nwid:016x}")
+            return True
+        ptr = 9
+        if flags & EXT_FRAME_FLAG_COM:
+            com, n = CertificateOfMembership.from_bytes(p, ptr)
+            ptr += n
+            network.add_com(com)
+        if not network.gate(now, peer):
+            return self._need_credentials(now, peer, packet, nwid)
+        self._mark_trust(now, peer)
+        if len(p) >= ptr + 14:
+            to = MAC.from_bytes(p, ptr)
+            frm = MAC.from_bytes(p, ptr + 6)
+            (ethertype,) = struct.unpack_from(">H", p, ptr + 12)
+            data = bytes(p[ptr + 14 :])
+            config = network.config
+            assert config is not None
+            if frm == 0 or frm == network.mac:
+                self._drop("invalid_source_mac")
+            elif frm != MAC.from_address(int(peer.address), nwid) and not config.is_active_bridge(
+                int(peer.address)
+            ):
+                self._drop("bridging_not_allowed_remote")
+            elif to != network.mac and not to.is_multicast and not config.is_active_bridge(self._me):
+                self._drop("bridging_not_allowed_local")
+            elif to.is_multicast and config.multicast_limit == 0:
+                self._drop("multicast_disabled")
+            else:
+                self._receive(network, peer, frm, to, ethertype, data)
+        if flags & EXT_FRAME_FLAG_ACK:
+            self._send(
+                now,
+                int(peer.address),
+                Verb.OK,
+                struct.pack(">BQQ", Verb.EXT_FRAME, packet.header.packet_id, nwid),
+            )
+        return True
+
+    def _do_multicast_frame(self, now: int, peer: Peer, packet: Dearmored) -> bool:
+        p = packet.payload
+        nwid, flags = struct.unpack_from(">QB", p, 0)
+        network = self.host.get_network(nwid)
+        if network is None:
+            self._drop("not_a_member", network=f"{nwid:016x}")
+            return True
+        ptr = 9
+        if flags & MULTICAST_FRAME_FLAG_COM:
+            com, n = CertificateOfMembership.from_bytes(p, ptr)
+            ptr += n
+            network.add_com(com)
+        if not network.gate(now, peer):
+            return self._need_credentials(now, peer, packet, nwid)
+        self._mark_trust(now, peer)
+        gather_limit = 0
+        if flags & MULTICAST_FRAME_FLAG_GATHER:
+            (gather_limit,) = struct.unpack_from(">I", p, ptr)
+            ptr += 4
+        if flags & MULTICAST_FRAME_FLAG_SOURCE_MAC:
+            frm = MAC.from_bytes(p, ptr)
+            ptr += 6
+        else:
+            frm = MAC.from_address(int(peer.address), nwid)
+        group = MulticastGroup.from_bytes(p, ptr)
+        (ethertype,) = struct.unpack_from(">H", p, ptr + 10)
+        data = bytes(p[ptr + 12 :])
+        config = network.config
+        assert config is not None
+        if config.multicast_limit == 0:
+            self._drop("multicast_disabled")
+        elif not group.mac.is_multicast:
+            self._drop("destination_not_multicast")
+        elif frm == 0 or frm.is_multicast or frm == network.mac:
+            self._drop("invalid_source_mac")
+        elif frm != MAC.from_address(int(peer.address), nwid) and not config.is_active_bridge(
+            int(peer.address)
+        ):
+            self._drop("bridging_not_allowed_remote")
+        elif data:
+            self._receive(network, peer, frm, group.mac, ethertype, data)
+        if gather_limit:
+            total, members = self.host.multicaster.gather(now, int(peer.address), nwid, group, gather_limit)
+            if members:
+                out = (
+                    struct.pack(">BQQ", Verb.MULTICAST_FRAME, packet.header.packet_id, nwid)
+                    + group.to_bytes()
+                )
+                out += bytes((MULTICAST_FRAME_FLAG_GATHER,)) + struct.pack(">IH", total, len(members))
+                out += b"".join(Address(a).to_bytes() for a in members)
+                self._send(now, int(peer.address), Verb.OK, out)
+        return True
+
+    def _receive(
+        self, network: Network, peer: Peer, source_mac: int, dest_mac: int, ethertype: int, data: bytes
+    ) -> None:
+        facts = frame_facts(int(peer.address), self._me, source_mac, dest_mac, ethertype, 0, data)
+        verdict = network.filter(facts)
+        if not verdict.accept:
+            self._drop(
+                "filter_blocked_inbound",
+                network=f"{network.id:016x}",
+                rule=verdict.rule_index,
+                why=verdict.reason,
+                peer=str(peer.identity.address),
+            )
+            return
+        self.stats["frames_in"] += 1
+        self.host.deliver_frame(network, source_mac, dest_mac, ethertype, 0, data)
+
+    def _do_multicast_like(self, now: int, peer: Peer, p: bytes) -> None:
+        last_nwid = None
+        authorized = False
+        for ptr in range(0, len(p) - 17, 18):
+            (nwid,) = struct.unpack_from(">Q", p, ptr)
+            if nwid != last_nwid:
+                last_nwid = nwid
+                network = self.host.get_network(nwid)
+                authorized = network is not None and network.gate(now, peer)
+                if not authorized:
+                    authorized = self.host.topology.am_upstream or self.host.controller_has_authorized(
+                        now, nwid, int(peer.address)
+                    )
+            if authorized:
+                self.host.multicaster.add(now, nwid, MulticastGroup.from_bytes(p, ptr + 8), int(peer.address))
+
+    def _do_multicast_gather(self, now: int, peer: Peer, packet: Dearmored) -> None:
+        p = packet.payload
+        nwid, flags = struct.unpack_from(">QB", p, 0)
+        group = MulticastGroup.from_bytes(p, 9)
+        (limit,) = struct.unpack_from(">I", p, 19)
+        network = self.host.get_network(nwid)
+        if flags & 0x01 and network is not None and len(p) > 23:
+            try:
+                com, _ = CertificateOfMembership.from_bytes(p, 23)
+                network.add_com(com)
+            except InvalidFormatError:
+                pass
+        trusted = network is not None and network.gate(now, peer)
+        if trusted:
+            self._mark_trust(now, peer)
+        if limit and (
+            trusted
+            or self.host.topology.am_upstream
+            or self.host.controller_has_authorized(now, nwid, int(peer.address))
+        ):
+            total, members = self.host.multicaster.gather(now, int(peer.address), nwid, group, limit)
+            if members:
+                out = (
+                    struct.pack(">BQQ", Verb.MULTICAST_GATHER, packet.header.packet_id, nwid)
+                    + group.to_bytes()
+                )
+                out += struct.pack(">IH", total, len(members)) + b"".join(
+                    Address(a).to_bytes() for a in members
+                )
+                self._send(now, int(peer.address), Verb.OK, out)
+
+    def _do_network_credentials(self, now: int, peer: Peer, p: bytes) -> bool:
+        creds, _ = NetworkCredentials.from_bytes(p)
+        accepted = False
+        for com in creds.coms:
+            network = self.host.get_network(com.network_id)
+            if network is None:
+                continue
+            result = network.add_com(com)
+            if result == "need_identity":
+                self.host.switch.request_whois(now, int(controller_for(com.network_id)))
+                return False
+            accepted |= result == "accepted"
+        for rev in creds.revocations:
+            network = self.host.get_network(rev.network_id)
+            if network is None:
+                continue
+            result = network.add_revocation(rev)
+            if result == "need_identity":
+                self.host.switch.request_whois(now, int(controller_for(rev.network_id)))
+                return False
+            accepted |= result == "accepted"
+        if accepted:
+            self._mark_trust(now, peer)
+            # Frames that were refused for lack of this peer's COM can go through now.
+            self.host.switch.retry_waiting_for(now, peer)
+        return True
+
+    def _do_network_config_request(self, now: int, peer: Peer, path: Path, packet: Dearmored) -> None:
+        p = packet.payload
+        (nwid,) = struct.unpack_from(">Q", p, 0)
+        controller = self.host.controller
+        if controller is not None and int(controller_for(nwid)) == self._me:
+            meta_len = struct.unpack_from(">H", p, 8)[0] if len(p) >= 10 else 0
+            metadata = Dictionary.from_bytes(p[10 : 10 + meta_len]) if meta_len else Dictionary()
+            self.stats["config_requests"] += 1
+            controller.request(
+                now,
+                nwid,
+                path.address if packet.header.hops == 0 else None,
+                packet.header.packet_id,
+                peer.identity,
+                metadata,
+            )
+        else:
+            self._error(
+                now,
+                peer,
+                Verb.NETWORK_CONFIG_REQUEST,
+                packet.header.packet_id,
+                ErrorCode.UNSUPPORTED_OPERATION,
+                struct.pack(">Q", nwid),
+            )
+
+    def _do_network_config(self, now: int, peer: Peer, packet: Dearmored) -> None:
+        p = packet.payload
+        (nwid,) = struct.unpack_from(">Q", p, 0)
+        network = self.host.get_network(nwid)
+        if network is None:
+            return
+        update_id = network.handle_config_chunk(now, p, int(peer.address), packet.header.packet_id)
+        if update_id:
+            self._send(
+                now,
+                int(peer.address),
+                Verb.OK,
+                struct.pack(">BQQQ", Verb.ECHO, packet.header.packet_id, nwid, update_id),
+            )
+
+    # ---------------------------------------------------------------- replies
+    def handle_ok(self, now: int, peer: Peer, in_re_verb: int, in_re_packet_id: int, payload: bytes) -> None:
+        try:
+            if in_re_verb == Verb.NETWORK_CONFIG_REQUEST:
+                (nwid,) = struct.unpack_from(">Q", payload, 0)
+                network = self.host.get_network(nwid)
+                if network is not None:
+                    network.handle_config_chunk(now, payload, int(peer.address), in_re_packet_id)
+            elif in_re_verb == Verb.MULTICAST_GATHER:
+                (nwid,) = struct.unpack_from(">Q", payload, 0)
+                group = MulticastGroup.from_bytes(payload, 8)
+                self._add_gather_results(now, nwid, group, payload, 18)
+            elif in_re_verb == Verb.MULTICAST_FRAME:
+                (nwid,) = struct.unpack_from(">Q", payload, 0)
+                group = MulticastGroup.from_bytes(payload, 8)
+                flags = payload[18]
+                ptr = 19
+                network = self.host.get_network(nwid)
+                if flags & 0x01:
+                    com, n = CertificateOfMembership.from_bytes(payload, ptr)
+                    ptr += n
+                    if network is not None:
+                        network.add_com(com)
+                if flags & 0x02:
+                    self._add_gather_results(now, nwid, group, payload, ptr)
+        except (InvalidFormatError, struct.error, IndexError, ValueError) as e:
+            self._drop("malformed_ok", error=str(e))
+
+    def _add_gather_results(self, now: int, nwid: int, group: MulticastGroup, p: bytes, ptr: int) -> None:
+        if self.host.get_network(nwid) is None:
+            return
+        _total, count = struct.unpack_from(">IH", p, ptr)
+        ptr += 6
+        for i in range(count):
+            if ptr + 5 * (i + 1) > len(p):
+                break
+            a = int.from_bytes(p[ptr + 5 * i : ptr + 5 * i + 5])
+            if a != self._me:
+                self.host.multicaster.add(now, nwid, group, a)
+        self._flush_pending_multicast(now, nwid, group)
+
+    def handle_error(
+        self, now: int, peer: Peer, in_re_verb: int, in_re_packet_id: int, code: int, payload: bytes
+    ) -> None:
+        if len(payload) < 8:
+            return
+        (nwid,) = struct.unpack_from(">Q", payload, 0)
+        network = self.host.get_network(nwid)
+        if network is None:
+            return
+        from_controller = int(peer.address) == int(network.controller)
+        if code in (ErrorCode.OBJ_NOT_FOUND, ErrorCode.UNSUPPORTED_OPERATION):
+            if in_re_verb == Verb.NETWORK_CONFIG_REQUEST and from_controller:
+                network.set_not_found()
+        elif code == ErrorCode.NETWORK_ACCESS_DENIED_:
+            if from_controller:
+                network.set_access_denied()
+        elif code == ErrorCode.NEED_MEMBERSHIP_CERTIFICATE:
+            self.push_credentials(now, network, int(peer.address), force=True)
+        elif code == ErrorCode.UNWANTED_MULTICAST and len(payload) >= 18:
+            if network.gate(now, peer):
+                self.host.multicaster.remove(nwid, MulticastGroup.from_bytes(payload, 8), int(peer.address))
+
+    # =========================================================== outbound
+    def request_configuration(self, now: int, network: Network) -> None:
+        network.last_config_request = now
+        metadata = network.request_metadata()
+        if int(network.controller) == self._me:
+            if self.host.controller is not None:
+                self.host.controller.request(
+                    now, network.id, None, 0xFFFFFFFFFFFFFFFF, self.host.identity, metadata
+                )
+            else:
+                network.set_not_found()
+            return
+        raw = metadata.to_bytes()
+        payload = struct.pack(">QH", network.id, len(raw)) + raw
+        c = network.config
+        payload += struct.pack(">QQ", c.revision, c.timestamp) if c is not None else bytes(16)
+        self.stats["config_requests_sent"] += 1
+        self._send(now, int(network.controller), Verb.NETWORK_CONFIG_REQUEST, payload)
+
+    def push_credentials(self, now: int, network: Network, to: int, force: bool = False) -> None:
+        """Membership::pushCredentials, rate-limited as peerRequestedCredentials /
+        pushCredentialsIfNeeded are."""
+        config = network.config
+        if config is None or to == self._me:
+            return
+        m = network.membership(to)
+        since = now - m.last_pushed_credentials
+        limit = PEER_CREDENTIALS_REQUEST_RATE_LIMIT if force else PEER_ACTIVITY_TIMEOUT
+        if m.last_pushed_credentials >= network.last_config_update and since <= limit:
+            return
+        creds = NetworkCredentials(
+            coms=[config.com] if config.com else [],
+            capabilities=list(config.capabilities),
+            tags=list(config.tags),
+            coos=list(config.certificates_of_ownership),
+        )
+        m.last_pushed_credentials = now
+        self.stats["credentials_pushed"] += 1
+        self._send(now, to, Verb.NETWORK_CREDENTIALS, creds.to_bytes())
+
+    def announce_multicast_groups(self, now: int, network: Network, force: bool = False) -> None:
+        """Network::_sendUpdatesToMembers: LIKEs to the controller, the roots and
+        always-contact specialists, and to members we exchange frames with."""
+        if network.config is None:
+            return
+        groups = sorted(network.multicast_groups(), key=lambda g: (int(g.mac), g.adi))
+        if not groups:
+            return
+        targets: set[int] = set()
+        if force or now - network.last_announced_upstream >= 60_000:
+            network.last_announced_upstream = now
+            targets.add(int(network.controller))
+            targets.update(int(a) for a in self.host.topology.upstream_addresses())
+            targets.update(int(a) for a in network.config.always_contact_addresses())
+        for address, m in network.memberships.items():
+            identity = self.host.topology.get_identity(address)
+            if identity is None:
+                continue
+            if (m.multicast_like_gate(now) or force) and m.is_allowed(network.config, identity):
+                targets.add(address)
+        targets.discard(self._me)
+        body = b"".join(struct.pack(">Q", network.id) + g.to_bytes() for g in groups)
+        for t in sorted(targets):
+            self._send(now, t, Verb.MULTICAST_LIKE, body)
+        self.stats["likes_sent"] += len(targets)
+
+    def on_local_frame(
+        self,
+        now: int,
+        network: Network,
+        source_mac: int,
+        dest_mac: int,
+        ethertype: int,
+        vlan_id: int,
+        data: bytes,
+    ) -> bool:
+        """Switch::onLocalEthernet: a frame from the host side of `network`."""
+        config = network.config
+        if config is None:
+            self._drop("no_configuration", network=f"{network.id:016x}")
+            return False
+        source_mac, dest_mac = MAC(source_mac), MAC(dest_mac)
+        bridged = source_mac != network.mac
+        if bridged and not config.is_active_bridge(self._me):
+            self._drop("not_a_bridge", network=f"{network.id:016x}")
+            return False
+        if dest_mac.is_multicast:
+            group = MulticastGroup(dest_mac, 0)
+            if dest_mac == MAC(0xFFFFFFFFFFFF):
+                if (
+                    ethertype == ETHERTYPE_ARP
+                    and len(data) >= 28
+                    and data[2:4] == b"\x08\x00"
+                    and data[4] == 6
+                    and data[5] == 4
+                ):
+                    # ARP becomes a multicast to the group of the IPv4 address asked for.
+                    group = MulticastGroup(dest_mac, int.from_bytes(data[24:28]))
+                elif not config.enable_broadcast:
+                    self._drop("broadcast_disabled")
+                    return False
+            if config.multicast_limit == 0:
+                self._drop("multicast_disabled")
+                return False
+            verdict = network.filter(frame_facts(self._me, 0, source_mac, dest_mac, ethertype, vlan_id, data))
+            if not verdict.accept:
+                self._drop("filter_blocked_outbound", rule=verdict.rule_index, why=verdict.reason)
+                return False
+            self.send_multicast(now, network, group, source_mac if bridged else 0, ethertype, data)
+            return True
+        if dest_mac == network.mac:
+            self.host.deliver_frame(network, source_mac, dest_mac, ethertype, vlan_id, data)
+            return True
+        if dest_mac.is_for_network(network.id):
+            to = int(dest_mac.to_address(network.id))
+            verdict = network.filter(
+                frame_facts(self._me, to, source_mac, dest_mac, ethertype, vlan_id, data)
+            )
+            if not verdict.accept:
+                self._drop("filter_blocked_outbound", rule=verdict.rule_index, why=verdict.reason)
+                return False
+            self.push_credentials(now, network, to)
+            if bridged:
+                payload = struct.pack(">QB", network.id, 0) + dest_mac.to_bytes() + source_mac.to_bytes()
+                payload += struct.pack(">H", ethertype) + data
+                self._send(now, to, Verb.EXT_FRAME, payload)
+            else:
+                self._send(now, to, Verb.FRAME, struct.pack(">QH", network.id, ethertype) + data)
+            self.stats["frames_out"] += 1
+            return True
+        bridges = [int(a) for a in config.active_bridges() if int(a) != self._me]
+        if not bridges:
+            self._drop("no_route_to_mac", mac=str(dest_mac))
+            return False
+        for b in bridges[:8]:
+            payload = struct.pack(">QB", network.id, 0) + dest_mac.to_bytes() + source_mac.to_bytes()
+            self._send(now, b, Verb.EXT_FRAME, payload + struct.pack(">H", ethertype) + data)
+        return True
+
+    def send_multicast(
+        self, now: int, network: Network, group: MulticastGroup, source_mac: int, ethertype: int, data: bytes
+    ) -> None:
+        config = network.config
+        assert config is not None
+        mc = self.host.multicaster
+        members = [a for a in mc.members(now, network.id, group) if a != self._me]
+        limit = config.multicast_limit
+        if len(members) < limit and mc.should_gather(now, network.id, group):
+            gather_limit = (limit - len(members)) + 1
+            targets = {int(network.controller)}
+            upstream = self.host.topology.get_upstream_peer(now)
+            if upstream is not None:
+                targets.add(int(upstream.address))
+            targets.update(int(a) for a in config.always_contact_addresses())
+            targets.discard(self._me)
+            com = config.com
+            body = struct.pack(">QB", network.id, 0x01 if com else 0) + group.to_bytes()
+            body += struct.pack(">I", gather_limit) + (com.to_bytes() if com else b"")
+            for t in sorted(targets):
+                self._send(now, t, Verb.MULTICAST_GATHER, body)
+            self.stats["gathers_sent"] += len(targets)
+        pending = _PendingMulticast(network.id, group, source_mac, ethertype, data, now, set())
+        self._transmit_multicast(now, network, pending, members[:limit])
+        if len(pending.sent_to) < limit:
+            self._pending_multicast.append(pending)
+            if len(self._pending_multicast) > 32:
+                self._pending_multicast.pop(0)
+
+    def _transmit_multicast(
+        self, now: int, network: Network, pending: _PendingMulticast, members: list[int]
+    ) -> None:
+        config = network.config
+        if config is None:
+            return
+        flags = MULTICAST_FRAME_FLAG_SOURCE_MAC if pending.source_mac else 0
+        head = struct.pack(">QB", network.id, flags)
+        if pending.source_mac:
+            head += MAC(pending.source_mac).to_bytes()
+        body = head + pending.group.to_bytes() + struct.pack(">H", pending.ethertype) + pending.data
+        for a in members:
+            if a in pending.sent_to or a == self._me or len(pending.sent_to) >= config.multicast_limit:
+                continue
+            pending.sent_to.add(a)
+            self.push_credentials(now, network, a)
+            self._send(now, a, Verb.MULTICAST_FRAME, body)
+            self.stats["multicast_frames_out"] += 1
+
+    def _flush_pending_multicast(self, now: int, nwid: int, group: MulticastGroup) -> None:
+        network = self.host.get_network(nwid)
+        if network is None:
+            return
+        members = self.host.multicaster.members(now, nwid, group)
+        for pending in self._pending_multicast:
+            if pending.network_id == nwid and pending.group == group:
+                self._transmit_multicast(now, network, pending, members)
+
+    def do_timer_tasks(self, now: int) -> None:
+        self._pending_multicast = [
+            p for p in self._pending_multicast if now - p.created < MULTICAST_TRANSMIT_TIMEOUT
+        ]
