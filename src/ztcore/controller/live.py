@@ -1,0 +1,662 @@
+"""The live embedded network controller: answers NETWORK_CONFIG_REQUESTs from the store.
+
+Owns what zerotier-one's EmbeddedNetworkController does at run time, on top of
+the records in `ztcore.controller.store`:
+
+* `EmbeddedController.request` decides whether a member may join (already
+  authorized, public network, or a valid ``token:`` from the request metadata),
+  learns the member's identity on its first request (and refuses a different
+  identity under the same address afterwards), records its version, assigns
+  addresses from the pools and answers with a `NetworkConfig` carrying a
+  controller-signed COM, capabilities, tags and certificate of ownership;
+* the listener hooks (`on_member_changed` / `on_network_changed`, as
+  ``StoreControllerBackend.add_listener`` calls them) push fresh configs to
+  members that asked recently, and on deauthorization send a signed
+  `Revocation` of the member's COM to the network's members;
+* `authorized_recently` tells the node which peers may use MULTICAST_GATHER/LIKE
+  on our networks (the core's ``localControllerHasAuthorized``).
+
+Per-member request state (time, packet id, metadata, identity, physical
+address) lives in memory only, as in zerotier-one. All work runs synchronously
+in the caller's thread under one lock; the sender is called from there too.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import secrets
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ztcore.controller import ipam
+from ztcore.controller.model import (
+    clean_member,
+    format_address,
+    format_nwid,
+    init_member,
+    note_config_request,
+    now_ms,
+)
+from ztcore.controller.store import ControllerStore
+from ztcore.errors import InvalidFormatError
+from ztcore.identity import Address, Identity
+from ztcore.vl1.inetaddress import InetAddress
+from ztcore.vl2.controller_api import ControllerError, ControllerSender
+from ztcore.vl2.credentials import (
+    REVOCATION_FLAG_FAST_PROPAGATE,
+    Capability,
+    CertificateOfMembership,
+    CertificateOfOwnership,
+    CredentialType,
+    Revocation,
+    Tag,
+)
+from ztcore.vl2.dictionary import Dictionary
+from ztcore.vl2.netconf import (
+    AUTHINFO_KEY_AUTHENTICATION_URL,
+    AUTHINFO_KEY_VERSION,
+    CREDENTIAL_TIME_DFL_MAX_DELTA,
+    CREDENTIAL_TIME_MAX_MAX_DELTA,
+    CREDENTIAL_TIME_MIN_MAX_DELTA,
+    DEFAULT_MTU,
+    FLAG_ENABLE_BROADCAST,
+    FLAG_ENABLE_IPV6_NDP_EMULATION,
+    MAX_CAPABILITY_RULES,
+    MAX_DNS_SERVERS,
+    MAX_MTU,
+    MAX_NETWORK_CAPABILITIES,
+    MAX_NETWORK_ROUTES,
+    MAX_NETWORK_RULES,
+    MAX_NETWORK_TAGS,
+    MAX_ZT_ASSIGNED_ADDRESSES,
+    MIN_MTU,
+    NETWORKCONFIG_METADATA_DICT_CAPACITY,
+    REQUEST_KEY_AUTH,
+    REQUEST_KEY_NODE_MAJOR_VERSION,
+    REQUEST_KEY_NODE_MINOR_VERSION,
+    REQUEST_KEY_NODE_REVISION,
+    REQUEST_KEY_PROTOCOL_VERSION,
+    REQUEST_KEY_RULES_ENGINE_REV,
+    SPECIALIST_TYPE_ACTIVE_BRIDGE,
+    DnsConfig,
+    NetworkConfig,
+    NetworkType,
+    Route,
+)
+from ztcore.vl2.rules import Rule, RuleType, rules_from_json
+
+__all__ = [
+    "AUTHORIZATION_WINDOW",
+    "MIN_REQUEST_PERIOD",
+    "ONLINE_WINDOW",
+    "SELF_REQUEST_PACKET_ID",
+    "EmbeddedController",
+    "MemberStatus",
+]
+
+log = logging.getLogger(__name__)
+
+# ZT_NETWORK_AUTOCONF_DELAY: members re-request their config this often (ms).
+NETWORK_AUTOCONF_DELAY = 60000
+# A member counts as online (gets pushes and revocations) this long after its last request.
+ONLINE_WINDOW = NETWORK_AUTOCONF_DELAY * 2
+# Node::localControllerHasAuthorized: a config sent this recently vouches for the member.
+AUTHORIZATION_WINDOW = NETWORK_AUTOCONF_DELAY * 3
+# ZT_NETCONF_MIN_REQUEST_PERIOD: genuine requests closer together than this are dropped.
+MIN_REQUEST_PERIOD = 1000
+# The packet id the core uses when a node asks its own embedded controller.
+SELF_REQUEST_PACKET_ID = 0xFFFFFFFFFFFFFFFF
+
+_U32 = 0xFFFFFFFF
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+@dataclass
+class MemberStatus:
+    """What the controller remembers (in memory) about one member's requests."""
+
+    last_request_time: int = 0
+    request_packet_id: int = 0
+    from_address: InetAddress | None = None
+    identity: Identity | None = None
+    # Set only by authorized, genuine requests: what a push re-plays.
+    metadata: Dictionary | None = None
+    last_config_time: int | None = None
+
+    def online(self, now: int) -> bool:
+        return now - self.last_request_time < ONLINE_WINDOW
+
+
+class _Deny(Exception):
+    """Internal: answer the current request with an error and stop."""
+
+    def __init__(self, error: ControllerError, data: bytes = b"", *, member_refused: bool = False) -> None:
+        super().__init__(error.name)
+        self.error = error
+        self.data = data
+        # True when the member itself is refused (not an impostor under its address).
+        self.member_refused = member_refused
+
+
+def _json_int(v: object, default: int) -> int:
+    """A lenient integer as the core's jsonInt reads it (bools/strings/floats accepted)."""
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        return int(v)
+    if isinstance(v, str):
+        try:
+            return int(v.strip(), 0)
+        except ValueError:
+            return default
+    return default
+
+
+def _json_bool(v: object, default: bool) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int | float):
+        return v > 0
+    if isinstance(v, str):
+        return v.strip().lower() in ("true", "1", "t")
+    return default
+
+
+def _address_text(v: object) -> int | None:
+    """A 10-hex-digit address string (as remoteTraceTarget holds) or None."""
+    if isinstance(v, str) and len(v) == 10 and _HEX.issuperset(v):
+        return int(v, 16)
+    return None
+
+
+def _inet(text: object, bits: int | None = None) -> InetAddress | None:
+    """An IP (optionally "ip/bits") as an InetAddress; the netmask goes in the port."""
+    if not isinstance(text, str):
+        return None
+    try:
+        if "/" in text:
+            iface = ipaddress.ip_interface(text.strip())
+            return InetAddress(iface.ip, iface.network.prefixlen if bits is None else bits)
+        return InetAddress(ipaddress.ip_address(text.strip()), bits or 0)
+    except (ValueError, InvalidFormatError):
+        return None
+
+
+class EmbeddedController:
+    """A `NetworkController` over a `ControllerStore`, and a listener for its changes."""
+
+    def __init__(self, store: ControllerStore, *, clock: Callable[[], int] | None = None) -> None:
+        self.store = store
+        self._clock = clock or now_ms
+        self._identity: Identity | None = None
+        self._sender: ControllerSender | None = None
+        self._lock = threading.RLock()
+        self._status: dict[tuple[int, int], MemberStatus] = {}
+        self.stats: Counter[str] = Counter()
+
+    # ------------------------------------------------------------------------------------
+    # NetworkController
+
+    @property
+    def address(self) -> Address | None:
+        return self._identity.address if self._identity is not None else None
+
+    def init(self, signing_identity: Identity, sender: ControllerSender) -> None:
+        """Set the identity configs are signed with (the node's own) and the way out."""
+        if not signing_identity.has_private:
+            raise ValueError("the controller's signing identity needs its private key")
+        with self._lock:
+            self._identity = signing_identity
+            self._sender = sender
+
+    def request(
+        self,
+        now: int,
+        network_id: int,
+        from_address: InetAddress | None,
+        request_packet_id: int,
+        identity: Identity,
+        metadata: Dictionary,
+    ) -> None:
+        """Handle one config request; the answer (config or error) goes out through the sender.
+
+        `request_packet_id` 0 marks a push the controller generates itself; such
+        requests are not rate limited and do not count as the member being online.
+        """
+        if self._identity is None or self._sender is None:
+            self.stats["ignored"] += 1
+            return
+        if (network_id >> 24) != int(self._identity.address):
+            # Not one of ours: the node should never hand us this (the core ignores it too).
+            self.stats["ignored"] += 1
+            return
+        if metadata is None:
+            metadata = Dictionary(NETWORKCONFIG_METADATA_DICT_CAPACITY)
+        address = int(identity.address)
+        with self._lock:
+            if request_packet_id:
+                st = self._status.setdefault((network_id, address), MemberStatus())
+                if st.last_request_time and now - st.last_request_time <= MIN_REQUEST_PERIOD:
+                    self.stats["rate_limited"] += 1
+                    return
+                st.last_request_time = now
+                st.request_packet_id = request_packet_id
+                st.from_address = from_address
+            self.stats["requests"] += 1
+            if not request_packet_id:
+                self.stats["pushes"] += 1
+            try:
+                config = self._build(now, network_id, request_packet_id, identity, metadata)
+            except _Deny as d:
+                config = d
+            except Exception:
+                log.exception("controller: request for %016x from %s failed", network_id, identity.address)
+                self._send_error(
+                    network_id, request_packet_id, identity.address, ControllerError.INTERNAL_SERVER_ERROR
+                )
+                return
+            if isinstance(config, _Deny):
+                if config.member_refused and (network_id, address) in self._status:
+                    # However it lost access, it no longer vouches for MULTICAST_GATHER/LIKE.
+                    self._status[(network_id, address)].last_config_time = None
+                self._send_error(network_id, request_packet_id, identity.address, config.error, config.data)
+                return
+            st = self._status.setdefault((network_id, address), MemberStatus())
+            st.last_config_time = now
+            self.stats["configs_sent"] += 1
+            self._sender.nc_send_config(network_id, request_packet_id, identity.address, config)
+
+    def authorized_recently(self, now: int, network_id: int, address: int) -> bool:
+        """True if we sent this member a config in the last three autoconf periods
+        (and have not deauthorized it since)."""
+        with self._lock:
+            st = self._status.get((network_id, int(address)))
+            t = st.last_config_time if st is not None else None
+        return t is not None and now - t < AUTHORIZATION_WINDOW
+
+    def member_status(self, network_id: int, address: int) -> MemberStatus | None:
+        """A copy of what we remember about the member's requests (None if nothing)."""
+        with self._lock:
+            st = self._status.get((network_id, int(address)))
+            return replace(st) if st is not None else None
+
+    # ------------------------------------------------------------------------------------
+    # ControllerListener
+
+    def on_network_changed(self, nwid: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        """Push the new config to every online member; forget members of a deleted network."""
+        network_id = int(nwid, 16)
+        now = self._clock()
+        with self._lock:
+            if new is None:
+                for key in [k for k in self._status if k[0] == network_id]:
+                    del self._status[key]
+                return
+            for (n, _a), st in list(self._status.items()):
+                if n == network_id:
+                    self._push(now, network_id, st)
+
+    def on_member_changed(
+        self, nwid: str, address: str, old: dict[str, Any] | None, new: dict[str, Any] | None
+    ) -> None:
+        """Push the member's new config if it is online; revoke its COM if it lost authorization."""
+        network_id = int(nwid, 16)
+        addr = int(address, 16)
+        now = self._clock()
+        was_auth = old is not None and _json_bool(old.get("authorized"), False)
+        is_auth = new is not None and _json_bool(new.get("authorized"), False)
+        with self._lock:
+            st = self._status.get((network_id, addr))
+            if new is not None and st is not None:
+                self._push(now, network_id, st)
+            if was_auth and not is_auth:
+                self._deauthorize(now, network_id, addr)
+            if new is None:
+                self._status.pop((network_id, addr), None)
+
+    # ------------------------------------------------------------------------------------
+    # Internals
+
+    def _send_error(
+        self, network_id: int, request_packet_id: int, to: Address, error: ControllerError, data: bytes = b""
+    ) -> None:
+        self.stats[
+            {
+                ControllerError.OBJECT_NOT_FOUND: "not_found",
+                ControllerError.ACCESS_DENIED: "access_denied",
+                ControllerError.AUTHENTICATION_REQUIRED: "authentication_required",
+            }.get(error, "internal_errors")
+        ] += 1
+        assert self._sender is not None
+        self._sender.nc_send_error(network_id, request_packet_id, to, error, data)
+
+    def _push(self, now: int, network_id: int, st: MemberStatus) -> None:
+        # As zerotier-one: only members that are online and made an authorized request get pushes.
+        if st.identity is None or st.metadata is None or not st.online(now):
+            return
+        self.request(now, network_id, None, 0, st.identity, st.metadata)
+
+    def _deauthorize(self, now: int, network_id: int, address: int) -> None:
+        """Revoke the member's COMs issued before now, telling every member that may hold it."""
+        if self._identity is None or self._sender is None:
+            return
+        st = self._status.get((network_id, address))
+        if st is not None:
+            st.last_config_time = None
+        rev = Revocation(
+            id=secrets.randbits(32),
+            network_id=network_id,
+            credential_id=0,
+            threshold=now,
+            flags=REVOCATION_FLAG_FAST_PROPAGATE,
+            target=Address(address),
+            credential_type=CredentialType.COM,
+        )
+        rev.sign(self._identity)
+        # zerotier-one tells the members that are online; we also tell every authorized
+        # member on record, so a controller restart (which forgets who is online) does
+        # not leave peers trusting the old COM until it expires.
+        recipients = {a for (n, a), s in self._status.items() if n == network_id and s.online(now)}
+        try:
+            for m in self.store.list_members(format_nwid(network_id)):
+                if _json_bool(m.get("authorized"), False) and isinstance(m.get("id"), str):
+                    recipients.add(int(m["id"], 16))
+        except Exception:
+            log.exception("controller: listing members of %016x for a revocation failed", network_id)
+        for to in sorted(recipients):
+            self.stats["revocations_sent"] += 1
+            self._sender.nc_send_revocation(Address(to), rev)
+
+    def _build(
+        self, now: int, network_id: int, request_packet_id: int, identity: Identity, metadata: Dictionary
+    ) -> NetworkConfig | _Deny:
+        """Authorize the request, update the member record, and make its config.
+
+        A refusal that changes nothing is raised as `_Deny` (rolling the transaction
+        back); one that must keep the member record (learned identity) is returned.
+        """
+        assert self._identity is not None
+        nwids = format_nwid(network_id)
+        address = int(identity.address)
+        addrs = format_address(address)
+        store = self.store
+        with store.transaction():
+            network = store.get_network(nwids)
+            if network is None:
+                raise _Deny(ControllerError.OBJECT_NOT_FOUND)
+            old = store.get_member(nwids, addrs)
+            new_member = old is None
+            member = init_member(old, now)
+
+            known = member.get("identity")
+            if isinstance(known, str) and known:
+                try:
+                    same = Identity.from_string(known) == identity
+                except InvalidFormatError:
+                    same = False
+                if not same:
+                    # Someone else under a known member's address: never let them in.
+                    self.stats["identity_collisions"] += 1
+                    raise _Deny(ControllerError.ACCESS_DENIED)
+            else:
+                member["identity"] = identity.to_string(False)
+            member["id"] = addrs
+            member["address"] = addrs
+            member["nwid"] = nwids
+
+            authorized = _json_bool(member.get("authorized"), False)
+            auto: tuple[str, str | None] | None = None
+            if not authorized:
+                if not _json_bool(network.get("private"), True):
+                    auto = ("public", None)
+                else:
+                    token = self._presented_token(metadata)
+                    if token is not None and self._token_valid(network, token, now):
+                        auto = ("token", token)
+            if auto is not None:
+                authorized = True
+                member["authorized"] = True
+                member["lastAuthorizedTime"] = now
+                member["lastAuthorizedCredentialType"], member["lastAuthorizedCredential"] = auto
+                self.stats["auto_authorized"] += 1
+
+            sso = _json_bool(network.get("ssoEnabled"), False) and not _json_bool(
+                member.get("ssoExempt"), False
+            )
+            if sso and _json_int(member.get("authenticationExpiryTime"), 0) <= now:
+                # We have no SSO provider: the member must be (re)authenticated out of band.
+                info = Dictionary(4096)
+                info.add(AUTHINFO_KEY_VERSION, 0)
+                info.add(AUTHINFO_KEY_AUTHENTICATION_URL, "")
+                store.put_member(clean_member(member))
+                return _Deny(ControllerError.AUTHENTICATION_REQUIRED, info.to_bytes(), member_refused=True)
+
+            if not authorized:
+                store.put_member(clean_member(member))
+                return _Deny(ControllerError.ACCESS_DENIED, member_refused=True)
+
+            if request_packet_id:
+                version = (
+                    metadata.get_uint(REQUEST_KEY_NODE_MAJOR_VERSION, 0),
+                    metadata.get_uint(REQUEST_KEY_NODE_MINOR_VERSION, 0),
+                    metadata.get_uint(REQUEST_KEY_NODE_REVISION, 0),
+                    metadata.get_uint(REQUEST_KEY_PROTOCOL_VERSION, 0),
+                )
+                member = note_config_request(member, identity.to_string(False), version)
+                st = self._status.setdefault((network_id, address), MemberStatus())
+                st.identity = identity
+                st.metadata = metadata
+
+            config = self._config(now, network_id, network, member, identity, metadata, new_member, sso)
+            taken = store.allocated_ips(nwids, exclude_address=addrs)
+            member["ipAssignments"] = ipam.auto_assign(network, member, address, taken)
+            self._add_addresses(now, network_id, network, member, config)
+            store.put_member(clean_member(member))
+        return config
+
+    @staticmethod
+    def _presented_token(metadata: Dictionary) -> str | None:
+        auth = metadata.get_str(REQUEST_KEY_AUTH, None, 511)
+        if auth and len(auth) > 6 and auth.startswith("token:"):
+            return auth[6:]
+        return None
+
+    @staticmethod
+    def _token_valid(network: Mapping[str, Any], token: str, now: int) -> bool:
+        tokens = network.get("authTokens")
+        if not isinstance(tokens, Mapping):
+            return False
+        expires = tokens.get(token)
+        if isinstance(expires, bool) or not isinstance(expires, int | float):
+            return False
+        return expires == 0 or expires > now
+
+    def _config(
+        self,
+        now: int,
+        network_id: int,
+        network: Mapping[str, Any],
+        member: dict[str, Any],
+        identity: Identity,
+        metadata: Dictionary,
+        new_member: bool,
+        sso: bool,
+    ) -> NetworkConfig:
+        """Everything but the addresses; `member` gains default capabilities and tags."""
+        assert self._identity is not None
+        signer = self._identity
+        address = identity.address
+
+        ctmd = _json_int(network.get("certificateTimeoutWindowSize"), CREDENTIAL_TIME_DFL_MAX_DELTA)
+        ctmd = max(min(ctmd, CREDENTIAL_TIME_MAX_MAX_DELTA), CREDENTIAL_TIME_MIN_MAX_DELTA)
+
+        nc = NetworkConfig(network_id=network_id, issued_to=address)
+        nc.type = NetworkType.PRIVATE if _json_bool(network.get("private"), True) else NetworkType.PUBLIC
+        nc.timestamp = now
+        nc.credential_time_max_delta = ctmd
+        nc.revision = max(0, _json_int(network.get("revision"), 0))
+        if _json_bool(network.get("enableBroadcast"), True):
+            nc.flags |= FLAG_ENABLE_BROADCAST
+        name = network.get("name")
+        nc.name = name if isinstance(name, str) else ""
+        nc.mtu = max(min(_json_int(network.get("mtu"), DEFAULT_MTU), MAX_MTU), MIN_MTU)
+        nc.multicast_limit = _json_int(network.get("multicastLimit"), 32) & _U32
+        if sso:
+            nc.sso_enabled = True
+            nc.sso_version = 0
+            nc.authentication_expiry_time = _json_int(member.get("authenticationExpiryTime"), 0)
+
+        target = _address_text(member.get("remoteTraceTarget"))
+        if target is not None:
+            nc.remote_trace_target = Address(target)
+            nc.remote_trace_level = _json_int(member.get("remoteTraceLevel"), 0) & 0xFF
+        else:
+            target = _address_text(network.get("remoteTraceTarget"))
+            nc.remote_trace_target = Address(target or 0)
+            nc.remote_trace_level = _json_int(network.get("remoteTraceLevel"), 0) & 0xFF
+
+        bridges = sorted(
+            int(m["id"], 16)
+            for m in self.store.list_members(format_nwid(network_id))
+            if _json_bool(m.get("activeBridge"), False) and isinstance(m.get("id"), str)
+        )
+        if _json_bool(member.get("activeBridge"), False) and int(address) not in bridges:
+            bridges.append(int(address))  # a first request's own record is not stored yet
+        for b in bridges:
+            nc.add_specialist(b, SPECIALIST_TYPE_ACTIVE_BRIDGE)
+
+        if metadata.get_uint(REQUEST_KEY_RULES_ENGINE_REV, 0) <= 0:
+            # Members without a rules engine get allow-all; newer peers still filter inbound.
+            nc.rules = [Rule(RuleType.ACTION_ACCEPT)]
+        else:
+            rules = network.get("rules")
+            nc.rules = rules_from_json(rules)[:MAX_NETWORK_RULES] if isinstance(rules, list) else []
+            nc.capabilities = self._capabilities(now, network_id, network, member, new_member, address)
+            nc.tags = self._tags(now, network_id, network, member, address)
+
+        routes = network.get("routes")
+        for rt in routes if isinstance(routes, list) else []:
+            if len(nc.routes) >= MAX_NETWORK_ROUTES:
+                break
+            if not isinstance(rt, Mapping) or not isinstance(rt.get("target"), str):
+                continue
+            t = _inet(rt["target"])
+            if t is None:
+                continue
+            via = _inet(rt.get("via")) if isinstance(rt.get("via"), str) else None
+            if via is not None and via.ip.version != t.ip.version:
+                via = None
+            nc.routes.append(Route(t, via))
+
+        dns = network.get("dns")
+        if isinstance(dns, Mapping):
+            domain = dns.get("domain")
+            servers = dns.get("servers")
+            addrs = [_inet(s) for s in (servers if isinstance(servers, list) else [])[:MAX_DNS_SERVERS]]
+            nc.dns = DnsConfig(domain if isinstance(domain, str) else "", [a for a in addrs if a is not None])
+
+        com = CertificateOfMembership.create(now, ctmd, network_id, identity)
+        if not com.sign(signer):
+            raise RuntimeError("could not sign the certificate of membership")
+        nc.com = com
+        return nc
+
+    def _capabilities(
+        self,
+        now: int,
+        network_id: int,
+        network: Mapping[str, Any],
+        member: dict[str, Any],
+        new_member: bool,
+        address: Address,
+    ) -> list[Capability]:
+        assert self._identity is not None
+        mcaps = member.get("capabilities")
+        if not isinstance(mcaps, list):
+            mcaps = member["capabilities"] = []
+        by_id: dict[int, Mapping[str, Any]] = {}
+        caps = network.get("capabilities")
+        for cap in caps if isinstance(caps, list) else []:
+            if not isinstance(cap, Mapping):
+                continue
+            cid = _json_int(cap.get("id"), 0) & _U32
+            by_id[cid] = cap
+            # Default capabilities are handed out once, to members seen for the first time.
+            if new_member and _json_bool(cap.get("default"), False):
+                if cid not in {_json_int(c, 0) & _U32 for c in mcaps}:
+                    mcaps.append(cid)
+        out: list[Capability] = []
+        for c in mcaps:
+            cid = _json_int(c, 0) & _U32
+            cap = by_id.get(cid)
+            if not cap:
+                continue
+            rules = cap.get("rules")
+            cap_rules = rules_from_json(rules)[:MAX_CAPABILITY_RULES] if isinstance(rules, list) else []
+            capability = Capability(cid, network_id, now, cap_rules, 1)
+            if capability.sign(self._identity, address):
+                out.append(capability)
+            if len(out) >= MAX_NETWORK_CAPABILITIES:
+                break
+        return out
+
+    def _tags(
+        self, now: int, network_id: int, network: Mapping[str, Any], member: dict[str, Any], address: Address
+    ) -> list[Tag]:
+        assert self._identity is not None
+        values: dict[int, int] = {}
+        mtags = member.get("tags")
+        if not isinstance(mtags, list):
+            mtags = member["tags"] = []
+        for t in mtags:
+            if isinstance(t, list) and len(t) == 2:
+                values[_json_int(t[0], 0) & _U32] = _json_int(t[1], 0) & _U32
+        tags = network.get("tags")
+        for t in tags if isinstance(tags, list) else []:
+            if not isinstance(t, Mapping):
+                continue
+            tid = _json_int(t.get("id"), 0) & _U32
+            dfl = t.get("default")
+            # A network tag's default is given (and recorded) to members that lack the tag.
+            if isinstance(dfl, int | float) and not isinstance(dfl, bool) and tid not in values:
+                values[tid] = int(dfl) & _U32
+                mtags.append([tid, int(dfl) & _U32])
+        out: list[Tag] = []
+        for tid in sorted(values):
+            if len(out) >= MAX_NETWORK_TAGS:
+                break
+            tag = Tag(tid, values[tid], network_id, now, address)
+            if tag.sign(self._identity):
+                out.append(tag)
+        return out
+
+    def _add_addresses(
+        self,
+        now: int,
+        network_id: int,
+        network: Mapping[str, Any],
+        member: Mapping[str, Any],
+        nc: NetworkConfig,
+    ) -> None:
+        """Static IPs (RFC4193/6PLANE, then assigned ones inside a route) and their COO."""
+        assert self._identity is not None
+        address = int(nc.issued_to)
+        if ipam.managed_v6_addresses(network, member, network_id, address):
+            nc.flags |= FLAG_ENABLE_IPV6_NDP_EMULATION
+        for text in ipam.static_ips(network, member, network_id, address):
+            ip = _inet(text)
+            if ip is not None and len(nc.static_ips) < MAX_ZT_ASSIGNED_ADDRESSES:
+                nc.static_ips.append(ip)
+        if nc.static_ips:
+            coo = CertificateOfOwnership(network_id, now, nc.issued_to, id=1)
+            for ip in nc.static_ips:
+                if not coo.add_thing(ip):
+                    break
+            coo.sign(self._identity)
+            nc.certificates_of_ownership = [coo]
