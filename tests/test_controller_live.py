@@ -431,6 +431,15 @@ def test_deauthorize_revokes_and_denies(env: Env) -> None:
     assert len(env.sender.configs) == n_configs
 
 
+def test_revocation_covers_last_com_when_clock_lags(env: Env) -> None:
+    env.authorize("a")
+    env.req("a", T0 + 50000)  # the node's clock is ahead of the controller's hook clock
+    _, nc = env.last_config("a")
+    env.backend.post_member(env.nwids, f"{int(env.ids['a'].address):010x}", {"authorized": False})
+    rev = env.sender.revocations[-1][1]
+    assert rev.threshold >= nc.com.timestamp  # peers drop COMs with timestamp <= threshold
+
+
 def test_member_and_network_changes_push_configs(env: Env) -> None:
     env.authorize("a")
     env.authorize("b")

@@ -312,11 +312,11 @@ class EmbeddedController:
         was_auth = old is not None and _json_bool(old.get("authorized"), False)
         is_auth = new is not None and _json_bool(new.get("authorized"), False)
         with self._lock:
+            if was_auth and not is_auth:
+                self._deauthorize(now, network_id, addr)
             st = self._status.get((network_id, addr))
             if new is not None and st is not None:
                 self._push(now, network_id, st)
-            if was_auth and not is_auth:
-                self._deauthorize(now, network_id, addr)
             if new is None:
                 self._status.pop((network_id, addr), None)
 
@@ -347,13 +347,17 @@ class EmbeddedController:
         if self._identity is None or self._sender is None:
             return
         st = self._status.get((network_id, address))
+        threshold = now
         if st is not None:
+            # Peers drop COMs stamped at or before the threshold: make sure it covers the
+            # last one we issued even if the hook clock lags the node's.
+            threshold = max(now, st.last_config_time or 0)
             st.last_config_time = None
         rev = Revocation(
             id=secrets.randbits(32),
             network_id=network_id,
             credential_id=0,
-            threshold=now,
+            threshold=threshold,
             flags=REVOCATION_FLAG_FAST_PROPAGATE,
             target=Address(address),
             credential_type=CredentialType.COM,
