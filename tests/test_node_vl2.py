@@ -1,0 +1,202 @@
+"""VL2 through the real Node, Controller and simulator: join, authorize, frames,
+ARP over multicast, rules, deauthorization."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from pathlib import Path
+
+import pytest
+
+from ztcore.api import StateObjectType
+from ztcore.controller.live import EmbeddedController
+from ztcore.controller.store import ControllerStore
+from ztcore.identity import Identity
+from ztcore.runtime.http_api import StoreControllerBackend
+from ztcore.runtime.service import now_ms
+from ztcore.simulation import SimHost, SimNetwork, make_planet
+from ztcore.vl2.mac import BROADCAST_MAC, MAC
+
+
+@pytest.fixture(scope="module")
+def identities() -> list[Identity]:
+    return [Identity.generate() for _ in range(5)]
+
+
+class World:
+    def __init__(self, identities: list[Identity], tmp: Path, *, private: bool = True, rules=None) -> None:  # type: ignore[no-untyped-def]
+        self.net = SimNetwork(start_ms=now_ms())
+        ep = self.net.allocate_endpoint("10.0.0.1")
+        planet, _ = make_planet([(identities[0], [ep])])
+        self.root = self.net.add_node(identity=identities[0], planet=planet, endpoint=ep)
+        self.ctl = self.net.add_node(identity=identities[1], planet=planet, ip="10.0.1.1")
+        self.a = self.net.add_node(identity=identities[2], planet=planet, ip="10.0.1.2")
+        self.b = self.net.add_node(identity=identities[3], planet=planet, ip="10.0.1.3")
+        self.store = ControllerStore(tmp)
+        self.controller = EmbeddedController(self.store)
+        self.ctl.node.set_controller(self.controller)
+        self.backend = StoreControllerBackend(self.store, int(self.ctl.node.address))
+        self.backend.add_listener(self.controller)
+        body = {
+            "name": "testnet",
+            "private": private,
+            "ipAssignmentPools": [{"ipRangeStart": "10.147.17.10", "ipRangeEnd": "10.147.17.20"}],
+            "routes": [{"target": "10.147.17.0/24"}],
+            "v4AssignMode": {"zt": True},
+            "v6AssignMode": {"rfc4193": True},
+        }
+        if rules is not None:
+            body["rules"] = rules
+        self.nw = self.backend.create_network(body)
+        self.nwid = int(self.nw["id"], 16)
+        assert self.net.run_until(lambda: self.a.node.online and self.b.node.online and self.ctl.node.online)
+
+    def status(self, host: SimHost) -> str | None:
+        info = host.node.network(self.nwid)
+        return None if info is None else str(info["status"])
+
+    def authorize(self, host: SimHost, yes: bool = True) -> None:
+        self.backend.post_member(self.nw["id"], str(host.node.address), {"authorized": yes})
+
+    def ipv4(self, host: SimHost) -> ipaddress.IPv4Address:
+        info = host.node.network(self.nwid)
+        assert info is not None
+        for a in info["assignedAddresses"]:  # type: ignore[union-attr]
+            iface = ipaddress.ip_interface(a)
+            if iface.version == 4:
+                return iface.ip  # type: ignore[return-value]
+        raise AssertionError("no IPv4 assigned")
+
+
+def _udp_frame(src: ipaddress.IPv4Address, dst: ipaddress.IPv4Address, payload: bytes) -> bytes:
+    udp = struct.pack(">HHHH", 5000, 6000, 8 + len(payload), 0) + payload
+    total = 20 + len(udp)
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, total, 1, 0, 64, 17, 0, src.packed, dst.packed)
+    return ip + udp
+
+
+def _arp_request(
+    sender_mac: int, sender_ip: ipaddress.IPv4Address, target_ip: ipaddress.IPv4Address
+) -> bytes:
+    return (
+        struct.pack(">HHBBH", 1, 0x0800, 6, 4, 1)
+        + MAC(sender_mac).to_bytes()
+        + sender_ip.packed
+        + bytes(6)
+        + target_ip.packed
+    )
+
+
+def test_private_network_join_authorize_and_exchange_frames(
+    identities: list[Identity], tmp_path: Path
+) -> None:
+    w = World(identities, tmp_path)
+    w.a.node.join(w.nwid)
+    w.b.node.join(w.nwid)
+    assert w.status(w.a) == "REQUESTING_CONFIGURATION"
+    assert w.net.run_until(lambda: w.status(w.a) == "ACCESS_DENIED" and w.status(w.b) == "ACCESS_DENIED")
+    # The controller recorded the unauthorized members with their identities.
+    member = w.store.get_member(w.nw["id"], str(w.a.node.address))
+    assert member is not None and member["authorized"] is False
+    assert member["identity"] == str(w.a.node.identity.public())
+
+    w.authorize(w.a)
+    w.authorize(w.b)
+    assert w.net.run_until(lambda: w.status(w.a) == "OK" and w.status(w.b) == "OK", 70_000)
+    ip_a, ip_b = w.ipv4(w.a), w.ipv4(w.b)
+    assert ip_a != ip_b and ip_a in ipaddress.ip_network("10.147.17.0/24")
+    info = w.a.node.network(w.nwid)
+    assert info is not None and info["name"] == "testnet" and info["type"] == "PRIVATE"
+    assert any(ipaddress.ip_interface(x).version == 6 for x in info["assignedAddresses"])  # rfc4193
+    # The config was persisted as a state object.
+    assert w.a.state_get(StateObjectType.NETWORK_CONFIG, (w.nwid,)) is not None
+
+    # A unicast frame from a to b arrives intact, with MACs derived from the addresses.
+    mac_a = MAC.from_address(int(w.a.node.address), w.nwid)
+    mac_b = MAC.from_address(int(w.b.node.address), w.nwid)
+    frame = _udp_frame(ip_a, ip_b, b"hello over vl2")
+    assert w.a.node.process_virtual_network_frame(w.net.now, w.nwid, mac_a, mac_b, 0x0800, 0, frame)
+    assert w.net.run_until(lambda: any(f.data == frame for f in w.b.frames), 5_000)
+    got = next(f for f in w.b.frames if f.data == frame)
+    assert (got.network_id, got.source_mac, got.dest_mac, got.ethertype) == (w.nwid, mac_a, mac_b, 0x0800)
+
+    # ARP request (broadcast) for b's IP becomes a multicast to b's ARP group.
+    arp = _arp_request(mac_a, ip_a, ip_b)
+    assert w.a.node.process_virtual_network_frame(w.net.now, w.nwid, mac_a, BROADCAST_MAC, 0x0806, 0, arp)
+    assert w.net.run_until(lambda: any(f.data == arp for f in w.b.frames), 5_000)
+    # ...and is not delivered to a node whose IP was not asked for.
+    assert not any(f.data == arp for f in w.ctl.frames)
+
+
+def test_unauthorized_sender_is_refused(identities: list[Identity], tmp_path: Path) -> None:
+    w = World(identities, tmp_path)
+    w.a.node.join(w.nwid)
+    w.b.node.join(w.nwid)
+    w.authorize(w.b)
+    assert w.net.run_until(lambda: w.status(w.b) == "OK" and w.status(w.a) == "ACCESS_DENIED", 70_000)
+    # a has no config, so it cannot even send.
+    mac_a = MAC.from_address(int(w.a.node.address), w.nwid)
+    mac_b = MAC.from_address(int(w.b.node.address), w.nwid)
+    assert not w.a.node.process_virtual_network_frame(w.net.now, w.nwid, mac_a, mac_b, 0x0800, 0, b"x" * 40)
+    assert w.a.node.vl2.drops["no_configuration"] == 1
+
+
+def test_deauthorize_cuts_member_off(identities: list[Identity], tmp_path: Path) -> None:
+    w = World(identities, tmp_path)
+    w.a.node.join(w.nwid)
+    w.b.node.join(w.nwid)
+    w.authorize(w.a)
+    w.authorize(w.b)
+    assert w.net.run_until(lambda: w.status(w.a) == "OK" and w.status(w.b) == "OK", 70_000)
+    ip_a, ip_b = w.ipv4(w.a), w.ipv4(w.b)
+    mac_a = MAC.from_address(int(w.a.node.address), w.nwid)
+    mac_b = MAC.from_address(int(w.b.node.address), w.nwid)
+    first = _udp_frame(ip_a, ip_b, b"before")
+    w.a.node.process_virtual_network_frame(w.net.now, w.nwid, mac_a, mac_b, 0x0800, 0, first)
+    assert w.net.run_until(lambda: any(f.data == first for f in w.b.frames), 5_000)
+
+    w.authorize(w.a, False)  # revocations go out to every member
+    w.net.run_for(2_000)
+    later = _udp_frame(ip_a, ip_b, b"after")
+    w.a.node.process_virtual_network_frame(w.net.now, w.nwid, mac_a, mac_b, 0x0800, 0, later)
+    w.net.run_for(5_000)
+    assert not any(f.data == later for f in w.b.frames)
+    assert w.b.node.vl2.drops["access_denied"] >= 1
+    # a's next config request is refused.
+    assert w.net.run_until(lambda: w.status(w.a) == "ACCESS_DENIED", 70_000)
+
+
+def test_drop_rule_is_enforced_and_counted(identities: list[Identity], tmp_path: Path) -> None:
+    rules = [
+        {"type": "MATCH_IP_PROTOCOL", "not": False, "or": False, "ipProtocol": 17},
+        {"type": "MATCH_IP_DEST_PORT_RANGE", "not": False, "or": False, "start": 6000, "end": 6000},
+        {"type": "ACTION_DROP"},
+        {"type": "ACTION_ACCEPT"},
+    ]
+    w = World(identities, tmp_path, rules=rules)
+    w.a.node.join(w.nwid)
+    w.b.node.join(w.nwid)
+    w.authorize(w.a)
+    w.authorize(w.b)
+    assert w.net.run_until(lambda: w.status(w.a) == "OK" and w.status(w.b) == "OK", 70_000)
+    ip_a, ip_b = w.ipv4(w.a), w.ipv4(w.b)
+    mac_a = MAC.from_address(int(w.a.node.address), w.nwid)
+    mac_b = MAC.from_address(int(w.b.node.address), w.nwid)
+    blocked = _udp_frame(ip_a, ip_b, b"to port 6000")  # _udp_frame uses dest port 6000
+    assert not w.a.node.process_virtual_network_frame(w.net.now, w.nwid, mac_a, mac_b, 0x0800, 0, blocked)
+    assert w.a.node.vl2.drops["filter_blocked_outbound"] == 1
+    # Another ethertype passes the same table.
+    other = b"\x00" * 46
+    assert w.a.node.process_virtual_network_frame(w.net.now, w.nwid, mac_a, mac_b, 0x88B5, 0, other)
+    assert w.net.run_until(lambda: any(f.data == other for f in w.b.frames), 5_000)
+
+
+def test_unknown_network_reports_not_found(identities: list[Identity], tmp_path: Path) -> None:
+    w = World(identities, tmp_path)
+    missing = (int(w.ctl.node.address) << 24) | 0xABCDEF
+    w.a.node.join(missing)
+    assert w.net.run_until(lambda: (w.a.node.network(missing) or {}).get("status") == "NOT_FOUND", 10_000)
+    assert w.a.node.leave(missing)
+    assert w.a.node.network(missing) is None
+    assert not w.a.node.leave(missing)
