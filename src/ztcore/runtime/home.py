@@ -165,6 +165,19 @@ class HomeDirectory:
             return self.path / "networks.d" / f"{n:016x}.conf"
         raise HomeDirectoryError(f"unknown state object kind {k!r}")  # pragma: no cover - enum is closed
 
+    def saved_networks(self) -> list[int]:
+        """Network ids with a saved config in networks.d (joined at start-up)."""
+        out: list[int] = []
+        directory = self.path / "networks.d"
+        if directory.is_dir():
+            for f in sorted(directory.glob("*.conf")):
+                try:
+                    if len(f.stem) == 16:
+                        out.append(int(f.stem, 16))
+                except ValueError:
+                    continue
+        return out
+
     # -- NodeCallbacks persistence half -----------------------------------------------
 
     def state_put(self, kind: StateObjectType, object_id: tuple[int, ...], data: bytes | None) -> None:

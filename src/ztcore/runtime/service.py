@@ -273,6 +273,7 @@ class NodeService:
         allow_loopback: bool = False,
         node_factory: NodeFactory | None = None,
         clock: Callable[[], int] = now_ms,
+        userspace_stack: bool = True,
     ) -> None:
         if not 0 <= port < 65536:
             raise ServiceError(f"port {port} out of range")
@@ -302,6 +303,14 @@ class NodeService:
         self._queues: set[asyncio.Queue[Event | None]] = set()
         self._started = False
         self._stopped = False
+        # Userspace ARP/ICMP/NDP/UDP per joined network (see ztcore.netstack.attach).
+        self.netstack: Any = None
+        if userspace_stack:
+            from ztcore.netstack.attach import NetworkStacks
+
+            self.netstack = NetworkStacks(self._send_stack_frame, self.clock)
+            self._config_listeners.append(self.netstack.on_network_config)
+            self._frame_listeners.append(self.netstack.on_frame)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -339,6 +348,14 @@ class NodeService:
                 sock.close()
             self._stopped = True
             raise
+        # Rejoin the networks this home has configs for, as zerotier-one does at start.
+        saved = getattr(self.state, "saved_networks", None)
+        if callable(saved):
+            for nwid in saved():
+                try:
+                    self.node.join(nwid)
+                except Exception:
+                    log.exception("could not rejoin network %016x", nwid)
         self._timer = self._loop.call_soon(self._run_background)
         log.info(
             "node %s listening on %s",
@@ -472,6 +489,18 @@ class NodeService:
             self.clock(), network_id, source_mac, dest_mac, ethertype, vlan_id, data
         )
 
+    def _send_stack_frame(
+        self, network_id: int, source_mac: int, dest_mac: int, ethertype: int, data: bytes
+    ) -> None:
+        if self.node is not None:
+            self.node.process_virtual_network_frame(
+                self.clock(), network_id, source_mac, dest_mac, ethertype, 0, data
+            )
+
+    def responder(self, network_id: int) -> Any:
+        """The userspace responder of a joined network (None if off or not configured yet)."""
+        return self.netstack.responder(network_id) if self.netstack is not None else None
+
     def wake(self) -> None:
         """Run background tasks soon (after something that may need prompt follow-up, like join)."""
         if self.running and self._loop is not None:
@@ -593,6 +622,11 @@ class NodeService:
             deadline = now + MAX_BACKGROUND_DELAY_MS
         if self._stopped:  # shutdown may have been requested from a callback
             return
+        if self.netstack is not None:
+            try:
+                self.netstack.expire()
+            except Exception:
+                log.exception("userspace network stack housekeeping failed")
         delay = min(max(deadline - self.clock(), MIN_BACKGROUND_DELAY_MS), MAX_BACKGROUND_DELAY_MS)
         self._timer = self._loop.call_later(delay / 1000.0, self._run_background)
 

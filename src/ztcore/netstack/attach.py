@@ -1,0 +1,75 @@
+"""One userspace `Responder` per joined network of a node, kept in step with the
+network's configuration (MAC, assigned addresses) and fed the node's frames.
+
+This is what makes a ztcore node pingable, and gives applications UDP on a
+virtual network, without a TAP device or root. It is on by default in the
+runtime; switch it off where the host has its own IP stack on the network.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable
+
+from ztcore.api import VirtualFrame
+from ztcore.netstack.responder import Responder
+from ztcore.vl2.mac import MAC
+
+log = logging.getLogger(__name__)
+
+# (network id, source MAC, dest MAC, ethertype, payload) -> sent into the node
+FrameSender = Callable[[int, int, int, int, bytes], None]
+
+
+class NetworkStacks:
+    def __init__(self, send: FrameSender, clock: Callable[[], int]) -> None:
+        self._send = send
+        self._clock = clock
+        self.responders: dict[int, Responder] = {}
+        self.enabled = True
+
+    def on_network_config(self, network_id: int, operation: str, info: object | None) -> None:
+        if operation == "destroy" or not isinstance(info, dict):
+            self.responders.pop(network_id, None)
+            return
+        try:
+            mac = MAC.parse(str(info["mac"]))
+            addresses = [ipaddress.ip_interface(a) for a in info.get("assignedAddresses", [])]
+            mtu = int(info.get("mtu", 2800))
+        except (KeyError, ValueError, TypeError) as e:
+            log.warning("network %016x: unusable config for the userspace stack: %s", network_id, e)
+            return
+        responder = self.responders.get(network_id)
+        if responder is None or responder.mac != mac:
+
+            def send(
+                dest_mac: int, src_mac: int, ethertype: int, payload: bytes, nwid: int = network_id
+            ) -> None:
+                self._send(nwid, src_mac, dest_mac, ethertype, payload)
+
+            responder = Responder(int(mac), send, mtu=mtu)
+            responder.enabled = self.enabled
+            self.responders[network_id] = responder
+        responder.set_addresses(addresses)
+
+    def on_frame(self, frame: VirtualFrame) -> bool:
+        responder = self.responders.get(frame.network_id)
+        if responder is None or not self.enabled:
+            return False
+        return responder.handle_frame(
+            frame.source_mac, frame.dest_mac, frame.ethertype, frame.data, self._clock()
+        )
+
+    def expire(self) -> None:
+        now = self._clock()
+        for responder in list(self.responders.values()):
+            responder.expire(now)
+
+    def set_enabled(self, enabled: bool) -> None:
+        self.enabled = enabled
+        for responder in self.responders.values():
+            responder.enabled = enabled
+
+    def responder(self, network_id: int) -> Responder | None:
+        return self.responders.get(int(network_id))
