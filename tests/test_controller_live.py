@@ -217,6 +217,9 @@ def test_authorized_member_gets_full_config(env: Env) -> None:
     env.req("a", T0)
     stored = env.authorize("a")
     assert stored["ipAssignments"] == ["10.9.0.7"]
+    # The denied member asked recently, so authorizing it pushes a config at once
+    # (request packet id 0), without waiting for its next request.
+    assert [c[1] for c in env.sender.configs] == [0]
     env.req("a", T0 + 5000)
     pid, nc = env.last_config("a")
     assert pid == env.pid
@@ -245,7 +248,7 @@ def test_authorized_member_gets_full_config(env: Env) -> None:
     # The member record learned the version from the request metadata.
     m = env.member("a")
     assert (m["vMajor"], m["vMinor"], m["vRev"], m["vProto"]) == (1, 14, 1, 12)
-    assert env.ctl.stats["configs_sent"] == 1 and env.ctl.stats["access_denied"] == 1
+    assert env.ctl.stats["configs_sent"] == 2 and env.ctl.stats["access_denied"] == 1
 
 
 def test_com_verifies_and_agrees_within_delta(env: Env) -> None:

@@ -21,6 +21,10 @@ def test_demo_runs_all_pairs_direct() -> None:
     assert "round 2: 6 ping/pongs answered (direct; root relayed 0 packets)" in text
     assert "all leaf pairs direct" in text
     assert text.count("PLANET") == 3  # each leaf lists the root
+    # The virtual network part: a controller, authorization, addresses, ICMP between every pair.
+    assert "3 members denied until authorized" in text
+    assert "VL2: 12/12 pings answered" in text
+    assert text.count("10.147.17.") == 3
 
 
 def test_demo_rejects_bad_arguments() -> None:

@@ -443,6 +443,12 @@ class EmbeddedController:
 
             if not authorized:
                 store.put_member(clean_member(member))
+                if request_packet_id:
+                    # Unlike zerotier-one, remember who asked: authorizing this member
+                    # then pushes its config at once instead of at its next retry.
+                    st = self._status.setdefault((network_id, address), MemberStatus())
+                    st.identity = identity
+                    st.metadata = metadata
                 return _Deny(ControllerError.ACCESS_DENIED, member_refused=True)
 
             if request_packet_id:
