@@ -61,7 +61,7 @@ def test_user_message_whois_relay_then_direct(identities: list[Identity]) -> Non
     net.run_for(1_000)
     pa, pb = a.node.peer(b.node.address), b.node.peer(a.node.address)
     assert pa is not None and pb is not None and pa.direct and pb.direct
-    assert any(p.address == "10.0.1.2/%d" % b.endpoint[1] for p in pa.paths)
+    assert any(p.address == f"10.0.1.2/{b.endpoint[1]}" for p in pa.paths)
     # The reply goes direct: the root relays nothing more.
     relayed = root.node.switch.stats["relayed"]
     b.node.send_user_message(net.now, a.node.address, 8, b"pong")

@@ -29,7 +29,11 @@ C25519_SIGNATURE_LEN = 96
 def c25519_public_from_private(private: bytes) -> bytes:
     if len(private) != C25519_PRIVATE_KEY_LEN:
         raise ValueError("C25519 private key must be 64 bytes")
-    dh = X25519PrivateKey.from_private_bytes(private[:32]).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    dh = (
+        X25519PrivateKey.from_private_bytes(private[:32])
+        .public_key()
+        .public_bytes(Encoding.Raw, PublicFormat.Raw)
+    )
     ed = (
         Ed25519PrivateKey.from_private_bytes(private[32:])
         .public_key()
