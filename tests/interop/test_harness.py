@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import time
@@ -17,10 +18,17 @@ from .harness import (
     libzt_generate_identities,
     libzt_validate_identities,
     make_planet,
+    require_harness,
 )
 from .harness.netns import Host, list_namespaces
 
 pytestmark = pytest.mark.interop
+
+# A valid identity (made by the real core) used as a root nobody runs.
+_ROOT_PUBLIC = (
+    "26f98f11d6:0:2d089b86db9455a72ec8c09357de2c452444643559253d8424020a067535eb09"
+    "d8c26c335c3d418980639dd853f47fe6f58bf0dfd9c10afd89f64077e9bacbef"
+)
 
 # A UDP listener run inside a namespace: prints the first datagram as JSON, or exits 1 on timeout.
 UDP_CAPTURE = r"""
@@ -170,6 +178,10 @@ def test_two_libzt_nodes_one_as_planet_root(harness: HarnessPaths, tmp_path: Pat
         ):
             assert root.start() == root_address
             leaf_address = leaf.start()
+            # An ad-hoc network (ff<start port><end port>000000) is configured by the node itself;
+            # joined now so its configuration runs while the node comes online.
+            adhoc = (0xFF << 56) | (5000 << 40) | (6000 << 24)
+            leaf.join(adhoc)
             leaf.wait_online(timeout=30)
             planet_peer = leaf.wait_peer(root_address, timeout=15)
             assert planet_peer["role"] == "PLANET" and planet_peer["version"] == "1.8.4"
@@ -178,3 +190,35 @@ def test_two_libzt_nodes_one_as_planet_root(harness: HarnessPaths, tmp_path: Pat
             assert leaf_peer["role"] == "LEAF"
             assert leaf_peer["paths"][0].startswith(f"{a.ip}/")
             assert leaf.wait_event("ZTS_EVENT_NODE_ONLINE", timeout=1)["node_id"] == leaf_address
+            net = leaf.wait_network_ok(adhoc, timeout=20)
+            assert net["name"] == "adhoc-1388-1770" and net["nwid"] == f"{adhoc:016x}"
+            # 6plane: fc, the network id's halves XORed, the node address, ..., 1.
+            folded = ((adhoc >> 32) ^ adhoc) & 0xFFFFFFFF
+            six = bytes([0xFC]) + folded.to_bytes(4, "big") + bytes.fromhex(leaf_address) + bytes(5) + b"\x01"
+            assert leaf.addresses(adhoc) == [str(ipaddress.IPv6Address(six))]
+
+
+def test_missing_python39_skips_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from .harness import build as build_mod
+
+    def missing() -> Path:
+        raise build_mod.Python39Missing("CPython 3.9 not found (test double)")
+
+    monkeypatch.setattr(build_mod, "_built", None)
+    monkeypatch.setattr(build_mod, "find_python39", missing)
+    with pytest.raises(pytest.skip.Exception, match="INTEROP TESTS SKIPPED: CPython 3.9 not found"):
+        require_harness()
+
+
+def test_driver_exits_when_its_parent_goes_away(harness: HarnessPaths, tmp_path: Path) -> None:
+    with Lan(n_hosts=1) as lan:
+        node = LibztNode(
+            lan.hosts[0],
+            tmp_path / "node",
+            planet=make_planet([(_ROOT_PUBLIC, [(f"{lan.prefix}.250", 9993)])]),
+        )
+        node.start()
+        assert node._proc is not None and node._proc.stdin is not None
+        node._proc.stdin.close()  # what the driver sees when the test process dies
+        assert node._proc.wait(timeout=15) == 0, node.diagnostics()
+        node.stop()

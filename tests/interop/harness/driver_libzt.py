@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import faulthandler
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -33,7 +35,26 @@ import traceback
 import libzt
 
 _out_lock = threading.Lock()
-_real_stdout = sys.stdout
+
+
+def _private_channel():
+    """Move the protocol off fds 0 and 1 before libzt starts; return (commands in, replies out).
+
+    The C library and SWIG may print to fd 1, which would corrupt the JSON stream, so fd 1
+    becomes a copy of stderr; fd 0 becomes the read end of a pipe nobody writes to, so nothing
+    but this script can consume the commands.
+    """
+    cmd_in = os.fdopen(os.dup(0), "r", encoding="utf-8", newline="\n")
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    quiet_r, quiet_w = os.pipe()
+    os.dup2(quiet_r, 0)
+    os.dup2(2, 1)
+    globals()["_quiet_w"] = quiet_w  # keep the write end open forever
+    return cmd_in, out
+
+
+_cmd_in, _real_stdout = _private_channel()
+sys.stdout = sys.stderr
 
 
 def emit(obj: dict) -> None:
@@ -48,8 +69,10 @@ def log(msg: str) -> None:
     emit({"type": "log", "msg": msg, "t": time.time()})
 
 
-# The SWIG wrapper turns C out-parameters (char *, unsigned int *) into unusable arguments,
-# so those calls go through ctypes on the very same (already loaded) shared object.
+# Once the node runs, every call goes through ctypes on the very same (already loaded) shared
+# object, for two reasons: the SWIG wrapper cannot pass C out-parameters (char *, unsigned *),
+# and SWIG calls keep the GIL while they block on libzt's internal locks, which deadlocks with
+# libzt's event thread waiting for the GIL to deliver an event. ctypes releases the GIL.
 _lib = ctypes.CDLL(libzt._libzt.__file__)
 _u64 = ctypes.c_uint64
 _lib.zts_core_query_addr_count.argtypes = [_u64]
@@ -71,6 +94,7 @@ _lib.zts_net_get_type.argtypes = [_u64]
 _lib.zts_net_get_mtu.argtypes = [_u64]
 _lib.zts_net_transport_is_ready.argtypes = [_u64]
 _lib.zts_net_join.argtypes = [_u64]
+_lib.zts_addr_get_str.argtypes = [_u64, ctypes.c_uint, ctypes.c_char_p, ctypes.c_uint]
 _lib.zts_net_leave.argtypes = [_u64]
 _lib.zts_node_get_id.restype = _u64
 _lib.zts_node_get_id_pair.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_uint)]
@@ -180,6 +204,7 @@ def _ntop(buf, ln: int):
 
 _state_lock = threading.Lock()
 _peers: dict[int, dict] = {}  # peer id -> last peer info seen in an event
+_networks: dict[int, dict] = {}  # network id -> last network info seen in an event
 _online = threading.Event()
 
 
@@ -218,7 +243,7 @@ def _net_info(n) -> dict:
     d = {
         "nwid": _hex16(n.net_id),
         "status": _NET_STATUS_NAMES.get(n.status, str(n.status)),
-        "type": n.type,
+        "net_type": n.type,
         "mtu": n.mtu,
         "netconf_rev": n.netconf_rev,
         "assigned_addr_count": n.assigned_addr_count,
@@ -251,6 +276,8 @@ class _Handler(libzt.PythonDirectorCallbackClass):
                     _online.clear()
             elif name.startswith("ZTS_EVENT_NETWORK") and msg.network is not None:
                 ev["network"] = _net_info(msg.network)
+                with _state_lock:
+                    _networks[msg.network.net_id] = ev["network"]
             elif name.startswith("ZTS_EVENT_PEER") and msg.peer is not None:
                 info = _peer_info(msg.peer)
                 info["last_event"] = name
@@ -300,14 +327,14 @@ def cmd_start(cmd: dict) -> dict:
     ):
         if key in cmd:
             _check(fn(1 if cmd[key] else 0), "zts_init_allow_" + key)
-    _check(libzt.zts_node_start(), "zts_node_start")
+    _check(_lib.zts_node_start(), "zts_node_start")
     _started = True
     # The identity (and so the node id) exists once the service thread has built the node.
     deadline = time.time() + float(cmd.get("timeout_s", 15))
     while time.time() < deadline:
         nid = _lib.zts_node_get_id()
         if nid not in (0, 0xFFFFFFFFFFFFFFFF) and nid < (1 << 40):
-            return {"node_id": _hex10(nid), "port": libzt.zts_node_get_port()}
+            return {"node_id": _hex10(nid), "port": _lib.zts_node_get_port()}
         time.sleep(0.05)
     raise CommandError("node did not report an id within the timeout")
 
@@ -322,8 +349,8 @@ def cmd_status(cmd: dict) -> dict:
     nid = _lib.zts_node_get_id()
     return {
         "node_id": _hex10(nid) if nid < (1 << 40) else None,
-        "online": bool(libzt.zts_node_is_online()),
-        "port": libzt.zts_node_get_port(),
+        "online": bool(_lib.zts_node_is_online()),
+        "port": _lib.zts_node_get_port(),
     }
 
 
@@ -394,21 +421,26 @@ def cmd_net(cmd: dict) -> dict:
         "status_code": st,
         "status": _NET_STATUS_NAMES.get(st, str(st)),
         "transport_ready": _lib.zts_net_transport_is_ready(nwid) == 1,
-        "type": _lib.zts_net_get_type(nwid),
+        "net_type": _lib.zts_net_get_type(nwid),
         "mtu": _lib.zts_net_get_mtu(nwid),
     }
     name = ctypes.create_string_buffer(128)
-    if _lib.zts_net_get_name(nwid, name, 128) >= 0:
+    rc = _lib.zts_net_get_name(nwid, name, 128)
+    if rc >= 0 and name.value:
         d["name"] = name.value.decode(errors="replace")
+    else:  # zts_net_get_name fails in 1.8.4; the network events carry the name
+        with _state_lock:
+            if "name" in _networks.get(nwid, {}):
+                d["name"] = _networks[nwid]["name"]
     mac = ctypes.create_string_buffer(64)
     if _lib.zts_net_get_mac_str(nwid, mac, 64) >= 0:
         d["mac"] = mac.value.decode()
-    if libzt.zts_core_lock_obtain() == libzt.ZTS_ERR_OK:
+    if _lib.zts_core_lock_obtain() == libzt.ZTS_ERR_OK:
         try:
             d["addrs"] = _addrs(nwid)
             d["routes"] = _routes(nwid)
         finally:
-            libzt.zts_core_lock_release()
+            _lib.zts_core_lock_release()
     return d
 
 
@@ -418,13 +450,9 @@ def cmd_addrs(cmd: dict) -> dict:
     nwid = _nwid(cmd)
     out = []
     for fam in (libzt.ZTS_AF_INET, libzt.ZTS_AF_INET6):
-        try:
-            r = libzt.zts_py_addr_get_str(nwid, fam)
-        except Exception:
-            continue
-        # The SWIG helper returns an error code (int) when nothing is assigned.
-        if isinstance(r, str) and r:
-            out.append(r)
+        s = ctypes.create_string_buffer(128)
+        if _lib.zts_addr_get_str(nwid, fam, s, 128) == libzt.ZTS_ERR_OK and s.value:
+            out.append(s.value.decode())
     return {"addrs": out}
 
 
@@ -432,8 +460,8 @@ def cmd_addrs(cmd: dict) -> dict:
 
 
 def _set_nonblocking(fd: int) -> None:
-    flags = libzt.zts_bsd_fcntl(fd, libzt.ZTS_F_GETFL, 0)
-    libzt.zts_bsd_fcntl(fd, libzt.ZTS_F_SETFL, flags | libzt.ZTS_O_NONBLOCK)
+    flags = _lib.zts_bsd_fcntl(fd, libzt.ZTS_F_GETFL, 0)
+    _lib.zts_bsd_fcntl(fd, libzt.ZTS_F_SETFL, flags | libzt.ZTS_O_NONBLOCK)
 
 
 def _retry(fn, timeout: float, what: str):
@@ -457,7 +485,7 @@ def _family(ip: str) -> int:
 def cmd_udp_bind(cmd: dict) -> dict:
     _require_started()
     ip = cmd.get("ip", "0.0.0.0")
-    fd = _check(libzt.zts_bsd_socket(_family(ip), libzt.ZTS_SOCK_DGRAM, 0), "zts_bsd_socket")
+    fd = _check(_lib.zts_bsd_socket(_family(ip), libzt.ZTS_SOCK_DGRAM, 0), "zts_bsd_socket")
     sa, ln = _saddr(ip, int(cmd.get("port", 0)))
     _check(_lib.zts_bsd_bind(fd, sa, ln), "zts_bsd_bind")
     _set_nonblocking(fd)
@@ -495,10 +523,10 @@ def cmd_udp_recvfrom(cmd: dict) -> dict:
 def cmd_tcp_listen(cmd: dict) -> dict:
     _require_started()
     ip = cmd.get("ip", "0.0.0.0")
-    fd = _check(libzt.zts_bsd_socket(_family(ip), libzt.ZTS_SOCK_STREAM, 0), "zts_bsd_socket")
+    fd = _check(_lib.zts_bsd_socket(_family(ip), libzt.ZTS_SOCK_STREAM, 0), "zts_bsd_socket")
     sa, ln = _saddr(ip, int(cmd["port"]))
     _check(_lib.zts_bsd_bind(fd, sa, ln), "zts_bsd_bind")
-    _check(libzt.zts_bsd_listen(fd, int(cmd.get("backlog", 4))), "zts_bsd_listen")
+    _check(_lib.zts_bsd_listen(fd, int(cmd.get("backlog", 4))), "zts_bsd_listen")
     _set_nonblocking(fd)
     return {"fd": fd}
 
@@ -522,7 +550,7 @@ def cmd_tcp_accept(cmd: dict) -> dict:
 def cmd_tcp_connect(cmd: dict) -> dict:
     _require_started()
     ip = cmd["ip"]
-    fd = _check(libzt.zts_bsd_socket(_family(ip), libzt.ZTS_SOCK_STREAM, 0), "zts_bsd_socket")
+    fd = _check(_lib.zts_bsd_socket(_family(ip), libzt.ZTS_SOCK_STREAM, 0), "zts_bsd_socket")
     _set_nonblocking(fd)
     sa, ln = _saddr(ip, int(cmd["port"]))
     timeout = float(cmd.get("timeout_s", 10))
@@ -533,10 +561,10 @@ def cmd_tcp_connect(cmd: dict) -> dict:
         if rc >= 0 or err == libzt.ZTS_EISCONN:
             return {"fd": fd}
         if err not in (libzt.ZTS_EINPROGRESS, libzt.ZTS_EALREADY, libzt.ZTS_EAGAIN):
-            libzt.zts_bsd_close(fd)
+            _lib.zts_bsd_close(fd)
             raise CommandError(f"connect failed: rc={rc} zts_errno={err}")
         if time.time() >= deadline:
-            libzt.zts_bsd_close(fd)
+            _lib.zts_bsd_close(fd)
             raise CommandError(f"connect timed out after {timeout:.1f}s")
         time.sleep(0.02)
 
@@ -576,13 +604,13 @@ def cmd_recv(cmd: dict) -> dict:
 
 
 def cmd_close(cmd: dict) -> dict:
-    _check(libzt.zts_bsd_close(int(cmd["fd"])), "zts_bsd_close")
+    _check(_lib.zts_bsd_close(int(cmd["fd"])), "zts_bsd_close")
     return {}
 
 
 def cmd_stop(cmd: dict) -> dict:
     if _started:
-        libzt.zts_node_stop()
+        _lib.zts_node_stop()
     return {}
 
 
@@ -600,13 +628,16 @@ def main() -> int:
     ap.add_argument("--max-seconds", type=float, default=600.0)
     args = ap.parse_args()
     threading.Thread(target=_watchdog, args=(args.max_seconds,), daemon=True).start()
-    # libzt (and SWIG) may print to stdout; keep the protocol channel clean.
-    sys.stdout = sys.stderr
+    # `kill -USR1 <pid>` dumps every thread's Python stack to stderr (for hangs in libzt calls).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     emit({"type": "ready", "pid": os.getpid(), "libzt": getattr(libzt, "__version__", "?")})
-    for line in sys.stdin:
+    for line in _cmd_in:
         line = line.strip()
         if not line:
             continue
+        # The command trail on stderr ends up in the parent's failure messages.
+        sys.stderr.write(f"{time.time():.3f} cmd {line[:300]}\n")
+        sys.stderr.flush()
         try:
             cmd = json.loads(line)
             name = cmd.get("cmd")
@@ -618,17 +649,20 @@ def main() -> int:
         try:
             if fn is None:
                 raise CommandError(f"unknown command {name!r}")
-            reply.update(fn(cmd))
+            result = fn(cmd)
+            reply.update({k: v for k, v in result.items() if k not in reply})
             reply["ok"] = True
         except CommandError as e:
             reply.update(ok=False, error=str(e))
         except Exception as e:
             reply.update(ok=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
         emit(reply)
+        sys.stderr.write(f"{time.time():.3f} replied {reply.get('id')} ok={reply.get('ok')}\n")
+        sys.stderr.flush()
         if name == "stop":
             break
     if _started:
-        libzt.zts_node_stop()
+        _lib.zts_node_stop()
     # Skip interpreter teardown: libzt's background threads can make a normal exit hang.
     _real_stdout.flush()
     os._exit(0)

@@ -270,7 +270,7 @@ class LibztNode:
 
     def network(self, nwid: int | str) -> dict[str, Any]:
         """status (OK, REQUESTING_CONFIGURATION, ACCESS_DENIED, NOT_FOUND, ...), transport_ready,
-        name, mac, mtu, type, addrs, routes."""
+        name, mac, mtu, net_type, addrs, routes."""
         return self.request("net", nwid=_nwid_hex(nwid))
 
     def wait_network_ok(
@@ -285,10 +285,12 @@ class LibztNode:
         return self.wait_for(check, timeout, f"network {_nwid_hex(nwid)} OK")
 
     def addresses(self, nwid: int | str) -> list[str]:
-        """Managed addresses of this node on the network (``a.b.c.d/bits`` or IPv6 forms)."""
+        """Addresses assigned to this node on the network, as plain IP strings (no prefix length)."""
         return self.network(nwid).get("addrs", [])
 
-    # -- sockets on the node's virtual network stack (payloads are bytes)
+    # -- sockets on the node's virtual network stack (payloads are bytes). Not yet exercised
+    # end to end: that needs a network controller handing out IPv4 addresses (ztcore's). On a
+    # 1.8 ad-hoc network (ff<start><end>000000, 6plane IPv6 only) lwIP answers EHOSTUNREACH.
 
     def udp_bind(self, port: int = 0, ip: str = "0.0.0.0") -> int:
         return self.request("udp_bind", port=port, ip=ip)["fd"]
