@@ -381,9 +381,32 @@ def _node_importable() -> bool:
     not _node_importable(), reason="needs the real ztcore.node.Node, which cannot be imported yet"
 )
 def test_cli_run_starts_and_stops_on_sigterm(tmp_path: Path) -> None:
+    import json
+    import urllib.request
+
+    from ztcore.simulation import make_planet
+    from ztcore.vl1.world import save_world_file
+
     home = tmp_path / "zt"
+    # A planet whose root (never started) is on loopback: the node makes no outside traffic.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        root_port = s.getsockname()[1]
+    world, _ = make_planet([(Identity.generate(), [("127.0.0.1", root_port)])])
+    save_world_file(tmp_path / "planet", world)
     proc = subprocess.Popen(
-        [*_CLI, "--home", str(home), "--port", "0", "--bind", "127.0.0.1", "--allow-loopback"],
+        [
+            *_CLI,
+            "--home",
+            str(home),
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--allow-loopback",
+            "--planet",
+            str(tmp_path / "planet"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -398,6 +421,11 @@ def test_cli_run_starts_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert (home / "zerotier-one.port").read_text() == str(port)
         assert (home / "identity.secret").read_text().startswith(address + ":0:")
         assert not udp_port_free("127.0.0.1", port)
+        # The local JSON API answers on TCP at the same number, with the home's token.
+        token = (home / "authtoken.secret").read_text().strip()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/status", headers={"X-ZT1-Auth": token})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert json.loads(resp.read())["address"] == address
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:
