@@ -421,3 +421,24 @@ def test_stopped_node_stops_answering(tmp_path: Path) -> None:
         assert stop_node(node) == 0
     r = cli(node, "info")
     assert r.exit_code == 1 and "cannot connect" in r.stderr
+
+
+def test_busy_tcp_port_moves_the_api_and_the_port_file_follows(tmp_path: Path) -> None:
+    home, planet, port = make_root_home(tmp_path)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))  # TCP at the UDP port's number is taken
+        squatter.listen()
+        node = start_node(home, planet, port=port, extra=("--no-controller",))
+        try:
+            assert node.udp_port == port and node.api_port != port
+            r = cli(node, "info")
+            assert r.exit_code == 0 and r.stdout.split()[2] == node.address
+        finally:
+            assert stop_node(node) == 0
+
+        # An API port the user chose is not silently replaced: the node refuses to start.
+        args = [sys.executable, "-c", "from ztcore.cli.main import main; main()", "run", "--home", str(home)]
+        args += ["--port", "0", "--bind", "127.0.0.1", "--planet", str(planet), "--api-port", str(port)]
+        r2 = subprocess.run(args, capture_output=True, text=True, timeout=30, env=_env())
+        assert r2.returncode == 1 and f"local API on 127.0.0.1 TCP port {port}" in r2.stderr, r2.stderr
+        assert "Traceback" not in r2.stderr

@@ -85,7 +85,7 @@ async def _serve(
     with_controller: bool,
 ) -> None:
     from ztcore.runtime.api_glue import start_local_api
-    from ztcore.runtime.service import DEFAULT_PORT, NodeService, PortInUseError
+    from ztcore.runtime.service import DEFAULT_PORT, NodeService, PortInUseError, ServiceError
 
     def make(p: int) -> NodeService:
         svc = NodeService(home, port=p, bind=bind or None, planet=planet, allow_loopback=allow_loopback)
@@ -120,13 +120,13 @@ async def _serve(
             backend = StoreControllerBackend(store, int(service.address))
             _attach_live_controller(service, store, backend)
         # zerotier-one serves its API on TCP at the UDP port's number; so do we unless told.
-        api = await start_local_api(
-            service,
-            home,
-            service.primary_port if api_port is None else api_port,
-            backend,
-            fallback=api_port is None,
-        )
+        wanted = service.primary_port if api_port is None else api_port
+        try:
+            api = await start_local_api(service, home, wanted, backend, fallback=api_port is None)
+        except OSError as e:
+            raise ServiceError(
+                f"cannot serve the local API on 127.0.0.1 TCP port {wanted}: {e.strerror or e}"
+            ) from e
         log.info("local API on 127.0.0.1 port %s", api.port)
         click.echo(f"{service.address_hex} {service.primary_port}")
         sys.stdout.flush()
