@@ -36,3 +36,7 @@ class _LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="ztnode")
 def main() -> None:
     """ztcore: ZeroTier nodes embedded in Python."""
+
+
+if __name__ == "__main__":
+    main()

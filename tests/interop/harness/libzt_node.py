@@ -95,6 +95,10 @@ class LibztNode:
             bufsize=1,
             env=paths.node_env(),
         )
+        self._start_readers()
+
+    def _start_readers(self) -> None:
+        assert self._proc is not None
         for target, stream in (
             (self._read_stdout, self._proc.stdout),
             (self._read_stderr, self._proc.stderr),

@@ -1,0 +1,5 @@
+"""`python -m ztcore` runs the `ztnode` command line."""
+
+from ztcore.cli.main import main
+
+main()
