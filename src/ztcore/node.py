@@ -403,6 +403,17 @@ class Node:
         network = self._networks.get(int(network_id))
         return network.info() if network is not None else None
 
+    def set_network_settings(self, network_id: int, settings: dict[str, bool]) -> None:
+        """Local per-network settings as zerotier-one keeps them (allowManaged, allowGlobal,
+        allowDefault, allowDNS); they tell the host side what it may apply."""
+        network = self._networks.get(int(network_id))
+        if network is None:
+            raise ZTError(f"not a member of network {int(network_id):016x}")
+        for key, value in settings.items():
+            if key in network.settings:
+                network.settings[key] = bool(value)
+        self.callbacks.virtual_network_config(network.id, "update", network.info())
+
     def network_config(self, network_id: int) -> NetworkConfig | None:
         network = self._networks.get(int(network_id))
         return network.config if network is not None else None
