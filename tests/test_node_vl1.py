@@ -219,3 +219,30 @@ def test_identity_is_created_and_persisted() -> None:
     ident = Identity.from_string(secret.decode())
     assert ident.has_private and ident.address == host.node.address and ident.validate()
     assert Identity.from_string(public.decode()) == ident.public()
+
+
+def test_peers_are_cached_as_state_and_restored(identities: list[Identity]) -> None:
+    from ztcore.node import Node
+    from ztcore.vl1.peer import Peer
+
+    net, _root, (a, b, _c), _, _ = _net(identities)
+    net.run_until(lambda: a.node.online and b.node.online, 10_000)
+    a.node.send_user_message(net.now, b.node.address, 1, b"x")
+    net.run_until(lambda: bool(b.events_of(EventType.USER_MESSAGE)), 5_000)
+    net.run_for(1_000)
+    a.node.shutdown(net.now)
+    raw = a.state_get(StateObjectType.PEER, (int(b.node.address),))
+    assert raw is not None and raw[0] == 2  # the real core's cache record version
+    restored, addrs = Peer.from_cache_bytes(a.node.identity, raw)
+    assert restored.identity == b.node.identity and restored.version == (1, 14, 1)
+    assert [str(x) for x in addrs] == [f"10.0.1.2/{b.endpoint[1]}"]
+    # A fresh node on the same state knows b without asking the root.
+    a.node = Node(a, net.now, planet=a.node.planet, allow_loopback=True)
+    net.run_until(lambda: a.node.online, 10_000)
+    whois_before = a.node.switch.stats["whois_sent"]
+    a.node.send_user_message(net.now, b.node.address, 2, b"again")
+    assert net.run_until(lambda: len(b.events_of(EventType.USER_MESSAGE)) == 2, 5_000)
+    assert a.node.switch.stats["whois_sent"] == whois_before
+    # Garbage in the cache is ignored, never fatal.
+    a.state_put(StateObjectType.PEER, (0x1234567890,), b"\x02garbage")
+    assert a.node.topology.get_peer(0x1234567890) is None

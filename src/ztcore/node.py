@@ -121,6 +121,9 @@ class Node:
         if not self.identity.has_private:
             raise ZTError("a node needs an identity with its private key")
         self.topology = Topology(self.identity, self._choose_planet(planet))
+        self.topology.cache_load = lambda a: self.callbacks.state_get(StateObjectType.PEER, (a,))
+        self.topology.cache_save = lambda a, data: self.callbacks.state_put(StateObjectType.PEER, (a,), data)
+        self.topology.restored = self._try_restored_peer
         self.switch = Switch(self)
         self.switch.on_echo_reply = self._on_echo_reply
         self.multicaster = Multicaster()
@@ -356,10 +359,17 @@ class Node:
             return True
         return False
 
+    def _try_restored_peer(self, peer: Peer, addresses: list[InetAddress]) -> None:
+        # As the real core: cached paths are not trusted, only tried with a HELLO.
+        for at in addresses[:4]:
+            if self.should_use_path(peer.address, -1, at):
+                self.switch.send_hello(self._now, peer, -1, at)
+
     def shutdown(self, now: int) -> None:
         if self._down:
             return
         self._down = True
+        self.topology.save_all_peers()
         self.post_event(EventType.DOWN)
 
     # ---------------------------------------------------------------- VL2

@@ -3,9 +3,12 @@ with it, its known paths and its reported software version (ZeroTier's Peer)."""
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
+from ztcore.errors import InvalidFormatError
 from ztcore.identity import Identity
+from ztcore.vl1.inetaddress import InetAddress
 from ztcore.vl1.packet import PROTO_VERSION, AesKeys, derive_aes_keys
 from ztcore.vl1.path import Path
 
@@ -51,6 +54,44 @@ class Peer:
     @property
     def address(self) -> int:
         return self.identity.address
+
+    # ------------------------------------------------------------ cache form
+    def to_cache_bytes(self) -> bytes:
+        """The real core's peer cache record (peers.d/<address>.peer): version 2,
+        identity, remote version, and the addresses of its paths."""
+        major, minor, rev = self.version if self.version else (0, 0, 0)
+        out = bytearray(b"\x02")
+        out += self.identity.to_bytes(include_private=False)
+        out += struct.pack(">HHHH", max(self.proto_version, 0) & 0xFFFF, major, minor, rev)
+        addrs = [pp.path.address for pp in self.paths]
+        out += struct.pack(">H", len(addrs))
+        for a in addrs:
+            out += a.to_bytes()
+        return bytes(out)
+
+    @classmethod
+    def from_cache_bytes(cls, own: Identity, data: bytes) -> tuple[Peer, list[InetAddress]]:
+        """Restore a cached peer; returns it and the addresses worth trying.
+        Raises InvalidFormatError on anything malformed (or ZTError on a bad key)."""
+        try:
+            if not data or data[0] != 2:
+                raise InvalidFormatError("unknown peer cache record version")
+            identity, n = Identity.from_bytes(data, 1)
+            ptr = 1 + n
+            proto, major, minor, rev, count = struct.unpack_from(">HHHHH", data, ptr)
+            ptr += 10
+            addrs: list[InetAddress] = []
+            for _ in range(count):
+                addr, n = InetAddress.from_bytes(data, ptr)
+                ptr += n
+                if addr is not None:
+                    addrs.append(addr)
+        except (struct.error, IndexError) as e:
+            raise InvalidFormatError(f"truncated peer cache record: {e}") from e
+        peer = cls.create(own, identity)
+        if proto:
+            peer.set_remote_version(proto, major, minor, rev)
+        return peer, addrs
 
     def aes_keys_if_supported(self) -> AesKeys | None:
         """AES-GMAC-SIV is used toward peers that announced protocol 12 or newer."""

@@ -4,13 +4,17 @@ and moons, and which peers are upstream roots (ZeroTier's Topology)."""
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 
+from ztcore.errors import ZTError
 from ztcore.identity import Identity
 from ztcore.vl1.inetaddress import InetAddress
 from ztcore.vl1.path import Path
-from ztcore.vl1.peer import Peer
+from ztcore.vl1.peer import PEER_ACTIVITY_TIMEOUT, Peer
 from ztcore.vl1.world import World, WorldType
+
+log = logging.getLogger(__name__)
 
 
 class PeerRole(enum.IntEnum):
@@ -30,6 +34,11 @@ class Topology:
         self.paths: dict[tuple[int, InetAddress], Path] = {}
         self._upstreams: dict[int, tuple[InetAddress, ...]] = {}
         self._roles: dict[int, PeerRole] = {}
+        # Peer cache (the node's PEER state objects): load(address) -> bytes | None,
+        # save(address, bytes); `restored(peer, addresses)` tries a restored peer's paths.
+        self.cache_load: Callable[[int], bytes | None] | None = None
+        self.cache_save: Callable[[int, bytes], None] | None = None
+        self.restored: Callable[[Peer, list[InetAddress]], None] | None = None
         self._rebuild_upstreams()
 
     # ------------------------------------------------------------- worlds
@@ -105,7 +114,42 @@ class Topology:
 
     # -------------------------------------------------------------- peers
     def get_peer(self, address: int) -> Peer | None:
-        return self.peers.get(int(address))
+        peer = self.peers.get(int(address))
+        if peer is None and self.cache_load is not None and int(address) != int(self.identity.address):
+            peer = self._restore(int(address))
+        return peer
+
+    def _restore(self, address: int) -> Peer | None:
+        assert self.cache_load is not None
+        try:
+            raw = self.cache_load(address)
+        except Exception:  # noqa: BLE001 - a broken store must not break packet processing
+            log.exception("loading cached peer %010x failed", address)
+            return None
+        if not raw:
+            return None
+        try:
+            peer, addrs = Peer.from_cache_bytes(self.identity, raw)
+        except ZTError as e:
+            log.warning("cached peer %010x is unreadable: %s", address, e)
+            return None
+        if int(peer.address) != address:
+            return None
+        self.peers[address] = peer
+        if self.restored is not None:
+            self.restored(peer, addrs)
+        return peer
+
+    def save_peer(self, peer: Peer) -> None:
+        if self.cache_save is not None:
+            try:
+                self.cache_save(int(peer.address), peer.to_cache_bytes())
+            except Exception:  # noqa: BLE001 - persisting is best effort, as in the real core
+                log.exception("saving peer %s failed", peer.identity.address)
+
+    def save_all_peers(self) -> None:
+        for peer in list(self.peers.values()):
+            self.save_peer(peer)
 
     def add_peer(self, peer: Peer) -> Peer:
         """Add `peer` unless one with that address exists; returns the one kept."""
@@ -146,15 +190,13 @@ class Topology:
             self.paths[key] = path
         return path
 
-    def clean(self, now: int, path_timeout: int = 600_000, peer_timeout: int = 3_600_000) -> None:
-        """Forget paths nobody used lately and peers (not roots) long silent."""
+    def clean(self, now: int, path_timeout: int = 600_000) -> None:
+        """Forget paths nobody used lately; peers (not roots) silent for the activity
+        timeout go to the peer cache and leave memory (Topology::doPeriodicTasks)."""
         for peer in list(self.peers.values()):
             peer.expire_paths(now)
-            if (
-                not self.is_upstream(peer.address)
-                and peer.last_receive
-                and (now - peer.last_receive) > peer_timeout
-            ):
+            if not self.is_upstream(peer.address) and (now - peer.last_receive) >= PEER_ACTIVITY_TIMEOUT:
+                self.save_peer(peer)
                 del self.peers[int(peer.address)]
         in_use = {id(pp.path) for p in self.peers.values() for pp in p.paths}
         for key, path in list(self.paths.items()):
