@@ -263,3 +263,16 @@ def test_open_errors(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(HomeDirectoryError, match="not a directory"):
         HomeDirectory(tmp_path / "file")
+
+
+def test_saved_networks_and_moons_are_listed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from ztcore.api import StateObjectType
+    from ztcore.runtime.home import HomeDirectory
+
+    home = HomeDirectory(tmp_path / "h")
+    assert home.saved_networks() == [] and home.saved_moons() == []
+    home.state_put(StateObjectType.NETWORK_CONFIG, (0x8056C2E21C000001,), b"conf")
+    home.state_put(StateObjectType.MOON, (0x1234,), b"moon-bytes")
+    (tmp_path / "h" / "networks.d" / "notanid.conf").write_text("x")
+    assert home.saved_networks() == [0x8056C2E21C000001]
+    assert home.saved_moons() == [b"moon-bytes"]

@@ -165,6 +165,13 @@ class HomeDirectory:
             return self.path / "networks.d" / f"{n:016x}.conf"
         raise HomeDirectoryError(f"unknown state object kind {k!r}")  # pragma: no cover - enum is closed
 
+    def saved_moons(self) -> list[bytes]:
+        """The serialized moons in moons.d (orbited again at start-up)."""
+        directory = self.path / "moons.d"
+        if not directory.is_dir():
+            return []
+        return [f.read_bytes() for f in sorted(directory.glob("*.moon")) if f.is_file()]
+
     def saved_networks(self) -> list[int]:
         """Network ids with a saved config in networks.d (joined at start-up)."""
         out: list[int] = []

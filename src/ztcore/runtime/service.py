@@ -348,6 +348,17 @@ class NodeService:
                 sock.close()
             self._stopped = True
             raise
+        # Orbit the moons this home keeps, as zerotier-one does at start.
+        moons = getattr(self.state, "saved_moons", None)
+        if callable(moons):
+            from ztcore.errors import ZTError
+            from ztcore.vl1.world import World
+
+            for raw in moons():
+                try:
+                    self.node.orbit(World.from_bytes(raw)[0])
+                except ZTError as e:
+                    log.warning("ignoring an unreadable moon in the home directory: %s", e)
         # Rejoin the networks this home has configs for, as zerotier-one does at start.
         saved = getattr(self.state, "saved_networks", None)
         if callable(saved):
