@@ -459,3 +459,14 @@ def test_c25519_verify_rejects_malformed_input() -> None:
     assert not c25519_verify(pub[:63], b"hello", sig)
     assert not c25519_verify(bytes(64), b"hello", sig)
     assert not c25519_verify(b"\xff" * 64, b"hello", sig)
+
+
+def test_fast_packet_primitives_agree_with_the_reference() -> None:
+    import os
+
+    from ztcore.crypto.symmetric import poly1305, poly1305_fast, salsa20_12_xor, salsa20_12_xor_fast
+
+    for n in (0, 1, 63, 64, 65, 1400):
+        key, iv, data = os.urandom(32), os.urandom(8), os.urandom(n)
+        assert bytes(salsa20_12_xor_fast(key, iv, data)) == salsa20_12_xor(key, iv, data)
+        assert poly1305_fast(key + os.urandom(32), data) == poly1305(key, data)  # only 32 bytes used

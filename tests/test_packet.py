@@ -394,25 +394,6 @@ def test_new_packet_id() -> None:
     assert a[:8] != b[:8]
 
 
-def test_generic_crypto_fallback_gives_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Without the direct libsodium fast path, ztcore.crypto's wrappers are used.
-    import ztcore.vl1.packet as packet_module
-
-    monkeypatch.setattr(packet_module, "_sodium", None)
-    for suite in (0, 1):
-        wire = armor(
-            destination=DEST,
-            source=SRC,
-            verb=Verb.FRAME,
-            payload=bytes(range(100)),
-            key=KEY,
-            packet_id=0x0123456789ABCDEF,
-            **_suite_args(suite),  # type: ignore[arg-type]
-        )
-        assert wire.hex() == KAT_FRAME[suite]
-        assert dearmor(wire, KEY).payload == bytes(range(100))
-
-
 def test_accepts_bytearray_and_memoryview_inputs() -> None:
     wire = bytes.fromhex(KAT_FRAME[1])
     for data, key in ((bytearray(wire), bytearray(KEY)), (memoryview(wire), KEY)):

@@ -17,6 +17,8 @@ ffi.cdef(
         unsigned long long mlen, const unsigned char *n, const unsigned char *k);
     int crypto_stream_salsa20_xor_ic(unsigned char *c, const unsigned char *m,
         unsigned long long mlen, const unsigned char *n, uint64_t ic, const unsigned char *k);
+    int crypto_onetimeauth_poly1305(unsigned char *out, const unsigned char *in,
+        unsigned long long inlen, const unsigned char *k);
     """
 )
 

@@ -21,7 +21,6 @@ armoring: `armor` sets it when the packet is longer than `mtu`, and
 
 from __future__ import annotations
 
-import ctypes.util
 import enum
 import hashlib
 import hmac
@@ -29,10 +28,10 @@ import secrets
 from dataclasses import dataclass, field
 
 import lz4.block
-from cffi import FFI
 
-from ztcore.crypto import poly1305, salsa20_12_xor
+from ztcore.crypto import salsa20_12_xor
 from ztcore.crypto.aes_gmac_siv import AesGmacSiv
+from ztcore.crypto.symmetric import poly1305_fast, salsa20_12_xor_fast
 from ztcore.errors import InvalidFormatError
 
 __all__ = [
@@ -288,55 +287,14 @@ def crypt_field(key: bytes, packet_id: int, data: bytes) -> bytes:
 _ZERO32 = bytes(32)
 _ZERO64 = bytes(64)
 
-# Hot path for suites 0/1: call libsodium (already required for Salsa20) directly,
-# writing into fresh bytearrays; its Poly1305 costs half of `cryptography`'s
-# per-call overhead. Falls back to ztcore.crypto if the symbols cannot be loaded.
-_ffi = FFI()
-_ffi.cdef(
-    """
-    int crypto_stream_salsa2012_xor(unsigned char *c, const unsigned char *m,
-        unsigned long long mlen, const unsigned char *n, const unsigned char *k);
-    int crypto_onetimeauth_poly1305(unsigned char *out, const unsigned char *in,
-        unsigned long long inlen, const unsigned char *k);
-    """
-)
-
-
-def _load_sodium():  # type: ignore[no-untyped-def]
-    names = ["libsodium.so.23", "libsodium.so.26", "libsodium.so", ctypes.util.find_library("sodium")]
-    for name in names:
-        if not name:
-            continue
-        try:
-            lib = _ffi.dlopen(name)
-            lib.crypto_stream_salsa2012_xor  # noqa: B018 -- resolve now so a missing symbol falls back
-            lib.crypto_onetimeauth_poly1305  # noqa: B018
-        except (OSError, AttributeError):
-            continue
-        return lib
-    return None
-
-
-_sodium = _load_sodium()
-
 
 def _salsa12(mk: bytes, iv: bytes, data: bytes) -> bytes | bytearray:
-    if _sodium is None:
-        return salsa20_12_xor(mk, iv, data)
-    out = bytearray(len(data))
-    _sodium.crypto_stream_salsa2012_xor(_ffi.from_buffer(out), data, len(data), iv, mk)
-    return out
+    return salsa20_12_xor_fast(mk, iv, data)
 
 
 def _poly8(mac_key: bytes | bytearray, data: bytes | bytearray) -> bytes:
     """First 8 bytes of the Poly1305 tag; mac_key = first 32 bytes of mac_key."""
-    if _sodium is None:
-        return poly1305(bytes(mac_key[:32]), bytes(data))[:8]
-    tag = bytearray(16)
-    _sodium.crypto_onetimeauth_poly1305(
-        _ffi.from_buffer(tag), _ffi.from_buffer(data), len(data), _ffi.from_buffer(mac_key)
-    )
-    return bytes(tag[:8])
+    return poly1305_fast(mac_key, data)[:8]
 
 
 # Agreed key -> (first 21 bytes as an int, bytes 21..31), so mangling a key is
