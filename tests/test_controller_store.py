@@ -243,3 +243,44 @@ def test_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
         # Revisions in the index columns agree with the JSON records.
         for m in s.list_members(NWID_S):
             assert s.member_revisions(NWID_S)[m["id"]] == m["revision"]
+
+
+def test_derived_lookups_follow_member_records(st: ControllerStore) -> None:
+    st.put_network(network({"name": "n"}))
+
+    def put(addr: int, body: dict) -> None:
+        old = st.get_member(NWID_S, f"{addr:010x}")
+        st.put_member(update_member(old, body, NWID, addr, 1000))
+
+    put(0x1111111111, {"ipAssignments": ["10.0.0.1", "fd00::1"], "activeBridge": True})
+    put(0x2222222222, {"ipAssignments": ["10.0.0.2"]})
+    assert sorted(st.allocated_ips(NWID_S)) == ["10.0.0.1", "10.0.0.2", "fd00::1"]
+    assert sorted(st.allocated_ips(NWID_S, exclude_address="1111111111")) == ["10.0.0.2"]
+    assert st.active_bridges(NWID_S) == ["1111111111"]
+    put(0x1111111111, {"ipAssignments": ["10.0.0.9"], "activeBridge": False})
+    assert sorted(st.allocated_ips(NWID_S)) == ["10.0.0.2", "10.0.0.9"]
+    assert st.active_bridges(NWID_S) == []
+    st.delete_member(NWID_S, "2222222222")
+    assert st.allocated_ips(NWID_S) == ["10.0.0.9"]
+    st.delete_network(NWID_S)
+    assert st.allocated_ips(NWID_S) == []
+
+
+def test_schema_1_database_is_migrated(tmp_path: Path) -> None:
+    s = ControllerStore(tmp_path)
+    s.put_network(network({"name": "n"}))
+    s.put_member(
+        update_member(None, {"ipAssignments": ["10.0.0.5"], "activeBridge": True}, NWID, 0x3333333333, 1)
+    )
+    s.close()
+    # Make it look like a version-1 database: no derived rows, schema 1.
+    con = sqlite3.connect(tmp_path / DB_FILENAME)
+    con.execute("DELETE FROM member_ip")
+    con.execute("DELETE FROM member_bridge")
+    con.execute("UPDATE meta SET value='1' WHERE key='schema'")
+    con.commit()
+    con.close()
+    s = ControllerStore(tmp_path)
+    assert s.allocated_ips(NWID_S) == ["10.0.0.5"]
+    assert s.active_bridges(NWID_S) == ["3333333333"]
+    s.close()

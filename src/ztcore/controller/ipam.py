@@ -174,13 +174,15 @@ def auto_assign(
     network: Mapping[str, Any],
     member: Mapping[str, Any],
     address: int,
-    taken: Iterable[str],
+    taken: Iterable[str] | Callable[[], Iterable[str]],
     randbits: Callable[[int], int] = secrets.randbits,
 ) -> list[str]:
     """The member's ``ipAssignments`` after pool auto-assignment (a new list; unchanged if none applies).
 
     `taken` holds the addresses other members of the network already have (strings as
-    stored in their ``ipAssignments``).
+    stored in their ``ipAssignments``), or is a function returning them: it is then
+    called only when an address must actually be picked, which keeps repeat config
+    requests of members that already have addresses independent of the network's size.
     """
     current = member.get("ipAssignments")
     assigned: list[str] = [v for v in current if isinstance(v, str)] if isinstance(current, list) else []
@@ -190,14 +192,15 @@ def auto_assign(
     if not isinstance(pools, list) or not pools:
         return assigned
     routes = routes_of(network)
-    taken_set = _parse_ips(taken) | _parse_ips(assigned)
-
     have = {4: False, 6: False}
     for ip in _parse_ips(assigned):
         if _longest_route_bits(ip, routes) is not None:
             have[ip.version] = True
 
     want = {6: _flag(network.get("v6AssignMode"), "zt"), 4: _flag(network.get("v4AssignMode"), "zt")}
+    if not any(want[f] and not have[f] for f in (4, 6)):
+        return assigned
+    taken_set = _parse_ips(taken() if callable(taken) else taken) | _parse_ips(assigned)
     for family in (6, 4):  # the core assigns IPv6 before IPv4
         if not want[family] or have[family]:
             continue

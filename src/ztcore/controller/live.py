@@ -464,8 +464,9 @@ class EmbeddedController:
                 st.metadata = metadata
 
             config = self._config(now, network_id, network, member, identity, metadata, new_member, sso)
-            taken = store.allocated_ips(nwids, exclude_address=addrs)
-            member["ipAssignments"] = ipam.auto_assign(network, member, address, taken)
+            member["ipAssignments"] = ipam.auto_assign(
+                network, member, address, lambda: store.allocated_ips(nwids, exclude_address=addrs)
+            )
             self._add_addresses(now, network_id, network, member, config)
             store.put_member(clean_member(member))
         return config
@@ -531,11 +532,7 @@ class EmbeddedController:
             nc.remote_trace_target = Address(target or 0)
             nc.remote_trace_level = _json_int(network.get("remoteTraceLevel"), 0) & 0xFF
 
-        bridges = sorted(
-            int(m["id"], 16)
-            for m in self.store.list_members(format_nwid(network_id))
-            if _json_bool(m.get("activeBridge"), False) and isinstance(m.get("id"), str)
-        )
+        bridges = [int(a, 16) for a in self.store.active_bridges(format_nwid(network_id))]
         if _json_bool(member.get("activeBridge"), False) and int(address) not in bridges:
             bridges.append(int(address))  # a first request's own record is not stored yet
         for b in bridges:

@@ -32,7 +32,7 @@ from ztcore.errors import ZTError
 __all__ = ["DB_FILENAME", "ControllerStore", "StoreError"]
 
 DB_FILENAME = "controller.db"
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2  # 2: derived member_ip / member_bridge tables
 _FREE_ID_TRIALS = 100000
 
 _SCHEMA = """
@@ -54,6 +54,18 @@ CREATE TABLE IF NOT EXISTS member (
     PRIMARY KEY (nwid, address)
 );
 CREATE INDEX IF NOT EXISTS member_by_authorized ON member (nwid, authorized);
+-- Derived from the member records so that config requests need not scan them all.
+CREATE TABLE IF NOT EXISTS member_ip (
+    nwid TEXT NOT NULL,
+    address TEXT NOT NULL,
+    ip TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS member_ip_by_member ON member_ip (nwid, address);
+CREATE TABLE IF NOT EXISTS member_bridge (
+    nwid TEXT NOT NULL,
+    address TEXT NOT NULL,
+    PRIMARY KEY (nwid, address)
+);
 """
 
 
@@ -103,6 +115,11 @@ class ControllerStore:
             row = c.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if row is None:
                 c.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(_SCHEMA_VERSION),))
+            elif row[0] == "1":
+                # Version 1 had no derived tables: build them from the member records.
+                for nwid, address, record in c.execute("SELECT nwid, address, record FROM member").fetchall():
+                    self._index_member(nwid, address, json.loads(record))
+                c.execute("UPDATE meta SET value=? WHERE key='schema'", (str(_SCHEMA_VERSION),))
             elif row[0] != str(_SCHEMA_VERSION):
                 raise StoreError(f"{p}: unsupported controller schema version {row[0]}")
 
@@ -192,6 +209,8 @@ class ControllerStore:
             old = self.get_network(nwid)
             if old is not None:
                 self._conn.execute("DELETE FROM member WHERE nwid=?", (nwid.lower(),))
+                self._conn.execute("DELETE FROM member_ip WHERE nwid=?", (nwid.lower(),))
+                self._conn.execute("DELETE FROM member_bridge WHERE nwid=?", (nwid.lower(),))
                 self._conn.execute("DELETE FROM network WHERE nwid=?", (nwid.lower(),))
             return old
 
@@ -259,7 +278,29 @@ class ControllerStore:
                 "authorized=excluded.authorized, record=excluded.record",
                 (nwid, address, new["revision"], 1 if new.get("authorized") is True else 0, _dump(new)),
             )
+            self._index_member(nwid, address, new)
             return new, True
+
+    def _index_member(self, nwid: str, address: str, record: Mapping[str, Any] | None) -> None:
+        """Keep the derived lookup tables (assigned IPs, active bridges) in step with a record."""
+        c = self._conn
+        c.execute("DELETE FROM member_ip WHERE nwid=? AND address=?", (nwid, address))
+        c.execute("DELETE FROM member_bridge WHERE nwid=? AND address=?", (nwid, address))
+        if record is None:
+            return
+        ips = record.get("ipAssignments")
+        if isinstance(ips, list):
+            c.executemany(
+                "INSERT INTO member_ip (nwid, address, ip) VALUES (?, ?, ?)",
+                [(nwid, address, ip) for ip in ips if isinstance(ip, str)],
+            )
+        if record.get("activeBridge") is True:
+            c.execute("INSERT INTO member_bridge (nwid, address) VALUES (?, ?)", (nwid, address))
+
+    def active_bridges(self, nwid: str) -> list[str]:
+        """Addresses of the network's members marked ``activeBridge``, sorted."""
+        rows = self._query("SELECT address FROM member_bridge WHERE nwid=? ORDER BY address", (nwid.lower(),))
+        return [r[0] for r in rows]
 
     def delete_member(self, nwid: str, address: str) -> dict[str, Any] | None:
         """Remove a member; returns the removed record or None."""
@@ -269,18 +310,16 @@ class ControllerStore:
                 self._conn.execute(
                     "DELETE FROM member WHERE nwid=? AND address=?", (nwid.lower(), address.lower())
                 )
+                self._index_member(nwid.lower(), address.lower(), None)
             return old
 
     def allocated_ips(self, nwid: str, exclude_address: str | None = None) -> list[str]:
         """Every ``ipAssignments`` entry of the network's members (except `exclude_address`)."""
-        out: list[str] = []
-        for m in self.list_members(nwid):
-            if exclude_address is not None and m.get("id") == exclude_address.lower():
-                continue
-            ips = m.get("ipAssignments")
-            if isinstance(ips, list):
-                out.extend(ip for ip in ips if isinstance(ip, str))
-        return out
+        rows = self._query(
+            "SELECT ip FROM member_ip WHERE nwid=? AND address != ?",
+            (nwid.lower(), (exclude_address or "").lower()),
+        )
+        return [r[0] for r in rows]
 
     def integrity_check(self) -> bool:
         """SQLite's own consistency check plus: every member belongs to an existing network."""

@@ -271,8 +271,12 @@ class StoreControllerBackend:
             old = self.store.get_member(nwid, address)
             record = update_member(old, body, int(nwid, 16), int(address, 16), self._clock())
             if record.get("authorized") is True and "ipAssignments" not in body:
-                taken = self.store.allocated_ips(nwid, exclude_address=address)
-                record["ipAssignments"] = ipam.auto_assign(network, record, int(address, 16), taken)
+                record["ipAssignments"] = ipam.auto_assign(
+                    network,
+                    record,
+                    int(address, 16),
+                    lambda: self.store.allocated_ips(nwid, exclude_address=address),
+                )
             stored, changed = self.store.put_member(record)
         if changed:
             self.on_member_changed(nwid, address, old, stored)
