@@ -8,6 +8,7 @@ virtual networks, Ethernet frames; the node answers through the callbacks of
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import struct
@@ -38,6 +39,12 @@ PING_CHECK_INTERVAL = 5_000  # ZT_PING_CHECK_INTERVAL
 HOUSEKEEPING_PERIOD = 30_000  # ZT_HOUSEKEEPING_PERIOD
 CORE_TIMER_TASK_GRANULARITY = 60  # ZT_CORE_TIMER_TASK_GRANULARITY
 PEER_ACTIVITY_TIMEOUT = 500_000  # ZT_PEER_ACTIVITY_TIMEOUT (non-SDK build)
+
+
+# Address conversions at the runner boundary happen for every datagram; the same few
+# endpoints recur, so both directions are cached.
+_to_tuple = functools.lru_cache(maxsize=4096)(InetAddress.to_tuple)
+_from_tuple = functools.lru_cache(maxsize=4096)(InetAddress.from_tuple)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +191,7 @@ class Node:
 
     # ---------------------------------------------------- VL1Host protocol
     def put_packet(self, local_socket: int, address: InetAddress, data: bytes, ttl: int = 0) -> bool:
-        return self.callbacks.wire_packet_send(local_socket, address.to_tuple(), data, ttl)
+        return self.callbacks.wire_packet_send(local_socket, _to_tuple(address), data, ttl)
 
     def post_event(self, kind: EventType, data: dict[str, object] | None = None) -> None:
         self.callbacks.event(Event(kind, data or {}))
@@ -226,7 +233,7 @@ class Node:
     def process_wire_packet(self, now: int, local_socket: int, remote: tuple[str, int], data: bytes) -> None:
         self._now = now
         try:
-            address = InetAddress.from_tuple(remote)
+            address = _from_tuple(remote)
         except (InvalidFormatError, TypeError):
             self.switch.drops["bad_remote_address"] += 1
             return

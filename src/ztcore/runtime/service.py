@@ -90,8 +90,10 @@ class ServiceCounters:
 
 
 @functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=4096)
 def _family_of(host: str) -> int | None:
-    """AF_INET / AF_INET6 for an IP literal (IPv6 may carry a %scope), None for anything else."""
+    """AF_INET / AF_INET6 for an IP literal (IPv6 may carry a %scope), None for anything else.
+    Cached: it runs for every datagram sent."""
     try:
         ip = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
@@ -597,7 +599,7 @@ class NodeService:
         for b in targets:
             if b.transport.is_closing():
                 continue
-            sock = b.transport.get_extra_info("socket")
+            sock = b.transport.get_extra_info("socket") if ttl > 0 else None
             use_ttl = ttl > 0 and family == socket.AF_INET and sock is not None
             try:
                 if use_ttl:

@@ -300,7 +300,7 @@ class Switch:
             self._drop(e.reason, source=str(Address(header.source)))
             return True
         verb = pkt.verb
-        self.stats[f"in_{_verb_name(verb)}"] += 1
+        self.stats[_IN_KEYS.get(verb) or f"in_{_verb_name(verb)}"] += 1
         if verb == Verb.HELLO:
             self._do_hello(now, path, data, header.source, already_authenticated=True, decoded=pkt)
         elif verb == Verb.OK:
@@ -838,8 +838,9 @@ class Switch:
             if path is None:
                 return False
         wire = self.armor_for(peer, verb, payload, encrypt)
-        self.expect_reply_to(int.from_bytes(wire[:8]), now)
-        self.stats[f"out_{_verb_name(verb)}"] += 1
+        if verb not in _NO_REPLY_VERBS:
+            self.expect_reply_to(int.from_bytes(wire[:8]), now)
+        self.stats[_OUT_KEYS.get(verb) or f"out_{_verb_name(verb)}"] += 1
         self._put_wire(now, path.local_socket, path.address, wire)
         path.sent(now)
         return True
@@ -848,7 +849,7 @@ class Switch:
         self, now: int, peer: Peer, path: Path, verb: int, payload: bytes, encrypt: bool
     ) -> None:
         wire = self.armor_for(peer, verb, payload, encrypt)
-        self.stats[f"out_{_verb_name(verb)}"] += 1
+        self.stats[_OUT_KEYS.get(verb) or f"out_{_verb_name(verb)}"] += 1
         self._put_wire(now, path.local_socket, path.address, wire)
         path.sent(now)
 
@@ -941,6 +942,13 @@ class Switch:
             if now - t > 60_000:
                 del self._last_whois[addr]
         return next_delay
+
+
+# Frames are never answered with OK (ztcore never asks for EXT_FRAME ACKs), so they
+# need no entry in the expected-replies table.
+_NO_REPLY_VERBS = frozenset({Verb.FRAME, Verb.MULTICAST_FRAME})
+_IN_KEYS = {v: f"in_{v.name}" for v in Verb}
+_OUT_KEYS = {v: f"out_{v.name}" for v in Verb}
 
 
 def _verb_name(verb: int) -> str:

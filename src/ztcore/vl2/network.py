@@ -20,7 +20,7 @@ from ztcore.errors import InvalidFormatError, ZTError
 from ztcore.identity import Address, Identity
 from ztcore.vl2.credentials import CertificateOfMembership, CredentialType, Revocation, VerifyResult
 from ztcore.vl2.dictionary import Dictionary
-from ztcore.vl2.filter import FrameFacts, Verdict, evaluate
+from ztcore.vl2.filter import Verdict, evaluate, frame_facts
 from ztcore.vl2.mac import BROADCAST_MAC, MAC
 from ztcore.vl2.multicast_group import MulticastGroup
 from ztcore.vl2.netconf import (
@@ -31,6 +31,7 @@ from ztcore.vl2.netconf import (
     build_request_metadata,
 )
 from ztcore.vl2.networkid import controller_for
+from ztcore.vl2.rules import Rule
 
 if TYPE_CHECKING:
     from ztcore.vl1.peer import Peer
@@ -41,6 +42,8 @@ NETWORK_AUTOCONF_DELAY = 60_000  # ZT_NETWORK_AUTOCONF_DELAY
 MULTICAST_ANNOUNCE_PERIOD = 60_000  # ZT_MULTICAST_ANNOUNCE_PERIOD
 PEER_CREDENTIALS_REQUEST_RATE_LIMIT = 1_000
 PEER_ACTIVITY_TIMEOUT = 500_000
+_ACCEPT_ALL = Rule.action_accept()
+_ACCEPTED = Verdict(True, 0, "accept")
 
 
 class NetworkStatus(enum.IntEnum):
@@ -79,15 +82,30 @@ class Membership:
     last_pushed_credentials: int = -(10**15)
     last_updated_multicast: int = -(10**15)
     revocations: dict[int, int] = field(default_factory=dict)  # (type << 32 | credential id) -> threshold
+    # The answer of is_allowed() for the exact objects it was computed from: the check
+    # runs for every frame, while COMs change rarely.
+    _allowed_for: tuple[object, object, int, object] | None = None
+    _allowed: bool = False
 
     def is_allowed(self, config: NetworkConfig, identity: Identity) -> bool:
         if config.is_public:
             return True
-        if self.com is None or config.com is None:
+        com, ours = self.com, config.com
+        if com is None or ours is None:
             return False
-        if self.com.timestamp <= self.com_revocation_threshold:
-            return False
-        return config.com.agrees_with(self.com, identity)
+        k = self._allowed_for
+        if (
+            k is not None
+            and k[0] is ours
+            and k[1] is com
+            and k[2] == self.com_revocation_threshold
+            and k[3] is identity
+        ):
+            return self._allowed
+        allowed = com.timestamp > self.com_revocation_threshold and ours.agrees_with(com, identity)
+        self._allowed_for = (ours, com, self.com_revocation_threshold, identity)
+        self._allowed = allowed
+        return allowed
 
     def multicast_like_gate(self, now: int) -> bool:
         if now - self.last_updated_multicast >= MULTICAST_ANNOUNCE_PERIOD:
@@ -264,11 +282,26 @@ class Network:
         return groups
 
     # ----------------------------------------------------------------- rules
-    def filter(self, facts: FrameFacts) -> Verdict:
-        """The rule-evaluation point for every frame on this network."""
-        if self.config is None:
+    def filter_frame(
+        self,
+        source_address: int,
+        dest_address: int,
+        source_mac: int,
+        dest_mac: int,
+        ethertype: int,
+        vlan_id: int,
+        data: bytes,
+    ) -> Verdict:
+        """The rule-evaluation point for every frame on this network, in and out."""
+        config = self.config
+        if config is None:
             return Verdict(False, -1, "no configuration")
-        return evaluate(self.config.rules, facts)
+        rules = config.rules
+        if len(rules) == 1 and rules[0] == _ACCEPT_ALL:
+            return _ACCEPTED  # the default table: no need to look inside the frame
+        return evaluate(
+            rules, frame_facts(source_address, dest_address, source_mac, dest_mac, ethertype, vlan_id, data)
+        )
 
     # ------------------------------------------------------------ reporting
     def assigned_addresses(self) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:

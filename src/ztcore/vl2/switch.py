@@ -21,7 +21,7 @@ from ztcore.identity import Address, Identity
 from ztcore.vl1.packet import Dearmored, ErrorCode, Verb
 from ztcore.vl2.credentials import CertificateOfMembership, NetworkCredentials
 from ztcore.vl2.dictionary import Dictionary
-from ztcore.vl2.filter import ETHERTYPE_ARP, frame_facts
+from ztcore.vl2.filter import ETHERTYPE_ARP
 from ztcore.vl2.mac import MAC
 from ztcore.vl2.multicast_group import MulticastGroup
 from ztcore.vl2.multicaster import Multicaster
@@ -263,8 +263,7 @@ class VL2Switch:
     def _receive(
         self, network: Network, peer: Peer, source_mac: int, dest_mac: int, ethertype: int, data: bytes
     ) -> None:
-        facts = frame_facts(int(peer.address), self._me, source_mac, dest_mac, ethertype, 0, data)
-        verdict = network.filter(facts)
+        verdict = network.filter_frame(int(peer.address), self._me, source_mac, dest_mac, ethertype, 0, data)
         if not verdict.accept:
             self._drop(
                 "filter_blocked_inbound",
@@ -559,7 +558,7 @@ class VL2Switch:
             if config.multicast_limit == 0:
                 self._drop("multicast_disabled")
                 return False
-            verdict = network.filter(frame_facts(self._me, 0, source_mac, dest_mac, ethertype, vlan_id, data))
+            verdict = network.filter_frame(self._me, 0, source_mac, dest_mac, ethertype, vlan_id, data)
             if not verdict.accept:
                 self._drop("filter_blocked_outbound", rule=verdict.rule_index, why=verdict.reason)
                 return False
@@ -570,9 +569,7 @@ class VL2Switch:
             return True
         if dest_mac.is_for_network(network.id):
             to = int(dest_mac.to_address(network.id))
-            verdict = network.filter(
-                frame_facts(self._me, to, source_mac, dest_mac, ethertype, vlan_id, data)
-            )
+            verdict = network.filter_frame(self._me, to, source_mac, dest_mac, ethertype, vlan_id, data)
             if not verdict.accept:
                 self._drop("filter_blocked_outbound", rule=verdict.rule_index, why=verdict.reason)
                 return False
