@@ -246,3 +246,19 @@ def test_peers_are_cached_as_state_and_restored(identities: list[Identity]) -> N
     # Garbage in the cache is ignored, never fatal.
     a.state_put(StateObjectType.PEER, (0x1234567890,), b"\x02garbage")
     assert a.node.topology.get_peer(0x1234567890) is None
+
+
+def test_full_transmit_queue_sheds_frames_before_control_messages(identities: list[Identity]) -> None:
+    from ztcore.vl1.packet import Verb
+
+    net, _root, (a, _b, _c), _, _ = _net(identities)
+    net.run_until(lambda: a.node.online, 10_000)
+    unknown = 0x1234512345  # never answers WHOIS: everything stays queued
+    sw = a.node.switch
+    sw.send(net.now, unknown, Verb.NETWORK_CREDENTIALS, b"\x00creds")
+    for i in range(40):
+        sw.send(net.now, unknown, Verb.FRAME, bytes([i]) * 20)
+    verbs = [e.verb for e in sw._tx_queue]
+    assert len(verbs) == 32 and sw.drops["tx_queue_full"] == 9
+    assert verbs[0] == Verb.NETWORK_CREDENTIALS  # the control message survived
+    assert sw._tx_queue[-1].payload == bytes([39]) * 20  # newest frames kept

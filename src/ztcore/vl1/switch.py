@@ -808,7 +808,10 @@ class Switch:
         if peer is not None and self._try_send(now, peer, verb, payload, encrypt):
             return True
         if len(self._tx_queue) >= TX_QUEUE_SIZE:
-            self._tx_queue.pop(0)
+            # Shed frames before control messages: losing a queued credential push
+            # would get every following frame refused until it is re-sent.
+            victim = next((i for i, e in enumerate(self._tx_queue) if e.verb in _SHEDDABLE_VERBS), 0)
+            self._tx_queue.pop(victim)
             self.drops["tx_queue_full"] += 1
         self._tx_queue.append(_TxEntry(int(destination), verb, payload, encrypt, now))
         if peer is None:
@@ -947,6 +950,7 @@ class Switch:
 # Frames are never answered with OK (ztcore never asks for EXT_FRAME ACKs), so they
 # need no entry in the expected-replies table.
 _NO_REPLY_VERBS = frozenset({Verb.FRAME, Verb.MULTICAST_FRAME})
+_SHEDDABLE_VERBS = frozenset({Verb.FRAME, Verb.EXT_FRAME, Verb.MULTICAST_FRAME})
 _IN_KEYS = {v: f"in_{v.name}" for v in Verb}
 _OUT_KEYS = {v: f"out_{v.name}" for v in Verb}
 
