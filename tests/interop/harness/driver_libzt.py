@@ -11,7 +11,8 @@ line-based JSON protocol:
   and ``{"type": "log", ...}``.
 
 Commands: hello, start, status, peers, join, leave, net, addrs, udp_bind, udp_sendto,
-udp_recvfrom, tcp_listen, tcp_accept, tcp_connect, send, recv, close, stop.
+udp_recvfrom, tcp_listen, tcp_accept, tcp_connect, send, recv, send_random, recv_hash,
+compute_addrs, icmp_echo, core_net, close, stop.
 Byte payloads travel as hex. Network ids and node ids travel as lower-case hex strings.
 
 It must stay Python 3.9 compatible and import nothing from ztcore. Every blocking operation
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import faulthandler
+import hashlib
 import json
 import os
 import signal
@@ -195,9 +197,14 @@ def _saddr(ip: str, port: int):
 def _ntop(buf, ln: int):
     s = ctypes.create_string_buffer(64)
     port = ctypes.c_ushort(0)
-    if _lib.zts_util_ntop(buf, ln, s, 64, ctypes.byref(port)) < 0:
+    if _lib.zts_util_ntop(buf, ln, s, 64, ctypes.byref(port)) >= 0:
+        return s.value.decode(), port.value
+    # zts_util_ntop refuses some lengths accept/recvfrom report; read lwIP's layout directly.
+    text = _sockaddr_str(ctypes.addressof(buf))
+    if text is None:
         return None, None
-    return s.value.decode(), port.value
+    ip, _, p = text.rpartition("/")
+    return ip, int(p)
 
 
 # ---------------------------------------------------------------- state kept from events
@@ -601,6 +608,414 @@ def cmd_recv(cmd: dict) -> dict:
         got += buf.raw[:n]
         if n == 0 or not exact or len(got) >= size:
             return {"data_hex": got.hex(), "eof": n == 0}
+
+
+def cmd_send_random(cmd: dict) -> dict:
+    """Send ``nbytes`` fresh random bytes on a connected socket; returns their SHA-256.
+
+    Bulk transfers stay inside the driver: pushing megabytes through the JSON line protocol
+    as hex would measure the protocol, not the network.
+    """
+    _require_started()
+    fd = int(cmd["fd"])
+    total = int(cmd["nbytes"])
+    chunk_size = int(cmd.get("chunk", 65536))
+    deadline = time.time() + float(cmd.get("timeout_s", 60))
+    digest = hashlib.sha256()
+    sent = 0
+    started = time.time()
+    while sent < total:
+        chunk = os.urandom(min(chunk_size, total - sent))
+        digest.update(chunk)
+        off = 0
+        while off < len(chunk):
+            part = chunk[off:]
+            n = _lib.zts_bsd_send(fd, part, len(part), 0)
+            if n > 0:
+                off += n
+                continue
+            err = _zts_errno()
+            if n < 0 and err not in (libzt.ZTS_EAGAIN, libzt.ZTS_EINPROGRESS):
+                raise CommandError(f"send failed after {sent + off} bytes: rc={n} zts_errno={err}")
+            if time.time() >= deadline:
+                raise CommandError(f"send timed out after {sent + off} of {total} bytes")
+            time.sleep(0.002)
+        sent += len(chunk)
+    return {"sent": sent, "sha256": digest.hexdigest(), "seconds": time.time() - started}
+
+
+def cmd_recv_hash(cmd: dict) -> dict:
+    """Receive exactly ``nbytes`` (or until EOF/timeout) and return their count and SHA-256."""
+    _require_started()
+    fd = int(cmd["fd"])
+    total = int(cmd["nbytes"])
+    deadline = time.time() + float(cmd.get("timeout_s", 60))
+    digest = hashlib.sha256()
+    size = 1 << 18
+    buf = ctypes.create_string_buffer(size)
+    got = 0
+    started = time.time()
+    while got < total:
+        n = _lib.zts_bsd_recv(fd, buf, min(size, total - got), 0)
+        if n > 0:
+            digest.update(buf.raw[:n])
+            got += n
+            continue
+        if n == 0:
+            break  # the peer closed
+        err = _zts_errno()
+        if err not in (libzt.ZTS_EAGAIN, libzt.ZTS_EINPROGRESS):
+            raise CommandError(f"recv failed after {got} bytes: rc={n} zts_errno={err}")
+        if time.time() >= deadline:
+            raise CommandError(f"recv timed out after {got} of {total} bytes")
+        time.sleep(0.002)
+    return {"received": got, "sha256": digest.hexdigest(), "seconds": time.time() - started}
+
+
+def cmd_compute_addrs(cmd: dict) -> dict:
+    """The library's own RFC4193 and 6PLANE addresses for (network, node)."""
+    nwid = _nwid(cmd)
+    node = int(str(cmd["node_id"]), 16)
+    out = {}
+    size = libzt.ZTS_IP_MAX_STR_LEN  # these two calls insist on exactly this buffer length
+    for key, fn in (
+        ("rfc4193", _lib.zts_addr_compute_rfc4193_str),
+        ("6plane", _lib.zts_addr_compute_6plane_str),
+    ):
+        s = ctypes.create_string_buffer(size)
+        _check(fn(nwid, node, s, size), "zts_addr_compute_" + key)
+        out[key] = s.value.decode()
+    return out
+
+
+# ---- ICMP echo from the node's own IP stack
+#
+# A raw socket is the obvious way, but libzt 1.8.4 builds lwIP with LWIP_RAW=0 (src/lwipopts.h),
+# so zts_bsd_socket(AF_INET, SOCK_RAW, IPPROTO_ICMP) fails. The fallback still makes the real
+# stack originate the echo: the request goes down lwIP's own IPv4 output path (ip4_output
+# under the TCPIP core lock: routing, ARP over the ZeroTier network, Ethernet framing, the
+# virtual tap, the real core's VL2), and the reply is observed where lwIP hands every inbound
+# ICMP message to icmp_input: its PLT slot in _libzt.so is pointed at a wrapper that records
+# echo replies and always calls the real icmp_input (which keeps answering echo requests).
+
+_PBUF_IP = 14 + 40  # lwIP 2.1: PBUF_LINK_HLEN + PBUF_IP_HLEN (IPv6 enabled) of headroom
+_PBUF_RAM = 0x0280  # lwIP 2.1: PBUF_ALLOC_FLAG_DATA_CONTIGUOUS | PBUF_TYPE_FLAG_STRUCT_DATA_CONTIGUOUS
+_ICMP_INPUT = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
+_icmp_lock = threading.Lock()
+_icmp_replies: list = []
+_icmp_hook = {}  # "callback", "real", "slots"
+
+
+def _icmp_checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def _got_slots(path: str, symbol: str) -> list:
+    """Link-time addresses of the relocation slots (JUMP_SLOT / GLOB_DAT) that bind ``symbol``."""
+    import struct
+
+    data = open(path, "rb").read()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        raise CommandError("not a little-endian ELF64 library")
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    slots = []
+    for sh in sections:
+        if sh[1] != 4:  # SHT_RELA
+            continue
+        symtab = sections[sh[6]]
+        strtab = sections[symtab[6]]
+        for off in range(sh[4], sh[4] + sh[5], 24):
+            r_offset, r_info, _ = struct.unpack_from("<QQq", data, off)
+            if r_info & 0xFFFFFFFF not in (6, 7):  # R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT
+                continue
+            (st_name,) = struct.unpack_from("<I", data, symtab[4] + (r_info >> 32) * 24)
+            end = data.index(b"\0", strtab[4] + st_name)
+            if data[strtab[4] + st_name : end] == symbol.encode():
+                slots.append(r_offset)
+    return slots
+
+
+def _icmp_wrapper(p, inp):
+    try:
+        payload = ctypes.c_void_p.from_address(p + 8).value
+        first_len = ctypes.c_uint16.from_address(p + 18).value
+        if payload and first_len >= 8 and ctypes.string_at(payload, 1) == b"\x00":  # echo reply
+            body = ctypes.string_at(payload, min(first_len, 2048))
+            # ip_data.current_ip4_header (after two netif pointers) is the header of this packet.
+            hdr = ctypes.c_void_p.from_address(ctypes.addressof(_ip_data) + 16).value
+            iph = ctypes.string_at(hdr, 20) if hdr else b""
+            with _icmp_lock:
+                _icmp_replies.append({"icmp": body, "ip": iph, "t": time.time()})
+    except Exception:
+        log("icmp hook error: " + traceback.format_exc())
+    _icmp_hook["real"](p, inp)
+
+
+def _install_icmp_hook() -> None:
+    if _icmp_hook:
+        return
+    path = libzt._libzt.__file__
+    slots = _got_slots(path, "icmp_input")
+    if not slots:
+        raise CommandError("no relocation slot for icmp_input in " + path)
+    real_addr = ctypes.cast(_lib.icmp_input, ctypes.c_void_p).value
+
+    class DlInfo(ctypes.Structure):
+        _fields_ = [
+            ("fname", ctypes.c_char_p),
+            ("fbase", ctypes.c_void_p),
+            ("sname", ctypes.c_char_p),
+            ("saddr", ctypes.c_void_p),
+        ]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(DlInfo)]
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    info = DlInfo()
+    if not libc.dladdr(real_addr, ctypes.byref(info)):
+        raise CommandError("dladdr failed for icmp_input")
+    callback = _ICMP_INPUT(_icmp_wrapper)
+    _icmp_hook.update(real=_ICMP_INPUT(real_addr), callback=callback, slots=[])
+    page = os.sysconf("SC_PAGE_SIZE")
+    for off in slots:
+        addr = info.fbase + off
+        if libc.mprotect(addr & ~(page - 1), page, 3) != 0:  # PROT_READ | PROT_WRITE
+            raise CommandError(f"mprotect failed: errno {ctypes.get_errno()}")
+        ctypes.c_void_p.from_address(addr).value = ctypes.cast(callback, ctypes.c_void_p).value
+        _icmp_hook["slots"].append(hex(addr))
+
+
+def _icmp_echo_raw_socket(ip: str, packet: bytes, ident: int, seq: int, timeout: float):
+    """Echo over a raw lwIP socket; returns (reply dict or None, error string or None)."""
+    fd = _lib.zts_bsd_socket(libzt.ZTS_AF_INET, libzt.ZTS_SOCK_RAW, libzt.ZTS_IPPROTO_ICMP)
+    if fd < 0:
+        return (
+            None,
+            f"zts_bsd_socket(ZTS_AF_INET, ZTS_SOCK_RAW, ZTS_IPPROTO_ICMP) = {fd}, zts_errno={_zts_errno()}",
+        )
+    try:
+        _set_nonblocking(fd)
+        sa, ln = _saddr(ip, 0)
+        sent_at = time.time()
+        _retry(lambda: _lib.zts_bsd_sendto(fd, packet, len(packet), 0, sa, ln), timeout, "raw sendto")
+        buf = ctypes.create_string_buffer(2048)
+        deadline = sent_at + timeout
+        while time.time() < deadline:
+            n = _lib.zts_bsd_recvfrom(fd, buf, 2048, 0, None, None)
+            if n > 20:
+                data = buf.raw[:n]
+                ihl = (data[0] & 15) * 4
+                icmp = data[ihl:]
+                if (
+                    icmp[0] == 0
+                    and int.from_bytes(icmp[4:6], "big") == ident
+                    and int.from_bytes(icmp[6:8], "big") == seq
+                ):
+                    return {"icmp": icmp, "ip": data[:ihl], "t": time.time(), "sent_at": sent_at}, None
+            else:
+                time.sleep(0.005)
+        return None, None
+    finally:
+        _lib.zts_bsd_close(fd)
+
+
+def _icmp_echo_lwip_ip(ip: str, packet: bytes, ident: int, seq: int, timeout: float):
+    _install_icmp_hook()
+    dst = ctypes.create_string_buffer(socket.inet_aton(ip), 4)
+    with _icmp_lock:
+        del _icmp_replies[:]
+    sent_at = time.time()
+    _lib.sys_lock_tcpip_core()
+    try:
+        p = _lib.pbuf_alloc(_PBUF_IP, len(packet), _PBUF_RAM)
+        if not p:
+            raise CommandError("pbuf_alloc failed")
+        try:
+            _check(_lib.pbuf_take(p, packet, len(packet)), "pbuf_take")
+            err = _lib.ip4_output(p, None, dst, 64, 0, 1)  # proto 1 = ICMP
+        finally:
+            _lib.pbuf_free(p)
+    finally:
+        _lib.sys_unlock_tcpip_core()
+    if err != 0:
+        raise CommandError(f"ip4_output failed: err_t {err}")
+    deadline = sent_at + timeout
+    while time.time() < deadline:
+        with _icmp_lock:
+            for r in _icmp_replies:
+                icmp = r["icmp"]
+                if int.from_bytes(icmp[4:6], "big") == ident and int.from_bytes(icmp[6:8], "big") == seq:
+                    return dict(r, sent_at=sent_at)
+        time.sleep(0.005)
+    return None
+
+
+_lib.pbuf_alloc.argtypes = [ctypes.c_int, ctypes.c_uint16, ctypes.c_int]
+_lib.pbuf_alloc.restype = ctypes.c_void_p
+_lib.pbuf_take.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint16]
+_lib.pbuf_take.restype = ctypes.c_int8
+_lib.pbuf_free.argtypes = [ctypes.c_void_p]
+_lib.ip4_output.argtypes = [
+    ctypes.c_void_p,
+    ctypes.c_void_p,
+    ctypes.c_void_p,
+    ctypes.c_uint8,
+    ctypes.c_uint8,
+    ctypes.c_uint8,
+]
+_lib.ip4_output.restype = ctypes.c_int8
+_lib.zts_addr_compute_rfc4193_str.argtypes = [_u64, _u64, ctypes.c_char_p, ctypes.c_uint]
+_lib.zts_addr_compute_6plane_str.argtypes = [_u64, _u64, ctypes.c_char_p, ctypes.c_uint]
+_ip_data = ctypes.c_void_p.in_dll(_lib, "ip_data")
+
+
+def cmd_icmp_echo(cmd: dict) -> dict:
+    """One ICMP echo request to ``ip`` originated by this node's IP stack; waits for the reply.
+
+    ``method``: ``raw_socket``, ``lwip_ip`` or ``auto`` (a raw socket if lwIP has them, else
+    lwIP's IPv4 output path, see above). The reply reports which one ran and why.
+    """
+    _require_started()
+    ip = cmd["ip"]
+    ident = int(cmd.get("ident", os.getpid() & 0xFFFF))
+    seq = int(cmd.get("seq", 1))
+    payload = bytes.fromhex(cmd.get("payload_hex", "")) or b"ztcore-interop-echo"
+    timeout = float(cmd.get("timeout_s", 5))
+    method = cmd.get("method", "auto")
+    head = bytes([8, 0, 0, 0]) + ident.to_bytes(2, "big") + seq.to_bytes(2, "big")
+    csum = _icmp_checksum(head + payload)
+    packet = head[:2] + csum.to_bytes(2, "big") + head[4:] + payload
+    result = {"raw_socket_error": None, "method": None}
+    reply = None
+    if method in ("auto", "raw_socket"):
+        reply, err = _icmp_echo_raw_socket(ip, packet, ident, seq, timeout)
+        result["raw_socket_error"] = err
+        if err is None:
+            result["method"] = "raw_socket"
+        elif method == "raw_socket":
+            raise CommandError(err)
+    if result["method"] is None:
+        result["method"] = "lwip_ip"
+        reply = _icmp_echo_lwip_ip(ip, packet, ident, seq, timeout)
+        result["hook_slots"] = _icmp_hook.get("slots")
+    if reply is None:
+        result.update(replied=False)
+        return result
+    iph = reply["ip"]
+    icmp = reply["icmp"]
+    result.update(
+        replied=True,
+        rtt_ms=round((reply["t"] - reply["sent_at"]) * 1000, 3),
+        src=socket.inet_ntoa(iph[12:16]) if len(iph) >= 20 else None,
+        dst=socket.inet_ntoa(iph[16:20]) if len(iph) >= 20 else None,
+        ttl=iph[8] if len(iph) >= 20 else None,
+        type=icmp[0],
+        code=icmp[1],
+        ident=int.from_bytes(icmp[4:6], "big"),
+        seq=int.from_bytes(icmp[6:8], "big"),
+        payload_hex=icmp[8:].hex(),
+        checksum_ok=_icmp_checksum(icmp) == 0,
+        sent_hex=packet.hex(),
+    )
+    return result
+
+
+# ---- the core's own view of a network
+#
+# libzt 1.8.4 answers zts_net_get_status from a copy of the config taken at the core's last
+# virtual-network-config callback. The 1.8 core does not call back when a controller answers
+# ACCESS_DENIED or NOT_FOUND (Network::setAccessDenied only sets a flag; 1.10+ also posts an
+# update), so libzt keeps reporting the old status. ZT_Node_networkConfig asks the core itself,
+# as zerotier-cli listnetworks does on a real zerotier-one. libzt does not expose the ZT_Node,
+# so it is found inside the NodeService object as the pointer to an object whose vtable is
+# ZeroTier::Node's (and whose ZT_Node_address is this node's id).
+
+_STATUS_1_8 = {
+    0: "REQUESTING_CONFIGURATION",
+    1: "OK",
+    2: "ACCESS_DENIED",
+    3: "NOT_FOUND",
+    4: "PORT_ERROR",
+    5: "CLIENT_TOO_OLD",
+    6: "AUTHENTICATION_REQUIRED",
+}
+_lib.ZT_Node_networkConfig.argtypes = [ctypes.c_void_p, _u64]
+_lib.ZT_Node_networkConfig.restype = ctypes.c_void_p
+_lib.ZT_Node_freeQueryResult.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+_lib.ZT_Node_address.argtypes = [ctypes.c_void_p]
+_lib.ZT_Node_address.restype = _u64
+_zt_node = []
+
+
+def _readable_ranges() -> list:
+    out = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            parts = line.split()
+            if parts[1].startswith("r"):
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                out.append((lo, hi))
+    return out
+
+
+def _find_zt_node() -> int:
+    if _zt_node:
+        return _zt_node[0]
+    service = ctypes.c_void_p.in_dll(_lib, "_ZN8ZeroTier11zts_serviceE").value
+    if not service:
+        raise CommandError("no NodeService")
+    vtable = ctypes.addressof(ctypes.c_char.in_dll(_lib, "_ZTVN8ZeroTier4NodeE"))
+    ranges = _readable_ranges()
+
+    def readable(a: int) -> bool:
+        return any(lo <= a and a + 8 <= hi for lo, hi in ranges)
+
+    my_id = _lib.zts_node_get_id()
+    for off in range(0, 4096, 8):
+        if not readable(service + off):
+            break
+        cand = ctypes.c_void_p.from_address(service + off).value
+        if not cand or cand % 8 or not readable(cand):
+            continue
+        vptr = ctypes.c_void_p.from_address(cand).value
+        # The object's vtable pointer points into ZeroTier::Node's vtable (past its header).
+        if vptr and vtable < vptr <= vtable + 64 and _lib.ZT_Node_address(cand) == my_id:
+            _zt_node.append(cand)
+            return cand
+    raise CommandError("ZeroTier::Node not found in the NodeService object")
+
+
+def cmd_core_net(cmd: dict) -> dict:
+    """The core's own status of a network (ZT_Node_networkConfig), not libzt's cached copy."""
+    _require_started()
+    nwid = _nwid(cmd)
+    node = _find_zt_node()
+    p = _lib.ZT_Node_networkConfig(node, nwid)
+    if not p:
+        return {"joined": False}
+    try:
+        raw = ctypes.string_at(p, 192)
+        got_nwid = int.from_bytes(raw[0:8], "little")
+        if got_nwid != nwid:
+            raise CommandError(f"ZT_VirtualNetworkConfig layout mismatch: nwid {got_nwid:016x}")
+        status = int.from_bytes(raw[144:148], "little")
+        return {
+            "joined": True,
+            "status_code": status,
+            "status": _STATUS_1_8.get(status, str(status)),
+            "name": raw[16:144].split(b"\0")[0].decode(errors="replace"),
+            "netconf_revision": int.from_bytes(raw[176:184], "little"),
+            "assigned_addr_count": int.from_bytes(raw[184:188], "little"),
+        }
+    finally:
+        _lib.ZT_Node_freeQueryResult(node, p)
 
 
 def cmd_close(cmd: dict) -> dict:

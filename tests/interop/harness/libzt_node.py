@@ -292,9 +292,9 @@ class LibztNode:
         """Addresses assigned to this node on the network, as plain IP strings (no prefix length)."""
         return self.network(nwid).get("addrs", [])
 
-    # -- sockets on the node's virtual network stack (payloads are bytes). Not yet exercised
-    # end to end: that needs a network controller handing out IPv4 addresses (ztcore's). On a
-    # 1.8 ad-hoc network (ff<start><end>000000, 6plane IPv6 only) lwIP answers EHOSTUNREACH.
+    # -- sockets on the node's virtual network stack (payloads are bytes); exercised end to end
+    # on a ztcore-controlled network by test_vl2_interop.py. On a 1.8 ad-hoc network
+    # (ff<start><end>000000, 6plane IPv6 only) lwIP answers EHOSTUNREACH.
 
     def udp_bind(self, port: int = 0, ip: str = "0.0.0.0") -> int:
         return self.request("udp_bind", port=port, ip=ip)["fd"]
@@ -327,6 +327,57 @@ class LibztNode:
     def recv(self, fd: int, max_size: int = 65536, timeout: float = 10.0, exact: bool = False) -> bytes:
         r = self.request("recv", timeout=timeout + 5, fd=fd, max=max_size, exact=exact, timeout_s=timeout)
         return bytes.fromhex(r["data_hex"])
+
+    def send_random(self, fd: int, nbytes: int, timeout: float = 60.0, chunk: int = 65536) -> dict[str, Any]:
+        """Send ``nbytes`` random bytes generated inside the driver: ``sent``, ``sha256``, ``seconds``."""
+        return self.request(
+            "send_random", timeout=timeout + 10, fd=fd, nbytes=nbytes, chunk=chunk, timeout_s=timeout
+        )
+
+    def recv_hash(self, fd: int, nbytes: int, timeout: float = 60.0) -> dict[str, Any]:
+        """Receive ``nbytes`` (less on EOF) inside the driver: ``received``, ``sha256``, ``seconds``."""
+        return self.request("recv_hash", timeout=timeout + 10, fd=fd, nbytes=nbytes, timeout_s=timeout)
+
+    def compute_addrs(self, nwid: int | str, node_id: str) -> dict[str, str]:
+        """libzt's own ``zts_addr_compute_rfc4193_str`` / ``_6plane_str`` for (network, node)."""
+        r = self.request("compute_addrs", nwid=_nwid_hex(nwid), node_id=node_id)
+        return {"rfc4193": r["rfc4193"], "6plane": r["6plane"]}
+
+    def icmp_echo(
+        self,
+        ip: str,
+        *,
+        ident: int = 0x5A7C,
+        seq: int = 1,
+        payload: bytes = b"",
+        timeout: float = 5.0,
+        method: str = "auto",
+    ) -> dict[str, Any]:
+        """One ICMP echo request to ``ip`` originated by the node's lwIP stack (see the driver).
+
+        Returns ``replied``, ``method`` (``raw_socket`` or ``lwip_ip``), ``raw_socket_error``
+        and, when answered, ``rtt_ms``, ``src``, ``dst``, ``ttl``, ``type``, ``code``, ``ident``,
+        ``seq``, ``payload_hex``, ``checksum_ok``.
+        """
+        return self.request(
+            "icmp_echo",
+            timeout=timeout + 10,
+            ip=ip,
+            ident=ident,
+            seq=seq,
+            payload_hex=payload.hex(),
+            timeout_s=timeout,
+            method=method,
+        )
+
+    def core_network(self, nwid: int | str) -> dict[str, Any]:
+        """The core's own view of a network (``ZT_Node_networkConfig``): ``joined``, ``status``,
+        ``name``, ``netconf_revision``, ``assigned_addr_count``.
+
+        Unlike :meth:`network` (libzt's copy from the core's last config callback), this shows
+        ACCESS_DENIED / NOT_FOUND answers, which the 1.8 core records without a callback.
+        """
+        return self.request("core_net", nwid=_nwid_hex(nwid))
 
     def close_socket(self, fd: int) -> None:
         self.request("close", fd=fd)
