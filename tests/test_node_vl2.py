@@ -129,6 +129,30 @@ def test_private_network_join_authorize_and_exchange_frames(
     assert not any(f.data == arp for f in w.ctl.frames)
 
 
+def test_waiting_multicast_reaches_a_member_whose_like_arrives_later(
+    identities: list[Identity], tmp_path: Path
+) -> None:
+    """As Multicaster::_add: a member added by a LIKE gets the multicasts still waiting for
+    recipients at once (an ARP request sent before the target announced its ARP group is
+    answered as soon as the announcement arrives, not at the next ARP retry)."""
+    w = World(identities, tmp_path)
+    w.ctl.node.join(w.nwid)
+    w.b.node.join(w.nwid)
+    w.authorize(w.ctl)
+    w.authorize(w.b)
+    assert w.net.run_until(lambda: w.status(w.ctl) == "OK" and w.status(w.b) == "OK", 70_000)
+    group_mac = 0x01005E00007B
+    mac_ctl = MAC.from_address(int(w.ctl.node.address), w.nwid)
+    frame = _udp_frame(w.ipv4(w.ctl), ipaddress.IPv4Address("239.0.0.123"), b"waiting for members")
+    # Nobody has announced the group yet: the frame waits (the gather finds no one).
+    assert w.ctl.node.process_virtual_network_frame(w.net.now, w.nwid, mac_ctl, group_mac, 0x0800, 0, frame)
+    w.net.run_for(1_000)
+    assert not any(f.data == frame for f in w.b.frames)
+    # b subscribes: its LIKE reaches the controller node, which sends b the waiting frame.
+    w.b.node.multicast_subscribe(w.nwid, group_mac)
+    assert w.net.run_until(lambda: any(f.data == frame for f in w.b.frames), 1_000)
+
+
 def test_unauthorized_sender_is_refused(identities: list[Identity], tmp_path: Path) -> None:
     w = World(identities, tmp_path)
     w.a.node.join(w.nwid)

@@ -290,7 +290,10 @@ class VL2Switch:
                         now, nwid, int(peer.address)
                     )
             if authorized:
-                self.host.multicaster.add(now, nwid, MulticastGroup.from_bytes(p, ptr + 8), int(peer.address))
+                group = MulticastGroup.from_bytes(p, ptr + 8)
+                self.host.multicaster.add(now, nwid, group, int(peer.address))
+                # As Multicaster::_add: a new member gets what is still waiting for recipients.
+                self._flush_pending_multicast(now, nwid, group)
 
     def _do_multicast_gather(self, now: int, peer: Peer, packet: Dearmored) -> None:
         p = packet.payload
