@@ -356,7 +356,7 @@ class LibztNode:
         """One ICMP echo request to ``ip`` originated by the node's lwIP stack (see the driver).
 
         Returns ``replied``, ``method`` (``raw_socket`` or ``lwip_ip``), ``raw_socket_error``
-        and, when answered, ``rtt_ms``, ``src``, ``dst``, ``ttl``, ``type``, ``code``, ``ident``,
+        and, when answered, ``rtt_ms``, ``src``, ``dst``, ``ttl``, ``icmp_type``, ``icmp_code``, ``ident``,
         ``seq``, ``payload_hex``, ``checksum_ok``.
         """
         return self.request(
