@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from .harness import Lan, LibztNode
+from .harness import Lan, LibztError, LibztNode
 from .harness.ztcore_node import ZtcoreNode
 from .test_vl1_interop import make_planet_with_ztnode
 
@@ -163,6 +163,12 @@ def vl2(harness: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[V
             # The controller's node is a member of its own network too.
             ctl.join(nwid)
             world.set_authorized(ctl.node_id, True)
+            # libzt-b is authorized before it ever asks (POST creates the member), and joins now:
+            # the 1.8 core re-requests its config 60 s after the last one, which is when a
+            # deauthorized member learns it (last test), so the earlier the better.
+            assert lz_b.node_id is not None
+            world.set_authorized(lz_b.node_id, True)
+            lz_b.join(nwid)
             for n in (ctl, lz_a, lz_b):
                 n.wait_online(30)
             yield world
@@ -328,3 +334,74 @@ def test_libzt_and_ztcore_member_ping_and_udp_both_ways(vl2: Vl2World) -> None:
         data, src_ip, src_port = lz.udp_recvfrom(fd_lz, timeout=5)
         assert (data, src_ip, src_port) == (msg, ip_ctl, 7001)
     lz.close_socket(fd_lz)
+
+
+def try_recv(node: LibztNode, fd: int, timeout: float) -> tuple[bytes, str, int] | None:
+    try:
+        return node.udp_recvfrom(fd, timeout=timeout)
+    except LibztError:  # nothing arrived in time
+        return None
+
+
+def test_deauthorizing_a_libzt_member_through_api_cuts_it_off(vl2: Vl2World) -> None:
+    lz, other, ctl = vl2.lz_b, vl2.lz_a, vl2.ctl
+    assert lz.node_id is not None
+    ip_lz = ipv4_of(vl2.ensure_member(lz)["addrs"])
+    ip_other = ipv4_of(vl2.ensure_member(other)["addrs"])
+    ip_ctl = ztcore_member_ip(vl2)
+    assert ip_lz and ip_other
+
+    # Before: UDP and ICMP from the libzt node reach the ztcore member and the other real node.
+    fd_ctl = ctl.udp_bind(7101, nwid=vl2.nwid)
+    fd_lz = lz.udp_bind(7102)
+    fd_other = other.udp_bind(7103)
+    wait_until(lambda: ctl.ping(vl2.nwid, ip_lz, timeout=3) is not None, 20, "ztcore -> libzt-b echo")
+    assert lz.icmp_echo(ip_ctl, seq=100, timeout=5)["replied"]
+    lz.udp_sendto(fd_lz, ip_ctl, 7101, b"before")
+    assert try_recv(ctl, fd_ctl, 5) == (b"before", ip_lz, 7102)
+    lz.udp_sendto(fd_lz, ip_other, 7103, b"before")
+    assert try_recv(other, fd_other, 5) == (b"before", ip_lz, 7102)
+    denied_before = ctl.stats()["vl2_drops"].get("access_denied", 0)
+
+    t0 = time.monotonic()
+    vl2.set_authorized(lz.node_id, False)
+
+    # The revocation reaches the members at once: from now on nothing from lz gets through.
+    def cut_off() -> bool:
+        lz.udp_sendto(fd_lz, ip_ctl, 7101, b"probe")
+        return try_recv(ctl, fd_ctl, 0.5) is None
+
+    wait_until(cut_off, 10, "traffic from the deauthorized member to stop", interval=0)
+    vl2.timings["deauth_to_cutoff_s"] = time.monotonic() - t0
+    for i in range(3):
+        lz.udp_sendto(fd_lz, ip_ctl, 7101, f"after {i}".encode())
+        lz.udp_sendto(fd_lz, ip_other, 7103, f"after {i}".encode())
+    assert try_recv(ctl, fd_ctl, 2) is None
+    assert try_recv(other, fd_other, 1) is None  # the real core honours ztcore's revocation too
+    assert not lz.icmp_echo(ip_ctl, seq=101, timeout=2)["replied"]
+    assert ctl.ping(vl2.nwid, ip_lz, timeout=2) is None  # lz may answer; its reply is refused
+    denied_after = ctl.stats()["vl2_drops"].get("access_denied", 0)
+    assert denied_after >= denied_before + 3, (denied_before, denied_after)
+
+    # The member itself learns it from the answer to its next config request. As in
+    # zerotier-one, the controller cannot push that refusal (an ERROR must answer a request),
+    # and the 1.8 core asks again ZT_NETWORK_AUTOCONF_DELAY (60 s) after its last config, on
+    # its 5 s housekeeping tick: allow that plus a little, measured from the last config.
+    updates = [
+        e["t"]
+        for e in list(lz.events)
+        if e.get("name") == "ZTS_EVENT_NETWORK_UPDATE" and e.get("network", {}).get("nwid") == vl2.nwid_hex
+    ]
+    assert updates, "libzt-b never reported a config update"
+    last_config = max(updates)
+    c = wait_core_status(lz, vl2.nwid, "ACCESS_DENIED", max(5.0, last_config + 60 + 5 + 8 - time.time()))
+    vl2.timings["deauth_to_access_denied_s"] = time.monotonic() - t0
+    vl2.timings["last_config_to_access_denied_s"] = time.time() - last_config
+    assert c["joined"], c
+    _, m = vl2.member(lz.node_id)
+    assert m["authorized"] is False and m["lastDeauthorizedTime"] > 0, m
+    # The other members are untouched.
+    assert ctl.ping(vl2.nwid, ip_other, timeout=5) is not None
+    other.udp_sendto(fd_other, ip_ctl, 7101, b"still here")
+    assert try_recv(ctl, fd_ctl, 5) == (b"still here", ip_other, 7103)
+    print(f"\nVL2 interop timings: {vl2.timings}")
