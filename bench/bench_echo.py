@@ -20,62 +20,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import platform
-import secrets
-import socket
 import statistics
 import sys
 import time
 from dataclasses import dataclass, field
 
-from ztcore.api import StateObjectType
-from ztcore.crypto import c25519_generate
-from ztcore.identity import Identity
 from ztcore.runtime import MemoryState, NodeService, Runtime
-from ztcore.vl1.inetaddress import InetAddress
+from ztcore.runtime.offline import start_offline_root, wait_until
 from ztcore.vl1.path import Path
-from ztcore.vl1.world import Root, World, WorldType
 
 HOST = "127.0.0.1"
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-async def _wait(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.01)
-    return bool(predicate())
-
-
 async def start_world(runtime: Runtime, leaves: int) -> tuple[NodeService, list[NodeService]]:
     """A root on 127.0.0.1 under a fresh planet, and `leaves` leaf services online through it."""
-    root_identity = Identity.generate()
-    root_port = _free_udp_port()
-    public, private = c25519_generate()
-    planet = World.make(
-        type=WorldType.PLANET,
-        id=secrets.randbits(63) | 1,
-        timestamp=int(time.time() * 1000),
-        update_signing_public=public,
-        update_signing_private=private,
-        roots=[Root(root_identity.public(), (InetAddress.parse(f"{HOST}/{root_port}"),))],
-    )
-    state = MemoryState()
-    state.state_put(
-        StateObjectType.IDENTITY_SECRET, (), root_identity.to_string(include_private=True).encode()
-    )
-    root = await runtime.add_node(state, port=root_port, bind=[HOST], planet=planet, allow_loopback=True)
+    planet, root = await start_offline_root(runtime, HOST)
     out = [
         await runtime.add_node(MemoryState(), port=0, bind=[HOST], planet=planet, allow_loopback=True)
         for _ in range(leaves)
     ]
-    if not await _wait(lambda: all(s.node.online for s in out), 20.0):
+    if not await wait_until(lambda: all(s.node.online for s in out), 20.0):
         raise SystemExit("leaves did not come online through the root")
     return root, out
 

@@ -53,6 +53,7 @@ from ztcore.controller.live import EmbeddedController
 from ztcore.controller.store import ControllerStore
 from ztcore.runtime import MemoryState, NodeService, Runtime
 from ztcore.runtime.http_api import StoreControllerBackend
+from ztcore.runtime.offline import wait_until
 from ztcore.vl1.world import World
 
 FRAME_SIZE = 1400  # default bytes of Ethernet payload (the IPv4 packet); --frame-size changes it
@@ -133,15 +134,6 @@ class Result:
     relayed: int
 
 
-async def _wait(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.01)
-    return bool(predicate())
-
-
 async def _recv(conn: Connection, timeout: float = 30.0) -> Any:
     deadline = time.monotonic() + timeout
     while not conn.poll():
@@ -191,7 +183,7 @@ async def make_network(
         backend.post_member(network["id"], address, {"authorized": True})
     for svc in leaves:
         svc.join(nwid)
-    if not await _wait(lambda: all(_ready(s, nwid) for s in leaves), 30.0):
+    if not await wait_until(lambda: all(_ready(s, nwid) for s in leaves), 30.0):
         raise SystemExit(f"members did not get their configs: {[s.node.network(nwid) for s in leaves]}")
     return nwid
 
@@ -231,7 +223,7 @@ async def _receiver_main(conn: Connection, counts, frame_size: int) -> None:  # 
         conn.send(svc.address_hex)
         nwid = await _recv(conn)
         svc.join(nwid)
-        if not await _wait(lambda: _ready(svc, nwid), 30.0):
+        if not await wait_until(lambda: _ready(svc, nwid), 30.0):
             raise SystemExit("the receiver did not get its config")
         attach_receiver(svc, nwid, counts, frame_size)
         conn.send((_v4(svc, nwid), int(svc.node.get_network(nwid).mac)))
@@ -276,7 +268,7 @@ async def _first_delivery(tally: Tally, send_one) -> None:  # type: ignore[no-un
         if time.monotonic() > deadline:
             raise SystemExit("no frame ever arrived")
         send_one()
-        await _wait(lambda: tally.delivered > 0, 0.25)
+        await wait_until(lambda: tally.delivered > 0, 0.25)
 
 
 def raw_sender(a: NodeService, nwid: int, dst_ip: bytes, dst_mac: int, tally: Tally, size: int):  # type: ignore[no-untyped-def]

@@ -8,7 +8,6 @@ service's sockets, timers and state plumbing rather than any protocol logic.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import itertools
 import os
 import signal
@@ -369,17 +368,6 @@ def test_cli_run_corrupt_home_exits_1(tmp_path: Path) -> None:
     assert (home / "identity.secret").read_text() == "garbage"
 
 
-def _node_importable() -> bool:
-    try:
-        importlib.import_module("ztcore.node")
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(
-    not _node_importable(), reason="needs the real ztcore.node.Node, which cannot be imported yet"
-)
 def test_cli_run_starts_and_stops_on_sigterm(tmp_path: Path) -> None:
     import json
     import urllib.request
@@ -434,35 +422,15 @@ def test_cli_run_starts_and_stops_on_sigterm(tmp_path: Path) -> None:
             proc.wait(timeout=5)
 
 
-@pytest.mark.skipif(
-    not _node_importable(), reason="needs the real ztcore.node.Node, which cannot be imported yet"
-)
 def test_real_nodes_reach_each_other_through_a_local_root() -> None:
     # The real Node on real sockets: a one-root planet on 127.0.0.1, two leaves that
     # come online through it and exchange a user message.
-    from ztcore.crypto import c25519_generate
-    from ztcore.vl1.inetaddress import InetAddress
-    from ztcore.vl1.world import Root, World, WorldType
+    from ztcore.runtime.offline import start_offline_root
 
     async def main() -> None:
-        root_id = Identity.generate()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", 0))
-            root_port = s.getsockname()[1]
-        pub, priv = c25519_generate()
-        planet = World.make(
-            type=WorldType.PLANET,
-            id=0x1234,
-            timestamp=int(time.time() * 1000),
-            update_signing_public=pub,
-            update_signing_private=priv,
-            roots=[Root(root_id, (InetAddress.from_tuple(("127.0.0.1", root_port)),))],
-        )
-        root_state = MemoryState()
-        root_state.state_put(StateObjectType.IDENTITY_SECRET, (), root_id.to_string(True).encode())
         async with Runtime() as rt:
+            planet, _root = await start_offline_root(rt)
             opts: dict[str, Any] = {"bind": ["127.0.0.1"], "planet": planet, "allow_loopback": True}
-            await rt.add_node(root_state, port=root_port, **opts)
             a = await rt.add_node(MemoryState(), **opts)
             b = await rt.add_node(MemoryState(), **opts)
             await until(lambda: a.online and b.online, timeout=10)
@@ -472,5 +440,50 @@ def test_real_nodes_reach_each_other_through_a_local_root() -> None:
             await until(lambda: bool(got), timeout=10)
             assert got[0].data["source"] == a.address and got[0].data["data"] == b"over the runtime"
             assert a.counters.packets_in > 0 and a.counters.send_errors == 0
+
+    run(main)
+
+
+def test_joined_network_config_survives_a_restart(tmp_path: Path) -> None:
+    # A member's network config is saved in networks.d and restored at the next start,
+    # so the network is up again at once, even while its controller is unreachable.
+    from ztcore.controller.live import EmbeddedController
+    from ztcore.controller.store import ControllerStore
+    from ztcore.runtime.home import HomeDirectory
+    from ztcore.runtime.http_api import StoreControllerBackend
+    from ztcore.runtime.offline import start_offline_root, wait_until
+
+    async def main() -> None:
+        async with Runtime() as rt:
+            planet, _root = await start_offline_root(rt)
+            opts: dict[str, Any] = {"bind": ["127.0.0.1"], "planet": planet, "allow_loopback": True}
+            ctl = await rt.add_node(MemoryState(), **opts)
+            store = ControllerStore(tmp_path / "ctl")
+            controller = EmbeddedController(store)
+            ctl.node.set_controller(controller)
+            backend = StoreControllerBackend(store, int(ctl.address))
+            backend.add_listener(controller)
+            nw = backend.create_network(
+                {
+                    "private": False,
+                    "name": "kept",
+                    "ipAssignmentPools": [{"ipRangeStart": "10.9.9.1", "ipRangeEnd": "10.9.9.9"}],
+                    "routes": [{"target": "10.9.9.0/24"}],
+                    "v4AssignMode": {"zt": True},
+                }
+            )
+            nwid = int(nw["id"], 16)
+            home = HomeDirectory(tmp_path / "member")
+            member = await rt.add_node(home, **opts)
+            member.join(nwid)
+            assert await wait_until(lambda: (member.node.network(nwid) or {}).get("status") == "OK", 10)
+            before = member.node.network(nwid)
+            assert (tmp_path / "member" / "networks.d" / f"{nwid:016x}.conf").is_file()
+            await rt.remove_node(member)
+            await rt.remove_node(ctl)  # the controller is gone for the restart
+            again = await rt.add_node(HomeDirectory(tmp_path / "member"), **opts)
+            info = again.node.network(nwid)
+            assert info is not None and info["status"] == "OK"
+            assert info["name"] == "kept" and info["assignedAddresses"] == before["assignedAddresses"]
 
     run(main)

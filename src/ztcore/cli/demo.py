@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-import socket
 import struct
 import sys
 import tempfile
@@ -27,24 +26,16 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from ztcore.api import Event, EventType, StateObjectType
+from ztcore.api import Event, EventType
 from ztcore.controller.live import EmbeddedController
 from ztcore.controller.store import ControllerStore
-from ztcore.crypto import c25519_generate
-from ztcore.identity import Identity
 from ztcore.runtime import MemoryState, NodeService, Runtime
 from ztcore.runtime.http_api import StoreControllerBackend
-from ztcore.vl1.inetaddress import InetAddress
-from ztcore.vl1.world import Root, World, WorldType
+from ztcore.runtime.offline import start_offline_root, wait_until
+from ztcore.vl1.world import World
 
 PING = 0x5A7C0DE000000001  # user message type ids used by the demo
 PONG = 0x5A7C0DE000000002
-
-
-def _free_udp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -74,39 +65,12 @@ class _Pinger:
         self.service.send_user_message(dest, PING, struct.pack(">QB", token, round_no))
 
 
-async def _wait(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.01)
-    return bool(predicate())
-
-
 async def run_demo(n: int, console: Console, timeout: float = 20.0) -> int:
     t0 = time.monotonic()
     console.print(f"[bold]ztcore demo[/]: an offline planet with one root and {n} nodes on 127.0.0.1")
-    root_identity = Identity.generate()
-    root_port = _free_udp_port()
-    signing_public, signing_private = c25519_generate()
-    planet = World.make(
-        type=WorldType.PLANET,
-        id=secrets.randbits(63) | 1,
-        timestamp=int(time.time() * 1000),
-        update_signing_public=signing_public,
-        update_signing_private=signing_private,
-        roots=[Root(root_identity.public(), (InetAddress.parse(f"127.0.0.1/{root_port}"),))],
-    )
-    console.print(f"  planet {planet.id:016x}: root {root_identity.address} at 127.0.0.1/{root_port}")
-
     async with Runtime() as runtime:
-        root_state = MemoryState()
-        root_state.state_put(
-            StateObjectType.IDENTITY_SECRET, (), root_identity.to_string(include_private=True).encode()
-        )
-        root = await runtime.add_node(
-            root_state, port=root_port, bind=["127.0.0.1"], planet=planet, allow_loopback=True
-        )
+        planet, root = await start_offline_root(runtime)
+        console.print(f"  planet {planet.id:016x}: root {root.address_hex} at 127.0.0.1/{root.primary_port}")
         leaves: list[NodeService] = []
         pingers: list[_Pinger] = []
         for _ in range(n):
@@ -120,7 +84,7 @@ async def run_demo(n: int, console: Console, timeout: float = 20.0) -> int:
             console.print(f"  node {svc.address_hex} listening on 127.0.0.1/{svc.primary_port}")
 
         with console.status("waiting for nodes to come online through the root..."):
-            online = await _wait(lambda: all(s.node.online for s in leaves), timeout)
+            online = await wait_until(lambda: all(s.node.online for s in leaves), timeout)
         if not online:
             console.print("[red]not every node came online[/]")
             return 1
@@ -132,7 +96,7 @@ async def run_demo(n: int, console: Console, timeout: float = 20.0) -> int:
             with console.status(f"round {round_no}: ping/pong between every pair..."):
                 for i, j in pairs:
                     pingers[i].ping(int(leaves[j].address), round_no)
-                done = await _wait(
+                done = await wait_until(
                     lambda r=round_no: all((int(leaves[j].address), r) in pingers[i].rtts for i, j in pairs),
                     timeout,
                 )
@@ -146,7 +110,7 @@ async def run_demo(n: int, console: Console, timeout: float = 20.0) -> int:
                 f"  round {round_no}: {len(pairs)} ping/pongs answered ({note}; root relayed {relayed} packets)"
             )
             if round_no == 1:
-                await _wait(
+                await wait_until(
                     lambda: all(
                         (p := s.node.peer(int(o.address))) is not None and p.direct
                         for s in leaves
@@ -224,7 +188,7 @@ async def _virtual_network(
         return str(info["status"]) if info else "-"
 
     with console.status("members asking the controller for a config..."):
-        ok = await _wait(lambda: all(status(s) == "ACCESS_DENIED" for s in leaves), timeout)
+        ok = await wait_until(lambda: all(status(s) == "ACCESS_DENIED" for s in leaves), timeout)
     if not ok:
         console.print(f"[red]members did not reach the controller: {[status(s) for s in leaves]}[/]")
         return 1
@@ -239,7 +203,7 @@ async def _virtual_network(
         return (v4[0] if v4 else "", v6[0] if v6 else "")
 
     with console.status("waiting for configs..."):
-        ok = await _wait(lambda: all(status(s) == "OK" and all(addresses(s)) for s in leaves), timeout)
+        ok = await wait_until(lambda: all(status(s) == "OK" and all(addresses(s)) for s in leaves), timeout)
     if not ok:
         console.print(f"[red]not every member got its config: {[status(s) for s in leaves]}[/]")
         return 1
@@ -261,7 +225,7 @@ async def _virtual_network(
             handle = responder.ping(ip, loop_now(), timeout=int(timeout * 1000))
             results[(src.address_hex, dst.address_hex, col)] = handle  # type: ignore[index]
     with console.status("ICMP echo between every pair over the virtual network..."):
-        await _wait(lambda: all(h.done for h in results.values()), timeout)  # type: ignore[attr-defined]
+        await wait_until(lambda: all(h.done for h in results.values()), timeout)  # type: ignore[attr-defined]
     table = Table(
         title="ping over the virtual network (ICMP / ICMPv6)", box=box.SIMPLE_HEAD, title_justify="left"
     )

@@ -1,0 +1,62 @@
+"""An offline ZeroTier world in one process: a throw-away planet whose only root is
+an in-process ztcore node on loopback. Used by `ztnode demo`, the benchmarks and
+tests, and handy in a REPL."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+import time
+from collections.abc import Callable
+
+from ztcore.api import StateObjectType
+from ztcore.crypto import c25519_generate
+from ztcore.identity import Identity
+from ztcore.runtime.home import MemoryState
+from ztcore.runtime.service import NodeService, Runtime
+from ztcore.vl1.inetaddress import InetAddress
+from ztcore.vl1.world import Root, World, WorldType
+
+
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    """A UDP port that is free on `host` right now (for a root whose port the planet names)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def make_loopback_planet(root: Identity, host: str, port: int) -> World:
+    """A freshly signed planet (random id, signing key thrown away) with one root at host/port."""
+    public, private = c25519_generate()
+    return World.make(
+        type=WorldType.PLANET,
+        id=secrets.randbits(63) | 1,
+        timestamp=int(time.time() * 1000),
+        update_signing_public=public,
+        update_signing_private=private,
+        roots=[Root(root.public(), (InetAddress.parse(f"{host}/{port}"),))],
+    )
+
+
+async def start_offline_root(runtime: Runtime, host: str = "127.0.0.1") -> tuple[World, NodeService]:
+    """Start a root node on `host` under a new planet; returns (planet, root service).
+    Leaves join this world with ``runtime.add_node(..., planet=planet, allow_loopback=True)``."""
+    identity = Identity.generate()
+    port = free_udp_port(host)
+    planet = make_loopback_planet(identity, host, port)
+    state = MemoryState()
+    state.state_put(StateObjectType.IDENTITY_SECRET, (), identity.to_string(include_private=True).encode())
+    root = await runtime.add_node(state, port=port, bind=[host], planet=planet, allow_loopback=True)
+    return planet, root
+
+
+async def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.01) -> bool:
+    """Poll `predicate` on the event loop until it is true or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(interval)
+    return bool(predicate())
