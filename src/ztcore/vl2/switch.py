@@ -36,9 +36,8 @@ if TYPE_CHECKING:
     from ztcore.vl2.controller_api import NetworkController
 
 MULTICAST_TRANSMIT_TIMEOUT = 5_000  # ZT_MULTICAST_TRANSMIT_TIMEOUT
-EXT_FRAME_FLAG_COM = 0x01
 EXT_FRAME_FLAG_ACK = 0x10
-MULTICAST_FRAME_FLAG_COM = 0x01
+FRAME_FLAG_COM = 0x01  # EXT_FRAME and MULTICAST_FRAME: an inline COM follows
 MULTICAST_FRAME_FLAG_GATHER = 0x02
 MULTICAST_FRAME_FLAG_SOURCE_MAC = 0x04
 
@@ -164,7 +163,11 @@ class VL2Switch:
         self._receive(network, peer, source_mac, network.mac, ethertype, data)
         return True
 
-    def _do_ext_frame(self, now: int, peer: Peer, packet: Dearmored) -> bool:
+    def _admit(self, now: int, peer: Peer, packet: Dearmored) -> tuple[Network, int, int] | bool:
+        """The common head of EXT_FRAME and MULTICAST_FRAME: network id, flags and an
+        optional inline COM (flag 0x01, deprecated but still sent by old peers), then
+        the access check. Returns (network, flags, offset after the COM), or the
+        handler's result when the frame goes no further."""
         p = packet.payload
         nwid, flags = struct.unpack_from(">QB", p, 0)
         network = self.host.get_network(nwid)
@@ -172,13 +175,21 @@ class VL2Switch:
             self._drop("not_a_member", network=f"{nwid:016x}")
             return True
         ptr = 9
-        if flags & EXT_FRAME_FLAG_COM:
+        if flags & FRAME_FLAG_COM:
             com, n = CertificateOfMembership.from_bytes(p, ptr)
             ptr += n
             network.add_com(com)
         if not network.gate(now, peer):
             return self._need_credentials(now, peer, packet, nwid)
         self._mark_trust(now, peer)
+        return network, flags, ptr
+
+    def _do_ext_frame(self, now: int, peer: Peer, packet: Dearmored) -> bool:
+        admitted = self._admit(now, peer, packet)
+        if isinstance(admitted, bool):
+            return admitted
+        network, flags, ptr = admitted
+        p, nwid = packet.payload, network.id
         if len(p) >= ptr + 14:
             to = MAC.from_bytes(p, ptr)
             frm = MAC.from_bytes(p, ptr + 6)
@@ -208,20 +219,11 @@ class VL2Switch:
         return True
 
     def _do_multicast_frame(self, now: int, peer: Peer, packet: Dearmored) -> bool:
-        p = packet.payload
-        nwid, flags = struct.unpack_from(">QB", p, 0)
-        network = self.host.get_network(nwid)
-        if network is None:
-            self._drop("not_a_member", network=f"{nwid:016x}")
-            return True
-        ptr = 9
-        if flags & MULTICAST_FRAME_FLAG_COM:
-            com, n = CertificateOfMembership.from_bytes(p, ptr)
-            ptr += n
-            network.add_com(com)
-        if not network.gate(now, peer):
-            return self._need_credentials(now, peer, packet, nwid)
-        self._mark_trust(now, peer)
+        admitted = self._admit(now, peer, packet)
+        if isinstance(admitted, bool):
+            return admitted
+        network, flags, ptr = admitted
+        p, nwid = packet.payload, network.id
         gather_limit = 0
         if flags & MULTICAST_FRAME_FLAG_GATHER:
             (gather_limit,) = struct.unpack_from(">I", p, ptr)
