@@ -262,3 +262,34 @@ def test_full_transmit_queue_sheds_frames_before_control_messages(identities: li
     assert len(verbs) == 32 and sw.drops["tx_queue_full"] == 9
     assert verbs[0] == Verb.NETWORK_CREDENTIALS  # the control message survived
     assert sw._tx_queue[-1].payload == bytes([39]) * 20  # newest frames kept
+
+
+def test_encrypted_hello_is_accepted(identities: list[Identity]) -> None:
+    """1.16's optional encrypted HELLO (flag 0x80, suite 0, extended armor) is peeled with
+    our identity key and then handled as a HELLO; a tampered one is dropped."""
+    from ztcore.vl1.packet import parse_header, remove_extended_armor
+
+    net, root, (a, _b, _c), _, _ = _net(identities)
+    net.run_until(lambda: a.node.online, 10_000)
+    newcomer = identities[4]
+    hello = bytes(struct.pack(">BBBHQ", 13, 1, 16, 0, net.now)) + newcomer.to_bytes() + b"\x00"
+    key = newcomer.agree(root.node.identity)
+    args = {"destination": int(root.node.address), "source": int(newcomer.address), "verb": Verb.HELLO}
+    plain = armor(**args, payload=hello, key=key, encrypt=False, packet_id=7 << 3)
+    wrapped = armor(
+        **args, payload=hello, key=key, encrypt=False, packet_id=7 << 3,
+        extended_armor_for=root.node.identity.public_key,
+    )  # fmt: skip
+    assert parse_header(wrapped).encrypted_hello
+    assert wrapped[28:60] != plain[28:60]  # the identity is no longer readable on the wire
+    assert remove_extended_armor(wrapped, root.node.identity.private_key)[:19] == wrapped[:19]
+    tampered = bytearray(wrapped)
+    tampered[40] ^= 1
+    root.node.process_wire_packet(net.now, 0, ("10.0.9.9", 9993), bytes(tampered))
+    assert root.node.topology.get_peer(newcomer.address) is None
+    assert root.node.drops.get("bad_mac", 0) >= 1
+    sent = root.sent
+    root.node.process_wire_packet(net.now, 0, ("10.0.9.9", 9993), wrapped)
+    peer = root.node.topology.get_peer(newcomer.address)
+    assert peer is not None and peer.version == (1, 16, 0) and peer.proto_version == 13
+    assert root.sent > sent  # OK(HELLO) went back

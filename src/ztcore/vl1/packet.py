@@ -28,9 +28,11 @@ import secrets
 from dataclasses import dataclass, field
 
 import lz4.block
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from ztcore.crypto import salsa20_12_xor
+from ztcore.crypto import c25519_agree, c25519_public_from_private, salsa20_12_xor
 from ztcore.crypto.aes_gmac_siv import AesGmacSiv
+from ztcore.crypto.c25519 import C25519_PRIVATE_KEY_LEN
 from ztcore.crypto.symmetric import poly1305_fast, salsa20_12_xor_fast
 from ztcore.errors import InvalidFormatError
 
@@ -339,6 +341,7 @@ def armor(
     aes_keys: AesKeys | None = None,
     compress: bool = False,
     mtu: int = DEFAULT_PHYSICAL_MTU,
+    extended_armor_for: bytes | None = None,
 ) -> bytes:
     """Build and armor a whole wire packet.
 
@@ -346,7 +349,8 @@ def armor(
     (cleartext payload, still MAC'd). `key` is the agreed key (48 bytes, only the
     first 32 are used by Salsa20/Poly1305). With suite 3 the packet ID on the wire
     is the first half of the SIV tag, not `packet_id`. The FRAGMENTED flag is set
-    (and authenticated) when the result is longer than `mtu`.
+    (and authenticated) when the result is longer than `mtu`. `extended_armor_for`
+    (a recipient's public key, suite 0 only) adds 1.16's extended armor.
     """
     if not 0 <= verb <= VERB_MASK:
         raise ValueError("verb must fit in 5 bits")
@@ -381,10 +385,15 @@ def armor(
         body = memoryview(out)[64:]
         mac = _poly8(out, body)
     else:
-        flags = frag  # suite 0 and the legacy flag cleared
+        # Suite 0; flag 0x80 only for extended armor (set before the MAC, which covers it).
+        flags = frag | (FLAG_ENCRYPTED if extended_armor_for is not None else 0)
         mk = _mangle_key(key, iv + addrs, flags, size)
         body = plaintext
         mac = _poly8(_salsa12(mk, iv, _ZERO32), body)
+        if extended_armor_for is not None:
+            return _add_extended_armor(
+                b"".join((iv, addrs, bytes((flags | hops,)), mac, body)), extended_armor_for
+            )
     return b"".join((iv, addrs, bytes((flags | hops,)), mac, body))
 
 
@@ -436,3 +445,44 @@ def dearmor(data: bytes | bytearray | memoryview, key: bytes, aes_keys: AesKeys 
         if not payload or len(payload) > MAX_PACKET_LENGTH - IDX_PAYLOAD:
             raise PacketError("bad_compression", "decompressed size out of range")
     return Dearmored(header=header, verb=verb_byte & VERB_MASK, payload=payload, compressed=compressed)
+
+
+# --- extended armor (1.16's optional encrypted HELLO) ------------------------------
+#
+# A HELLO with flag 0x80 and cipher suite 0 carries, after its normal (MAC'd,
+# cleartext) armor, a second layer: everything from the MAC field on is encrypted
+# with AES-256-CTR under a key agreed between a fresh ephemeral X25519 key and the
+# recipient's identity key; the ephemeral public key (32 bytes) is appended. The
+# counter block is the packet's first 12 bytes followed by a 32-bit counter from 0.
+# (Layout as on ZeroTierOne's hello-encryption branch; no real 1.16 node was
+# available to test against.)
+
+EXTENDED_ARMOR_START = IDX_MAC
+EPHEMERAL_KEY_LENGTH = 32
+
+
+def _extended_ctr(key: bytes, head12: bytes, data: bytes) -> bytes:
+    c = Cipher(algorithms.AES(key), modes.CTR(bytes(head12) + bytes(4))).encryptor()
+    return c.update(bytes(data)) + c.finalize()
+
+
+def _add_extended_armor(wire: bytes, recipient_public_key: bytes) -> bytes:
+    ephemeral_private = secrets.token_bytes(C25519_PRIVATE_KEY_LEN)
+    ephemeral_public = c25519_public_from_private(ephemeral_private)[:EPHEMERAL_KEY_LENGTH]
+    key = c25519_agree(ephemeral_private, bytes(recipient_public_key), 32)
+    body = _extended_ctr(key, wire[:12], wire[EXTENDED_ARMOR_START:])
+    return wire[:EXTENDED_ARMOR_START] + body + ephemeral_public
+
+
+def remove_extended_armor(data: bytes | bytearray | memoryview, own_private_key: bytes) -> bytes:
+    """Undo extended armor with our identity's private key; the result is an ordinary
+    suite-0 packet (flag 0x80 kept: the MAC covers it). Raises PacketError."""
+    if len(data) < IDX_VERB + 1 + EPHEMERAL_KEY_LENGTH:
+        raise PacketError("too_short", "extended armor")
+    d = bytes(data)
+    try:
+        key = c25519_agree(own_private_key, d[-EPHEMERAL_KEY_LENGTH:] + bytes(32), 32)
+    except ValueError as e:
+        raise PacketError("bad_ephemeral_key", str(e)) from e
+    body = _extended_ctr(key, d[:12], d[EXTENDED_ARMOR_START:-EPHEMERAL_KEY_LENGTH])
+    return d[:EXTENDED_ARMOR_START] + body

@@ -48,6 +48,7 @@ from ztcore.vl1.packet import (
     is_fragment,
     new_packet_id,
     parse_header,
+    remove_extended_armor,
     set_hops,
 )
 from ztcore.vl1.path import Path
@@ -280,9 +281,11 @@ class Switch:
         """Authenticate and dispatch one complete packet. False = wait for WHOIS."""
         header = parse_header(data)
         if header.encrypted_hello:
-            # 1.16's optional encrypted HELLO: we cannot read it; the peer falls back to a plain HELLO.
-            self._drop("encrypted_hello_unsupported")
-            return True
+            # 1.16's optional encrypted HELLO: peel the extended armor with our identity
+            # key, then it is an ordinary HELLO (its MAC still has to check out).
+            assert self.host.identity.private_key is not None
+            data = remove_extended_armor(data, self.host.identity.private_key)
+            self.stats["in_encrypted_HELLO"] += 1
         if header.cipher == CipherSuite.NONE:
             self._drop("trusted_path_not_configured")
             return True
