@@ -488,8 +488,39 @@ class Capability:
 # --------------------------------------------------------------------------- Tag
 
 
+class _ControllerSigned:
+    """Signing, verification and the wire form shared by Tag, CertificateOfOwnership and
+    Revocation: a body, then the signature block and an empty extra-fields length;
+    the signature covers the body between two guard strings."""
+
+    signed_by: Address
+    signature: bytes
+    network_id: int
+
+    def _body(self) -> bytes:
+        raise NotImplementedError
+
+    def signed_message(self) -> bytes:
+        return _SIGN_GUARD + self._body() + b"\x00\x00" + _SIGN_GUARD
+
+    def sign(self, signer: Identity) -> bool:
+        if not signer.has_private:
+            return False
+        self.signed_by = signer.address
+        self.signature = signer.sign(self.signed_message())
+        return True
+
+    def verify(self, signer: IdentityLookup) -> VerifyResult:
+        return _verify_controller_signed(
+            self.signed_by, self.network_id, self.signed_message, self.signature, signer
+        )
+
+    def to_bytes(self) -> bytes:
+        return self._body() + _sig_block(self.signature) + b"\x00\x00"
+
+
 @dataclass
-class Tag:
+class Tag(_ControllerSigned):
     """A signed (id, value) pair attached to one member, matched by tag rules."""
 
     id: int
@@ -512,24 +543,6 @@ class Tag:
             + Address(self.issued_to).to_bytes()
             + Address(self.signed_by).to_bytes()
         )
-
-    def signed_message(self) -> bytes:
-        return _SIGN_GUARD + self._body() + b"\x00\x00" + _SIGN_GUARD
-
-    def sign(self, signer: Identity) -> bool:
-        if not signer.has_private:
-            return False
-        self.signed_by = signer.address
-        self.signature = signer.sign(self.signed_message())
-        return True
-
-    def verify(self, signer: IdentityLookup) -> VerifyResult:
-        return _verify_controller_signed(
-            self.signed_by, self.network_id, self.signed_message, self.signature, signer
-        )
-
-    def to_bytes(self) -> bytes:
-        return self._body() + _sig_block(self.signature) + b"\x00\x00"
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview, offset: int = 0) -> tuple[Tag, int]:
@@ -587,7 +600,7 @@ def _thing_of(x: Any) -> tuple[int, bytes]:
 
 
 @dataclass
-class CertificateOfOwnership:
+class CertificateOfOwnership(_ControllerSigned):
     """Controller-signed list of MACs/IPs a member may use as its own source addresses."""
 
     network_id: int
@@ -628,24 +641,6 @@ class CertificateOfOwnership:
         out += Address(self.issued_to).to_bytes() + Address(self.signed_by).to_bytes()
         return bytes(out)
 
-    def signed_message(self) -> bytes:
-        return _SIGN_GUARD + self._body() + b"\x00\x00" + _SIGN_GUARD
-
-    def sign(self, signer: Identity) -> bool:
-        if not signer.has_private:
-            return False
-        self.signed_by = signer.address
-        self.signature = signer.sign(self.signed_message())
-        return True
-
-    def verify(self, signer: IdentityLookup) -> VerifyResult:
-        return _verify_controller_signed(
-            self.signed_by, self.network_id, self.signed_message, self.signature, signer
-        )
-
-    def to_bytes(self) -> bytes:
-        return self._body() + _sig_block(self.signature) + b"\x00\x00"
-
     @classmethod
     def from_bytes(
         cls, data: bytes | bytearray | memoryview, offset: int = 0
@@ -674,7 +669,7 @@ class CertificateOfOwnership:
 
 
 @dataclass
-class Revocation:
+class Revocation(_ControllerSigned):
     """Controller-signed revocation of a member's credentials issued before ``threshold``."""
 
     id: int
@@ -706,24 +701,6 @@ class Revocation:
             + Address(self.signed_by).to_bytes()
             + bytes((int(self.credential_type),))
         )
-
-    def signed_message(self) -> bytes:
-        return _SIGN_GUARD + self._body() + b"\x00\x00" + _SIGN_GUARD
-
-    def sign(self, signer: Identity) -> bool:
-        if not signer.has_private:
-            return False
-        self.signed_by = signer.address
-        self.signature = signer.sign(self.signed_message())
-        return True
-
-    def verify(self, signer: IdentityLookup) -> VerifyResult:
-        return _verify_controller_signed(
-            self.signed_by, self.network_id, self.signed_message, self.signature, signer
-        )
-
-    def to_bytes(self) -> bytes:
-        return self._body() + _sig_block(self.signature) + b"\x00\x00"
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview, offset: int = 0) -> tuple[Revocation, int]:
