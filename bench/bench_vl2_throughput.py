@@ -49,11 +49,8 @@ from typing import Any
 
 from bench_echo import HOST, start_world  # the same offline world (root + leaves on 127.0.0.1)
 from ztcore.api import VirtualFrame
-from ztcore.controller.live import EmbeddedController
-from ztcore.controller.store import ControllerStore
 from ztcore.runtime import MemoryState, NodeService, Runtime
-from ztcore.runtime.http_api import StoreControllerBackend
-from ztcore.runtime.offline import wait_until
+from ztcore.runtime.offline import start_controller, wait_until
 from ztcore.vl1.world import World
 
 FRAME_SIZE = 1400  # default bytes of Ethernet payload (the IPv4 packet); --frame-size changes it
@@ -163,12 +160,7 @@ async def make_network(
 ) -> int:
     """A controller node with a private network; `leaves` (local) and `others` (addresses of
     nodes elsewhere) are authorized, the local leaves join and get their configs."""
-    ctl = await runtime.add_node(MemoryState(), port=0, bind=[HOST], planet=root.planet, allow_loopback=True)
-    store = ControllerStore(tmp)
-    controller = EmbeddedController(store)
-    ctl.node.set_controller(controller)
-    backend = StoreControllerBackend(store, int(ctl.address))
-    backend.add_listener(controller)
+    ctl, backend = await start_controller(runtime, root.planet, tmp, HOST)
     network = backend.create_network(
         {
             "name": "bench",

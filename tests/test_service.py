@@ -447,22 +447,14 @@ def test_real_nodes_reach_each_other_through_a_local_root() -> None:
 def test_joined_network_config_survives_a_restart(tmp_path: Path) -> None:
     # A member's network config is saved in networks.d and restored at the next start,
     # so the network is up again at once, even while its controller is unreachable.
-    from ztcore.controller.live import EmbeddedController
-    from ztcore.controller.store import ControllerStore
     from ztcore.runtime.home import HomeDirectory
-    from ztcore.runtime.http_api import StoreControllerBackend
-    from ztcore.runtime.offline import start_offline_root, wait_until
+    from ztcore.runtime.offline import start_controller, start_offline_root, wait_until
 
     async def main() -> None:
         async with Runtime() as rt:
             planet, _root = await start_offline_root(rt)
             opts: dict[str, Any] = {"bind": ["127.0.0.1"], "planet": planet, "allow_loopback": True}
-            ctl = await rt.add_node(MemoryState(), **opts)
-            store = ControllerStore(tmp_path / "ctl")
-            controller = EmbeddedController(store)
-            ctl.node.set_controller(controller)
-            backend = StoreControllerBackend(store, int(ctl.address))
-            backend.add_listener(controller)
+            ctl, backend = await start_controller(rt, planet, tmp_path / "ctl")
             nw = backend.create_network(
                 {
                     "private": False,

@@ -27,11 +27,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ztcore.api import Event, EventType
-from ztcore.controller.live import EmbeddedController
-from ztcore.controller.store import ControllerStore
 from ztcore.runtime import MemoryState, NodeService, Runtime
-from ztcore.runtime.http_api import StoreControllerBackend
-from ztcore.runtime.offline import start_offline_root, wait_until
+from ztcore.runtime.offline import start_controller, start_offline_root, wait_until
 from ztcore.vl1.world import World
 
 PING = 0x5A7C0DE000000001  # user message type ids used by the demo
@@ -158,14 +155,7 @@ async def _virtual_network(
     runtime: Runtime, planet: World, leaves: list[NodeService], tmp: Path, console: Console, timeout: float
 ) -> int:
     """A controller with a private network; the leaves join, get authorized, and ping each other (ICMP)."""
-    ctl = await runtime.add_node(
-        MemoryState(), port=0, bind=["127.0.0.1"], planet=planet, allow_loopback=True
-    )
-    store = ControllerStore(tmp)
-    controller = EmbeddedController(store)
-    ctl.node.set_controller(controller)
-    backend = StoreControllerBackend(store, int(ctl.address))
-    backend.add_listener(controller)
+    ctl, backend = await start_controller(runtime, planet, tmp)
     network = backend.create_network(
         {
             "name": "ztcore-demo",

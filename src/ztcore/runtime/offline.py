@@ -5,15 +5,19 @@ tests, and handy in a REPL."""
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import socket
 import time
 from collections.abc import Callable
 
 from ztcore.api import StateObjectType
+from ztcore.controller.live import EmbeddedController
+from ztcore.controller.store import ControllerStore
 from ztcore.crypto import c25519_generate
 from ztcore.identity import Identity
 from ztcore.runtime.home import MemoryState
+from ztcore.runtime.http_api import StoreControllerBackend
 from ztcore.runtime.service import NodeService, Runtime
 from ztcore.vl1.inetaddress import InetAddress
 from ztcore.vl1.world import Root, World, WorldType
@@ -60,3 +64,18 @@ async def wait_until(predicate: Callable[[], object], timeout: float, interval: 
             return True
         await asyncio.sleep(interval)
     return bool(predicate())
+
+
+async def start_controller(
+    runtime: Runtime, planet: World, store_dir: str | os.PathLike[str], host: str = "127.0.0.1"
+) -> tuple[NodeService, StoreControllerBackend]:
+    """Start a node that hosts an embedded network controller (SQLite store in
+    `store_dir`); returns the node and the backend to create networks and members
+    with (what the local JSON API's /controller routes use)."""
+    node = await runtime.add_node(MemoryState(), port=0, bind=[host], planet=planet, allow_loopback=True)
+    store = ControllerStore(store_dir)
+    controller = EmbeddedController(store)
+    node.node.set_controller(controller)
+    backend = StoreControllerBackend(store, int(node.address))
+    backend.add_listener(controller)
+    return node, backend
