@@ -272,3 +272,48 @@ def test_mutated_real_traffic_never_raises(identities: list[Identity], tmp_path:
     again = _udp_frame(w.ipv4(w.a), w.ipv4(w.b), b"still alive")
     w.a.node.process_virtual_network_frame(w.net.now, w.nwid, mac_a, mac_b, 0x0800, 0, again)
     assert w.net.run_until(lambda: any(f.data == again for f in w.b.frames), 5_000)
+
+
+def test_ndp_emulation_answers_solicitations_for_rfc4193_addresses(
+    identities: list[Identity], tmp_path: Path
+) -> None:
+    """As the real core: an NS for another member's RFC4193 address is answered locally
+    with a forged NA carrying that member's MAC (checked with scapy as an oracle)."""
+    from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, IPv6
+
+    w = World(identities, tmp_path)
+    w.a.node.join(w.nwid)
+    w.b.node.join(w.nwid)
+    w.authorize(w.a)
+    w.authorize(w.b)
+    assert w.net.run_until(lambda: w.status(w.a) == "OK" and w.status(w.b) == "OK", 70_000)
+
+    def v6(host: SimHost) -> ipaddress.IPv6Address:
+        info = host.node.network(w.nwid)
+        return next(ipaddress.ip_interface(a).ip for a in info["assignedAddresses"] if ":" in a)  # type: ignore[union-attr, return-value]
+
+    mac_a = MAC.from_address(int(w.a.node.address), w.nwid)
+    mac_b = MAC.from_address(int(w.b.node.address), w.nwid)
+    target = v6(w.b)
+    solicited = ipaddress.IPv6Address("ff02::1:ff00:0") + (int(target) & 0xFFFFFF)
+    ns = (
+        IPv6(src=str(v6(w.a)), dst=str(solicited), hlim=255)
+        / ICMPv6ND_NS(tgt=str(target))
+        / ICMPv6NDOptSrcLLAddr(lladdr=str(mac_a))
+    )
+    group_mac = 0x3333FF000000 | (int(target) & 0xFFFFFF)
+    sent_before = w.a.node.vl2.stats["multicast_frames_out"] + w.a.node.vl2.stats["gathers_sent"]
+    assert w.a.node.process_virtual_network_frame(w.net.now, w.nwid, mac_a, group_mac, 0x86DD, 0, bytes(ns))
+    na_frames = [f for f in w.a.frames if f.ethertype == 0x86DD and f.dest_mac == mac_a]
+    assert len(na_frames) == 1 and na_frames[0].source_mac == mac_b
+    pkt = IPv6(na_frames[0].data)
+    na = pkt[ICMPv6ND_NA]
+    assert str(na.tgt) == str(target) and na.S == 1 and na.O == 1
+    assert str(pkt[ICMPv6NDOptDstLLAddr].lladdr) == str(mac_b)
+    assert pkt.dst == str(v6(w.a)) and pkt.hlim == 255
+    checksum = na.cksum
+    del na.cksum
+    assert IPv6(bytes(pkt))[ICMPv6ND_NA].cksum == checksum  # scapy recomputes the same checksum
+    # Nothing went out on the wire for it.
+    assert w.a.node.vl2.stats["multicast_frames_out"] + w.a.node.vl2.stats["gathers_sent"] == sent_before
+    assert w.a.node.vl2.stats["ndp_emulated"] == 1

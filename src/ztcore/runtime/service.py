@@ -247,7 +247,15 @@ class _Callbacks:
         self._s._on_event(event)
 
     def virtual_network_frame(self, frame: VirtualFrame) -> None:
-        self._s._dispatch(self._s._frame_listeners, frame)
+        # Delivered from the event loop, not from inside the node's call: a frame the
+        # node makes up while a listener is sending (NDP emulation, frames to self)
+        # would otherwise re-enter that listener mid-send (the real core likewise
+        # hands such frames over from another thread).
+        loop = self._s._loop
+        if loop is None:
+            self._s._dispatch(self._s._frame_listeners, frame)
+        else:
+            loop.call_soon(self._s._dispatch, self._s._frame_listeners, frame)
 
     def virtual_network_config(self, network_id: int, operation: str, config: object | None) -> None:
         self._s._dispatch(self._s._config_listeners, network_id, operation, config)

@@ -21,7 +21,7 @@ from ztcore.identity import Address, Identity
 from ztcore.vl1.packet import Dearmored, ErrorCode, Verb
 from ztcore.vl2.credentials import CertificateOfMembership, NetworkCredentials
 from ztcore.vl2.dictionary import Dictionary
-from ztcore.vl2.filter import ETHERTYPE_ARP
+from ztcore.vl2.filter import ETHERTYPE_ARP, ETHERTYPE_IPV6
 from ztcore.vl2.mac import MAC
 from ztcore.vl2.multicast_group import MulticastGroup
 from ztcore.vl2.multicaster import Multicaster
@@ -546,6 +546,12 @@ class VL2Switch:
             self._drop("not_a_bridge", network=f"{network.id:016x}")
             return False
         if dest_mac.is_multicast:
+            if (
+                ethertype == ETHERTYPE_IPV6
+                and config.ndp_emulation
+                and self._emulate_ndp(network, source_mac, data)
+            ):
+                return True
             group = MulticastGroup(dest_mac, 0)
             if dest_mac == MAC(0xFFFFFFFFFFFF):
                 if (
@@ -594,6 +600,43 @@ class VL2Switch:
         for b in bridges[:8]:
             payload = struct.pack(">QB", network.id, 0) + dest_mac.to_bytes() + source_mac.to_bytes()
             self._send(now, b, Verb.EXT_FRAME, payload + struct.pack(">H", ethertype) + data)
+        return True
+
+    def _emulate_ndp(self, network: Network, source_mac: int, data: bytes) -> bool:
+        """NDP emulation, as the real core does for its own IPv6 address schemes: a
+        neighbor solicitation for an RFC4193 (/88) or 6PLANE (/40) address embeds the
+        target's ZeroTier address, so the advertisement is forged locally and no NS
+        goes out. Returns True if it answered."""
+        if len(data) < 40 + 8 + 16 or data[6] != 0x3A or data[40] != 0x87:
+            return False
+        config = network.config
+        assert config is not None
+        target = bytes(data[48:64])
+        nwid32 = (network.id ^ (network.id >> 32)) & 0xFFFFFFFF
+        embedded = None
+        mine = b""
+        for sip in config.static_ips:
+            if sip.ip.version != 6:
+                continue
+            my6 = sip.ip.packed
+            if sip.port == 88 and my6[0] == 0xFD and my6[9:11] == b"\x99\x93" and target[:11] == my6[:11]:
+                embedded, mine = int.from_bytes(target[11:16]), my6
+                break
+            if sip.port == 40 and my6[0] == 0xFC and my6[1:5] == nwid32.to_bytes(4) and target[:5] == my6[:5]:
+                embedded, mine = int.from_bytes(target[5:10]), my6
+                break
+        if embedded is None or embedded == self._me:
+            return False
+        peer_mac = MAC.from_address(embedded, network.id)
+        icmp = bytearray(b"\x88\x00\x00\x00\x60\x00\x00\x00") + target + b"\x02\x01" + peer_mac.to_bytes()
+        pseudo = target + mine + struct.pack(">II", len(icmp), 0x3A) + bytes(icmp)
+        total = sum(struct.unpack(f">{len(pseudo) // 2}H", pseudo))
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        struct.pack_into(">H", icmp, 2, ~total & 0xFFFF)
+        advert = struct.pack(">IHBB", 0x60000000, len(icmp), 0x3A, 0xFF) + target + mine + bytes(icmp)
+        self.stats["ndp_emulated"] += 1
+        self.host.deliver_frame(network, peer_mac, source_mac, ETHERTYPE_IPV6, 0, advert)
         return True
 
     def send_multicast(
