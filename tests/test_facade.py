@@ -197,3 +197,32 @@ def test_node_construction_error_propagates() -> None:
             rt.add_node(MemoryState(), bind=["127.0.0.1"])
         assert rt.handles == []
     assert not rt.thread.is_alive()
+
+
+def test_real_nodes_through_the_thread_facade() -> None:
+    """The synchronous facade (scripts, REPL) with the real Node: an offline root on
+    127.0.0.1 and two leaves exchanging a user message, no asyncio in sight."""
+    from ztcore.api import EventType, StateObjectType
+    from ztcore.identity import Identity
+    from ztcore.runtime.facade import ThreadedRuntime
+    from ztcore.runtime.home import MemoryState
+    from ztcore.runtime.offline import free_udp_port, make_loopback_planet
+
+    root_id = Identity.generate()
+    port = free_udp_port()
+    planet = make_loopback_planet(root_id, "127.0.0.1", port)
+    root_state = MemoryState()
+    root_state.state_put(
+        StateObjectType.IDENTITY_SECRET, (), root_id.to_string(include_private=True).encode()
+    )
+    opts = {"bind": ["127.0.0.1"], "planet": planet, "allow_loopback": True}
+    with ThreadedRuntime() as rt:
+        rt.add_node(root_state, port=port, **opts)
+        a = rt.add_node(MemoryState(), **opts)
+        b = rt.add_node(MemoryState(), **opts)
+        assert a.wait_online(10) and b.wait_online(10)
+        with b.watch_events() as w:
+            assert a.send_user_message(b.address, 99, b"from a script")
+            ev = w.next(lambda e: e.type == EventType.USER_MESSAGE, timeout=10)
+        assert ev is not None and ev.data["data"] == b"from a script" and ev.data["source"] == a.address
+        assert any(int(p.address) == int(b.address) for p in a.peers())
