@@ -317,3 +317,29 @@ def test_ndp_emulation_answers_solicitations_for_rfc4193_addresses(
     # Nothing went out on the wire for it.
     assert w.a.node.vl2.stats["multicast_frames_out"] + w.a.node.vl2.stats["gathers_sent"] == sent_before
     assert w.a.node.vl2.stats["ndp_emulated"] == 1
+
+
+def test_direct_paths_are_pushed_to_trusted_peers(identities: list[Identity], tmp_path: Path) -> None:
+    """Once two members trust each other (frames with valid COMs), each tells the other
+    the addresses it knows it can be reached at (PUSH_DIRECT_PATHS), which get tried."""
+    from ztcore.vl1.inetaddress import InetAddress
+
+    w = World(identities, tmp_path)
+    w.a.node.set_direct_paths([InetAddress.parse("10.0.1.2/40000")])
+    w.a.node.join(w.nwid)
+    w.b.node.join(w.nwid)
+    w.authorize(w.a)
+    w.authorize(w.b)
+    assert w.net.run_until(lambda: w.status(w.a) == "OK" and w.status(w.b) == "OK", 70_000)
+    mac_a = MAC.from_address(int(w.a.node.address), w.nwid)
+    mac_b = MAC.from_address(int(w.b.node.address), w.nwid)
+    tried: list[tuple[str, int]] = []
+    w.net.filter = lambda src, dst, data: tried.append(dst) or True
+    for i in range(2):
+        frame = _udp_frame(w.ipv4(w.a), w.ipv4(w.b), bytes([i]) * 10)
+        w.a.node.process_virtual_network_frame(w.net.now, w.nwid, mac_a, mac_b, 0x0800, 0, frame)
+        back = _udp_frame(w.ipv4(w.b), w.ipv4(w.a), bytes([i]) * 10)
+        w.b.node.process_virtual_network_frame(w.net.now, w.nwid, mac_b, mac_a, 0x0800, 0, back)
+        w.net.run_for(500)
+    assert w.b.node.switch.stats["in_PUSH_DIRECT_PATHS"] >= 1
+    assert ("10.0.1.2", 40000) in tried  # b tried the pushed address

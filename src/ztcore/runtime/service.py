@@ -358,6 +358,21 @@ class NodeService:
                 sock.close()
             self._stopped = True
             raise
+        # Addresses the node can tell peers about (PUSH_DIRECT_PATHS): the specific
+        # addresses it is bound to; wildcard binds name no address of their own.
+        direct = []
+        for host, port in self.local_addresses:
+            try:
+                ip = ipaddress.ip_address(host.split("%", 1)[0])
+            except ValueError:
+                continue
+            if not ip.is_unspecified and not ip.is_loopback:
+                direct.append((str(ip), port))
+        setter = getattr(self.node, "set_direct_paths", None)
+        if direct and callable(setter):
+            from ztcore.vl1.inetaddress import InetAddress
+
+            setter([InetAddress.from_tuple(d) for d in direct])
         # Orbit the moons this home keeps, as zerotier-one does at start.
         moons = getattr(self.state, "saved_moons", None)
         if callable(moons):
