@@ -56,6 +56,17 @@ class World:
         info = host.node.network(self.nwid)
         return None if info is None else str(info["status"])
 
+    def join_authorized(self) -> None:
+        """Members a and b join, are authorized, and reach OK."""
+        self.a.node.join(self.nwid)
+        self.b.node.join(self.nwid)
+        self.authorize(self.a)
+        self.authorize(self.b)
+        assert self.net.run_until(lambda: self.status(self.a) == "OK" and self.status(self.b) == "OK", 70_000)
+
+    def mac(self, host: SimHost) -> MAC:
+        return MAC.from_address(int(host.node.address), self.nwid)
+
     def authorize(self, host: SimHost, yes: bool = True) -> None:
         self.backend.post_member(self.nw["id"], str(host.node.address), {"authorized": yes})
 
@@ -113,8 +124,8 @@ def test_private_network_join_authorize_and_exchange_frames(
     assert w.a.state_get(StateObjectType.NETWORK_CONFIG, (w.nwid,)) is not None
 
     # A unicast frame from a to b arrives intact, with MACs derived from the addresses.
-    mac_a = MAC.from_address(int(w.a.node.address), w.nwid)
-    mac_b = MAC.from_address(int(w.b.node.address), w.nwid)
+    mac_a = w.mac(w.a)
+    mac_b = w.mac(w.b)
     frame = _udp_frame(ip_a, ip_b, b"hello over vl2")
     assert w.a.node.process_virtual_network_frame(w.net.now, w.nwid, mac_a, mac_b, 0x0800, 0, frame)
     assert w.net.run_until(lambda: any(f.data == frame for f in w.b.frames), 5_000)
@@ -160,22 +171,18 @@ def test_unauthorized_sender_is_refused(identities: list[Identity], tmp_path: Pa
     w.authorize(w.b)
     assert w.net.run_until(lambda: w.status(w.b) == "OK" and w.status(w.a) == "ACCESS_DENIED", 70_000)
     # a has no config, so it cannot even send.
-    mac_a = MAC.from_address(int(w.a.node.address), w.nwid)
-    mac_b = MAC.from_address(int(w.b.node.address), w.nwid)
+    mac_a = w.mac(w.a)
+    mac_b = w.mac(w.b)
     assert not w.a.node.process_virtual_network_frame(w.net.now, w.nwid, mac_a, mac_b, 0x0800, 0, b"x" * 40)
     assert w.a.node.vl2.drops["no_configuration"] == 1
 
 
 def test_deauthorize_cuts_member_off(identities: list[Identity], tmp_path: Path) -> None:
     w = World(identities, tmp_path)
-    w.a.node.join(w.nwid)
-    w.b.node.join(w.nwid)
-    w.authorize(w.a)
-    w.authorize(w.b)
-    assert w.net.run_until(lambda: w.status(w.a) == "OK" and w.status(w.b) == "OK", 70_000)
+    w.join_authorized()
     ip_a, ip_b = w.ipv4(w.a), w.ipv4(w.b)
-    mac_a = MAC.from_address(int(w.a.node.address), w.nwid)
-    mac_b = MAC.from_address(int(w.b.node.address), w.nwid)
+    mac_a = w.mac(w.a)
+    mac_b = w.mac(w.b)
     first = _udp_frame(ip_a, ip_b, b"before")
     w.a.node.process_virtual_network_frame(w.net.now, w.nwid, mac_a, mac_b, 0x0800, 0, first)
     assert w.net.run_until(lambda: any(f.data == first for f in w.b.frames), 5_000)
@@ -199,14 +206,10 @@ def test_drop_rule_is_enforced_and_counted(identities: list[Identity], tmp_path:
         {"type": "ACTION_ACCEPT"},
     ]
     w = World(identities, tmp_path, rules=rules)
-    w.a.node.join(w.nwid)
-    w.b.node.join(w.nwid)
-    w.authorize(w.a)
-    w.authorize(w.b)
-    assert w.net.run_until(lambda: w.status(w.a) == "OK" and w.status(w.b) == "OK", 70_000)
+    w.join_authorized()
     ip_a, ip_b = w.ipv4(w.a), w.ipv4(w.b)
-    mac_a = MAC.from_address(int(w.a.node.address), w.nwid)
-    mac_b = MAC.from_address(int(w.b.node.address), w.nwid)
+    mac_a = w.mac(w.a)
+    mac_b = w.mac(w.b)
     blocked = _udp_frame(ip_a, ip_b, b"to port 6000")  # _udp_frame uses dest port 6000
     assert not w.a.node.process_virtual_network_frame(w.net.now, w.nwid, mac_a, mac_b, 0x0800, 0, blocked)
     assert w.a.node.vl2.drops["filter_blocked_outbound"] == 1
@@ -234,13 +237,9 @@ def test_mutated_real_traffic_never_raises(identities: list[Identity], tmp_path:
     captured: list[tuple[tuple[str, int], tuple[str, int], bytes]] = []
     w = World(identities, tmp_path)
     w.net.filter = lambda src, dst, data: captured.append((src, dst, data)) or True
-    w.a.node.join(w.nwid)
-    w.b.node.join(w.nwid)
-    w.authorize(w.a)
-    w.authorize(w.b)
-    assert w.net.run_until(lambda: w.status(w.a) == "OK" and w.status(w.b) == "OK", 70_000)
-    mac_a = MAC.from_address(int(w.a.node.address), w.nwid)
-    mac_b = MAC.from_address(int(w.b.node.address), w.nwid)
+    w.join_authorized()
+    mac_a = w.mac(w.a)
+    mac_b = w.mac(w.b)
     frame = _udp_frame(w.ipv4(w.a), w.ipv4(w.b), b"x" * 3000)  # large enough to fragment
     w.a.node.process_virtual_network_frame(w.net.now, w.nwid, mac_a, mac_b, 0x0800, 0, frame)
     w.net.run_for(2_000)
@@ -282,18 +281,14 @@ def test_ndp_emulation_answers_solicitations_for_rfc4193_addresses(
     from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, IPv6
 
     w = World(identities, tmp_path)
-    w.a.node.join(w.nwid)
-    w.b.node.join(w.nwid)
-    w.authorize(w.a)
-    w.authorize(w.b)
-    assert w.net.run_until(lambda: w.status(w.a) == "OK" and w.status(w.b) == "OK", 70_000)
+    w.join_authorized()
 
     def v6(host: SimHost) -> ipaddress.IPv6Address:
         info = host.node.network(w.nwid)
         return next(ipaddress.ip_interface(a).ip for a in info["assignedAddresses"] if ":" in a)  # type: ignore[union-attr, return-value]
 
-    mac_a = MAC.from_address(int(w.a.node.address), w.nwid)
-    mac_b = MAC.from_address(int(w.b.node.address), w.nwid)
+    mac_a = w.mac(w.a)
+    mac_b = w.mac(w.b)
     target = v6(w.b)
     solicited = ipaddress.IPv6Address("ff02::1:ff00:0") + (int(target) & 0xFFFFFF)
     ns = (
@@ -326,13 +321,9 @@ def test_direct_paths_are_pushed_to_trusted_peers(identities: list[Identity], tm
 
     w = World(identities, tmp_path)
     w.a.node.set_direct_paths([InetAddress.parse("10.0.1.2/40000")])
-    w.a.node.join(w.nwid)
-    w.b.node.join(w.nwid)
-    w.authorize(w.a)
-    w.authorize(w.b)
-    assert w.net.run_until(lambda: w.status(w.a) == "OK" and w.status(w.b) == "OK", 70_000)
-    mac_a = MAC.from_address(int(w.a.node.address), w.nwid)
-    mac_b = MAC.from_address(int(w.b.node.address), w.nwid)
+    w.join_authorized()
+    mac_a = w.mac(w.a)
+    mac_b = w.mac(w.b)
     tried: list[tuple[str, int]] = []
     w.net.filter = lambda src, dst, data: tried.append(dst) or True
     for i in range(2):
