@@ -1,4 +1,4 @@
-"""Network flow rules: the ZT_VirtualNetworkRule model, its binary form (as carried
+"""Rule formats: the ZT_VirtualNetworkRule model, its binary form (as carried
 in network configs and capabilities) and the controller's JSON form.
 
 Binary form of one rule (big-endian)::
