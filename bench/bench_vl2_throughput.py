@@ -182,12 +182,12 @@ async def make_network(
 
 def attach_receiver(svc: NodeService, nwid: int, counts, frame_size: int) -> None:  # type: ignore[no-untyped-def]
     """Count raw frames at the frame listener and userspace UDP datagrams at a bound socket."""
-    raw_port = RAW_PORT.to_bytes(2)
+    raw_port = RAW_PORT.to_bytes(2, "big")
 
     def on_frame(frame: VirtualFrame) -> None:
         d = frame.data
         if len(d) == frame_size and d[22:24] == raw_port and d[28:32] == MAGIC and frame.network_id == nwid:
-            record(counts, RAW, int.from_bytes(d[32:40]), len(d))
+            record(counts, RAW, int.from_bytes(d[32:40], "big"), len(d))
 
     svc.add_frame_listener(on_frame)
     responder = svc.responder(nwid)
@@ -197,7 +197,7 @@ def attach_receiver(svc: NodeService, nwid: int, counts, frame_size: int) -> Non
 
     def on_datagram(data: bytes, _addr: tuple[str, int]) -> None:
         if len(data) == size and data[:4] == MAGIC:
-            record(counts, UDP, int.from_bytes(data[4:12]), len(data) + 28)
+            record(counts, UDP, int.from_bytes(data[4:12], "big"), len(data) + 28)
 
     responder.udp_socket(UDP_PORT).set_handler(on_datagram)
 
@@ -288,7 +288,7 @@ def udp_sender(a: NodeService, nwid: int, dst_ip: bytes, tally: Tally, size: int
     clock = a.clock
 
     def send_one() -> None:
-        tx.sendto(MAGIC + tally.seq.to_bytes(8) + filler[: payload_size - 12], dst, now=clock())
+        tx.sendto(MAGIC + tally.seq.to_bytes(8, "big") + filler[: payload_size - 12], dst, now=clock())
         tally.seq += 1
         tally.sent += 1
 

@@ -236,7 +236,7 @@ def test_queue_is_bounded() -> None:
 
 
 def _fragment(packet_id: int, total: int, number: int, body: bytes = b"x") -> bytes:
-    return packet_id.to_bytes(8) + (5).to_bytes(5) + bytes((0xFF, (total << 4) | number, 0)) + body
+    return packet_id.to_bytes(8, "big") + (5).to_bytes(5, "big") + bytes((0xFF, (total << 4) | number, 0)) + body
 
 
 def test_bad_fragments_are_counted() -> None:
@@ -264,7 +264,7 @@ def test_reassembled_packet_too_long_is_dropped() -> None:
     head[18] = 0x40 | 0x08
     body = bytes(1432 - 16)
     for n in range(1, 7):
-        r.add(_fragment(int.from_bytes(head[:8]), 7, n, body), 0)
+        r.add(_fragment(int.from_bytes(head[:8], "big"), 7, n, body), 0)
     assert r.add(bytes(head), 0) is None
     assert r.drops["too_long"] == 1 and len(r) == 0
 

@@ -322,7 +322,7 @@ def test_too_long() -> None:
 
 def _siv_packet(plaintext: bytes) -> bytes:
     """A correctly authenticated suite-3 packet around an arbitrary verb+payload."""
-    addrs = DEST.to_bytes(5) + SRC.to_bytes(5)
+    addrs = DEST.to_bytes(5, "big") + SRC.to_bytes(5, "big")
     flags = 3 << 3
     tag, ct = AES.siv.encrypt(os.urandom(8), addrs + bytes((flags,)), plaintext)
     return tag[:8] + addrs + bytes((flags,)) + tag[8:] + ct
@@ -371,7 +371,7 @@ def test_fragmented_flag_is_authenticated_and_set_by_mtu() -> None:
 
 
 def test_fragment_helpers() -> None:
-    frag = bytes(8) + DEST.to_bytes(5) + b"\xff\x21\x00" + b"payload"
+    frag = bytes(8) + DEST.to_bytes(5, "big") + b"\xff\x21\x00" + b"payload"
     assert is_fragment(frag)
     assert fragment_destination(frag) == DEST
     assert not is_fragment(frag[:16])  # the real core ignores header-only fragments

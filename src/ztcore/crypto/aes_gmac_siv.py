@@ -59,7 +59,7 @@ class AesGmacSiv:
         t = self._gcm.encrypt(
             iv8 + _NONCE_PAD, b"", aad + _ZERO16[:pad] + plaintext if pad else aad + plaintext
         )
-        return (int.from_bytes(t[:8]) ^ int.from_bytes(t[8:])).to_bytes(8)
+        return (int.from_bytes(t[:8], "big") ^ int.from_bytes(t[8:], "big")).to_bytes(8, "big")
 
     def _ctr(self, tag: bytes, data: bytes) -> bytes:
         # Counter block = tag with the top bit of the 32-bit counter cleared.

@@ -205,9 +205,9 @@ def parse_header(data: bytes | bytearray | memoryview) -> PacketHeader:
     flags = data[IDX_FLAGS]
     cipher = _CIPHERS[(flags & CIPHER_MASK) >> 3]
     return PacketHeader(
-        packet_id=int.from_bytes(data[0:8]),
-        destination=int.from_bytes(data[8:13]),
-        source=int.from_bytes(data[13:18]),
+        packet_id=int.from_bytes(data[0:8], "big"),
+        destination=int.from_bytes(data[8:13], "big"),
+        source=int.from_bytes(data[13:18], "big"),
         flags=flags,
         hops=flags & HOPS_MASK,
         cipher=cipher,
@@ -220,7 +220,7 @@ def fragment_destination(data: bytes | bytearray | memoryview) -> int:
     """Destination address of a fragment (for relaying)."""
     if len(data) < FRAGMENT_MIN_LENGTH:
         raise PacketError("fragment_too_short", f"{len(data)} bytes")
-    return int.from_bytes(data[FRAGMENT_IDX_DEST : FRAGMENT_IDX_DEST + 5])
+    return int.from_bytes(data[FRAGMENT_IDX_DEST : FRAGMENT_IDX_DEST + 5], "big")
 
 
 def set_hops(data: bytes | bytearray | memoryview, hops: int) -> bytes:
@@ -246,7 +246,7 @@ def set_hops(data: bytes | bytearray | memoryview, hops: int) -> bytes:
 def _kbkdf_hmac_sha384(key: bytes, label: int, context: int = 0, iteration: int = 0) -> bytes:
     # NIST SP 800-108 counter-mode style message with a "ZT" prefix on the label
     # and a 384-bit output length, PRF = HMAC-SHA384 keyed with the 48-byte key.
-    msg = iteration.to_bytes(4) + bytes((ord("Z"), ord("T"), label, 0, context, 0, 0, 0x01, 0x80))
+    msg = iteration.to_bytes(4, "big") + bytes((ord("Z"), ord("T"), label, 0, context, 0, 0, 0x01, 0x80))
     return hmac.new(key, msg, hashlib.sha384).digest()
 
 
@@ -280,7 +280,7 @@ def crypt_field(key: bytes, packet_id: int, data: bytes) -> bytes:
     """Salsa20/12-encrypt (or decrypt) a field inside a packet, as HELLO does for
     its trailing fields: key = first 32 bytes of the agreed key, IV = the packet
     ID with its 3 low bits cleared."""
-    iv = (packet_id & 0xFFFFFFFFFFFFFFF8).to_bytes(8)
+    iv = (packet_id & 0xFFFFFFFFFFFFFFF8).to_bytes(8, "big")
     return salsa20_12_xor(bytes(key[:32]), iv, data)
 
 
@@ -315,9 +315,9 @@ def _mangle_key(key: bytes, head18: bytes, flags: int, size: int) -> bytes:
             raise ValueError("the Salsa20/Poly1305 key must be at least 32 bytes")
         if len(_KEY_SPLIT) >= 4096:
             _KEY_SPLIT.clear()
-        split = _KEY_SPLIT[key] = (int.from_bytes(key[:21]), key[21:32])
-    mix = int.from_bytes(head18 + bytes((flags & 0xF8, size & 0xFF, (size >> 8) & 0xFF)))
-    return (split[0] ^ mix).to_bytes(21) + split[1]
+        split = _KEY_SPLIT[key] = (int.from_bytes(key[:21], "big"), key[21:32])
+    mix = int.from_bytes(head18 + bytes((flags & 0xF8, size & 0xFF, (size >> 8) & 0xFF)), "big")
+    return (split[0] ^ mix).to_bytes(21, "big") + split[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,8 +367,8 @@ def armor(
         raise PacketError("too_long", f"{size} bytes")
     if packet_id is None:
         packet_id = secrets.randbits(64)
-    iv = packet_id.to_bytes(8)
-    addrs = destination.to_bytes(5) + source.to_bytes(5)
+    iv = packet_id.to_bytes(8, "big")
+    addrs = destination.to_bytes(5, "big") + source.to_bytes(5, "big")
     frag = FLAG_FRAGMENTED if size > mtu else 0
     plaintext = bytes((verb_byte,)) + payload
 

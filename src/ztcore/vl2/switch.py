@@ -432,7 +432,7 @@ class VL2Switch:
         for i in range(count):
             if ptr + 5 * (i + 1) > len(p):
                 break
-            a = int.from_bytes(p[ptr + 5 * i : ptr + 5 * i + 5])
+            a = int.from_bytes(p[ptr + 5 * i : ptr + 5 * i + 5], "big")
             if a != self._me:
                 self.host.multicaster.add(now, nwid, group, a)
         self._flush_pending_multicast(now, nwid, group)
@@ -562,7 +562,7 @@ class VL2Switch:
                     and data[5] == 4
                 ):
                     # ARP becomes a multicast to the group of the IPv4 address asked for.
-                    group = MulticastGroup(dest_mac, int.from_bytes(data[24:28]))
+                    group = MulticastGroup(dest_mac, int.from_bytes(data[24:28], "big"))
                 elif not config.enable_broadcast:
                     self._drop("broadcast_disabled")
                     return False
@@ -620,10 +620,10 @@ class VL2Switch:
                 continue
             my6 = sip.ip.packed
             if sip.port == 88 and my6[0] == 0xFD and my6[9:11] == b"\x99\x93" and target[:11] == my6[:11]:
-                embedded, mine = int.from_bytes(target[11:16]), my6
+                embedded, mine = int.from_bytes(target[11:16], "big"), my6
                 break
-            if sip.port == 40 and my6[0] == 0xFC and my6[1:5] == nwid32.to_bytes(4) and target[:5] == my6[:5]:
-                embedded, mine = int.from_bytes(target[5:10]), my6
+            if sip.port == 40 and my6[0] == 0xFC and my6[1:5] == nwid32.to_bytes(4, "big") and target[:5] == my6[:5]:
+                embedded, mine = int.from_bytes(target[5:10], "big"), my6
                 break
         if embedded is None or embedded == self._me:
             return False
