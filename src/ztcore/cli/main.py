@@ -7,6 +7,7 @@ import importlib
 import click
 
 from ztcore import __version__
+from ztcore.errors import MissingLibraryError
 
 # module name -> attribute holding a click command; imported lazily so that a
 # broken or slow sub-command never stops the others from working.
@@ -28,7 +29,10 @@ class _LazyGroup(click.Group):
         target = _SUBCOMMANDS.get(cmd_name)
         if target is None:
             return None
-        module = importlib.import_module(target[0])
+        try:
+            module = importlib.import_module(target[0])
+        except MissingLibraryError as e:  # e.g. no libsodium: one sentence, not a traceback
+            raise click.ClickException(str(e)) from None
         return getattr(module, target[1])
 
 

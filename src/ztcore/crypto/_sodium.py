@@ -1,5 +1,6 @@
-"""libsodium loaded through cffi's ABI mode (the base image ships the shared
-library without headers, so the few prototypes we need are declared here)."""
+"""libsodium loaded through cffi's ABI mode (Debian's runtime package ships the
+shared library without headers, so the few prototypes we need are declared
+here). The same soname candidates are checked at build time by setup.py."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def _load():  # type: ignore[no-untyped-def]
             continue
         return lib
     raise MissingLibraryError(
-        "ztcore needs the libsodium shared library (Salsa20): install it, e.g. `apt-get install libsodium23`."
+        "ztcore needs the libsodium shared library (Salsa20) and it was not found: install it "
+        "(Debian/Ubuntu: apt-get install libsodium23; Fedora: dnf install libsodium; Alpine: apk add libsodium)."
     )
 
 

@@ -11,9 +11,12 @@
  * continues from where the fill stopped).
  *
  * The SHA-512 seed digest is computed by the Python caller, so this module
- * needs only Salsa20, taken from libsodium. The base image ships libsodium
- * without headers, so the two prototypes we use are declared here by hand.
+ * needs only Salsa20. It is libsodium's, handed over as a function address by
+ * the Python side (which has already loaded and initialised libsodium): the
+ * extension links against nothing, so it builds with a compiler and Python's
+ * headers alone and runs with whichever libsodium soname the system has.
  *
+ *     bind_salsa20(address: int) -> None   (crypto_stream_salsa20_xor_ic)
  *     hash(seed_digest: bytes) -> bytes    (64 bytes in, 64 bytes out)
  */
 
@@ -24,9 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern int sodium_init(void);
-extern int crypto_stream_salsa20_xor_ic(unsigned char *c, const unsigned char *m, unsigned long long mlen,
-                                        const unsigned char *n, uint64_t ic, const unsigned char *k);
+typedef int (*salsa20_xor_ic_fn)(unsigned char *c, const unsigned char *m, unsigned long long mlen,
+                                 const unsigned char *n, uint64_t ic, const unsigned char *k);
+static salsa20_xor_ic_fn crypto_stream_salsa20_xor_ic = NULL;
 
 #define MHH_MEMORY 2097152u                  /* scratch area, bytes */
 #define MHH_WORDS (MHH_MEMORY / 8u)          /* 64-bit words in the scratch area */
@@ -106,6 +109,10 @@ static PyObject *mhh_hash(PyObject *self, PyObject *arg)
     unsigned char digest[64];
     int rc;
 
+    if (crypto_stream_salsa20_xor_ic == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "bind_salsa20() was not called");
+        return NULL;
+    }
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
         return NULL;
     if (view.len != 64) {
@@ -125,7 +132,22 @@ static PyObject *mhh_hash(PyObject *self, PyObject *arg)
     return PyBytes_FromStringAndSize((const char *)digest, 64);
 }
 
+static PyObject *mhh_bind_salsa20(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    void *address = PyLong_AsVoidPtr(arg);
+    if (address == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "Salsa20 function address must not be NULL");
+        return NULL;
+    }
+    crypto_stream_salsa20_xor_ic = (salsa20_xor_ic_fn)address;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef mhh_methods[] = {
+    {"bind_salsa20", mhh_bind_salsa20, METH_O,
+     "bind_salsa20(address, /)\n\nUse the crypto_stream_salsa20_xor_ic function at this address."},
     {"hash", mhh_hash, METH_O,
      "hash(seed_digest, /) -> bytes\n\nMemory-hard hash from the 64-byte SHA-512 digest of a public key."},
     {NULL, NULL, 0, NULL},
@@ -138,10 +160,5 @@ static struct PyModuleDef mhh_module = {
 
 PyMODINIT_FUNC PyInit__mhh(void)
 {
-    /* sodium_init() selects libsodium's fastest Salsa20 implementation. */
-    if (sodium_init() < 0) {
-        PyErr_SetString(PyExc_ImportError, "libsodium failed to initialize");
-        return NULL;
-    }
     return PyModule_Create(&mhh_module);
 }

@@ -40,10 +40,15 @@ _CHUNK_BLOCKS = 8192  # keystream blocks turned into integers at a time (bounds 
 
 try:
     from ztcore.identity import _mhh  # type: ignore[attr-defined]
-
-    _c_hash: Callable[[bytes], bytes] | None = _mhh.hash
 except ImportError:  # extension not built: fall back to the reference
-    _c_hash = None
+    _c_hash: Callable[[bytes], bytes] | None = None
+else:
+    from ztcore.crypto._sodium import ffi, lib
+
+    # The kernel links against nothing: it gets libsodium's Salsa20 (already loaded
+    # and initialised here) as a function address.
+    _mhh.bind_salsa20(int(ffi.cast("uintptr_t", ffi.addressof(lib, "crypto_stream_salsa20_xor_ic"))))
+    _c_hash = _mhh.hash
 
 HAVE_C_KERNEL = _c_hash is not None
 _warned = False
