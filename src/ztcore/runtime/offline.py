@@ -44,15 +44,20 @@ def make_loopback_planet(root: Identity, host: str, port: int) -> World:
     )
 
 
+def identity_state(identity: Identity) -> MemoryState:
+    """In-memory node state holding `identity` (a node started on it uses that identity)."""
+    state = MemoryState()
+    state.state_put(StateObjectType.IDENTITY_SECRET, (), identity.to_string(include_private=True).encode())
+    return state
+
+
 async def start_offline_root(runtime: Runtime, host: str = "127.0.0.1") -> tuple[World, NodeService]:
     """Start a root node on `host` under a new planet; returns (planet, root service).
     Leaves join this world with ``runtime.add_node(..., planet=planet, allow_loopback=True)``."""
     identity = Identity.generate()
     port = free_udp_port(host)
     planet = make_loopback_planet(identity, host, port)
-    state = MemoryState()
-    state.state_put(StateObjectType.IDENTITY_SECRET, (), identity.to_string(include_private=True).encode())
-    root = await runtime.add_node(state, port=port, bind=[host], planet=planet, allow_loopback=True)
+    root = await runtime.add_node(identity_state(identity), port=port, bind=[host], planet=planet, allow_loopback=True)
     return planet, root
 
 
