@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from ztcore.api import Event, EventType
-from ztcore.errors import ZTError
+from ztcore.errors import ZTError, report_unexpected
 
 log = logging.getLogger("ztcore.run")
 
@@ -68,9 +68,9 @@ def _attach_live_controller(service: Any, store: Any, backend: Any) -> Any:
             setter(controller)
     except ZTError:
         raise
-    except Exception:
+    except Exception as e:
         # A controller that fails to start must not take the node down with it.
-        log.exception("could not start the embedded controller")
+        report_unexpected(log, "run: starting the embedded controller", e)
         return None
     return controller
 

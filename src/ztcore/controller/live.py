@@ -42,7 +42,7 @@ from ztcore.controller.model import (
     now_ms,
 )
 from ztcore.controller.store import ControllerStore
-from ztcore.errors import InvalidFormatError
+from ztcore.errors import InvalidFormatError, report_unexpected
 from ztcore.identity import Address, Identity
 from ztcore.vl1.inetaddress import InetAddress
 from ztcore.vl2.controller_api import ControllerError, ControllerSender
@@ -255,8 +255,8 @@ class EmbeddedController:
                 config = self._build(now, network_id, request_packet_id, identity, metadata)
             except _Deny as d:
                 config = d
-            except Exception:
-                log.exception("controller: request for %016x from %s failed", network_id, identity.address)
+            except Exception as e:
+                report_unexpected(log, "controller: answering a config request", e)
                 self._send_error(
                     network_id, request_packet_id, identity.address, ControllerError.INTERNAL_SERVER_ERROR
                 )
@@ -371,8 +371,8 @@ class EmbeddedController:
             for m in self.store.list_members(format_nwid(network_id)):
                 if _json_bool(m.get("authorized"), False) and isinstance(m.get("id"), str):
                     recipients.add(int(m["id"], 16))
-        except Exception:
-            log.exception("controller: listing members of %016x for a revocation failed", network_id)
+        except Exception as e:
+            report_unexpected(log, "controller: listing members for a revocation", e)
         for to in sorted(recipients):
             self.stats["revocations_sent"] += 1
             self._sender.nc_send_revocation(Address(to), rev)

@@ -184,7 +184,7 @@ class Identity:
             return digest[0] < IDENTITY_GEN_HASHCASH_FIRST_BYTE_LESS_THAN and hmac.compare_digest(
                 digest[59:64], self.address.to_bytes()
             )
-        except Exception:  # validate() is a predicate: any failure means "not valid"
+        except (TypeError, ValueError):  # validate() is a predicate: a malformed key is "not valid"
             return False
 
     @property
@@ -219,7 +219,7 @@ class Identity:
             if len(signature) != C25519_SIGNATURE_LEN:
                 return False
             return c25519_verify(self.public_key, bytes(message), signature)
-        except Exception:  # verify() is a predicate: malformed input is just "not valid"
+        except (TypeError, ValueError):  # verify() is a predicate: malformed input is just "not valid"
             return False
 
     def public_key_hash(self) -> bytes:

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from ztcore.errors import InvalidFormatError
+from ztcore.errors import InvalidFormatError, report_unexpected
 from ztcore.netstack import frames as f
 from ztcore.netstack.udp import Address, VirtualUdpSocket
 
@@ -177,9 +177,9 @@ class Responder:
             self.counters["bad_checksum"] += 1
         except InvalidFormatError:
             self.counters["malformed"] += 1
-        except Exception:
+        except Exception as e:
             # Network input must never take the node down; a hit here is a bug.
-            log.exception("netstack: unexpected error handling a frame")
+            report_unexpected(log, "netstack: handling a frame", e)
             self.counters["internal_error"] += 1
         return False
 
@@ -524,8 +524,8 @@ class Responder:
         if handle.on_reply is not None:
             try:
                 handle.on_reply(handle)
-            except Exception:
-                log.exception("ping on_reply callback raised")
+            except Exception as e:
+                report_unexpected(log, "netstack: ping on_reply callback", e)
 
     # --- timers ----------------------------------------------------------------------------------
 

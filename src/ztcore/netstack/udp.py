@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
+from ztcore.errors import report_unexpected
+
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
@@ -113,9 +115,9 @@ class VirtualUdpSocket:
         if self._handler is not None:
             try:
                 self._handler(data, addr)
-            except Exception:
+            except Exception as e:
                 # An application bug must not break frame processing for everyone else.
-                log.exception("UDP datagram handler raised")
+                report_unexpected(log, "netstack: UDP datagram handler", e)
             return True
         while self._waiters:
             fut = self._waiters.popleft()

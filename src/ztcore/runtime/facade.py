@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from ztcore.api import Event, EventType
-from ztcore.errors import ZTError
+from ztcore.errors import ZTError, report_unexpected
 from ztcore.runtime.home import StateStore
 from ztcore.runtime.service import NodeFactory, NodeService, Runtime, now_ms
 
@@ -212,8 +212,8 @@ class ThreadedRuntime:
             try:
                 self._loop.run_until_complete(self._loop.shutdown_asyncgens())
                 self._loop.run_until_complete(self._loop.shutdown_default_executor())
-            except Exception:
-                log.exception("event loop cleanup failed")
+            except Exception as e:
+                report_unexpected(log, "facade: event loop cleanup", e)
             self._loop.close()
 
     @property

@@ -44,6 +44,7 @@ from ztcore.controller.model import (
     update_network,
 )
 from ztcore.controller.store import ControllerStore
+from ztcore.errors import report_unexpected
 
 __all__ = [
     "ControllerBackend",
@@ -292,8 +293,8 @@ class StoreControllerBackend:
         for listener in list(self._listeners):
             try:
                 listener.on_network_changed(nwid, old, new)
-            except Exception:
-                log.exception("controller listener failed on network %s change", nwid)
+            except Exception as e:
+                report_unexpected(log, "controller backend: listener on a network change", e)
 
     def on_member_changed(
         self, nwid: str, address: str, old: dict[str, Any] | None, new: dict[str, Any] | None
@@ -301,8 +302,8 @@ class StoreControllerBackend:
         for listener in list(self._listeners):
             try:
                 listener.on_member_changed(nwid, address, old, new)
-            except Exception:
-                log.exception("controller listener failed on member %s/%s change", nwid, address)
+            except Exception as e:
+                report_unexpected(log, "controller backend: listener on a member change", e)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -355,7 +356,7 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
         return _error(e.status, e.reason)
     except Exception as e:
         # A bug, not bad input: still answer in JSON and keep serving.
-        log.exception("HTTP API handler failed: %s %s", request.method, request.path)
+        report_unexpected(log, f"HTTP API: {request.method} {request.path}", e)
         return _error(500, f"internal error: {type(e).__name__}")
 
 

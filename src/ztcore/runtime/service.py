@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ztcore.api import Event, EventType, NodeCallbacks, StateObjectType, VirtualFrame
-from ztcore.errors import ZTError
+from ztcore.errors import ZTError, report_unexpected
 from ztcore.runtime.home import HomeDirectoryError, StateStore
 
 __all__ = [
@@ -390,8 +390,8 @@ class NodeService:
             for nwid in saved():
                 try:
                     self.node.join(nwid)
-                except Exception:
-                    log.exception("could not rejoin network %016x", nwid)
+                except Exception as e:
+                    report_unexpected(log, f"service: rejoining network {nwid:016x}", e)
         self._timer = self._loop.call_soon(self._run_background)
         log.info(
             "node %s listening on %s",
@@ -430,9 +430,9 @@ class NodeService:
         if self.node is not None:
             try:
                 self.node.shutdown(self.clock())
-            except Exception:
+            except Exception as e:
                 self.counters.node_errors += 1
-                log.exception("node shutdown failed")
+                report_unexpected(log, "service: node shutdown", e)
         await self._close_sockets()
         for q in list(self._queues):
             self._queue_put(q, None)
@@ -597,10 +597,10 @@ class NodeService:
             return
         try:
             self.node.process_wire_packet(self.clock(), local_socket, remote, data)
-        except Exception:
+        except Exception as e:
             # One bad datagram must not take the service down.
             self.counters.node_errors += 1
-            log.exception("node failed to process a packet from %s", remote)
+            report_unexpected(log, "service: node processing a packet", e)
 
     def _send(self, local_socket: int, remote: tuple[str, int], data: bytes, ttl: int) -> bool:
         try:
@@ -652,17 +652,18 @@ class NodeService:
         self.counters.background_runs += 1
         try:
             deadline = int(self.node.process_background_tasks(now))
-        except Exception:
+        except Exception as e:
             self.counters.node_errors += 1
-            log.exception("node background tasks failed")
+            report_unexpected(log, "service: node background tasks", e)
             deadline = now + MAX_BACKGROUND_DELAY_MS
         if self._stopped:  # shutdown may have been requested from a callback
             return
         if self.netstack is not None:
             try:
                 self.netstack.expire()
-            except Exception:
-                log.exception("userspace network stack housekeeping failed")
+            except Exception as e:
+                self.counters.node_errors += 1
+                report_unexpected(log, "service: userspace stack housekeeping", e)
         delay = min(max(deadline - self.clock(), MIN_BACKGROUND_DELAY_MS), MAX_BACKGROUND_DELAY_MS)
         self._timer = self._loop.call_later(delay / 1000.0, self._run_background)
 
@@ -689,8 +690,8 @@ class NodeService:
         for listener in list(listeners):
             try:
                 listener(*args)
-            except Exception:
-                log.exception("listener %r failed", listener)
+            except Exception as e:
+                report_unexpected(log, f"service: listener {getattr(listener, '__qualname__', listener)}", e)
 
     def __repr__(self) -> str:
         return f"<NodeService {self.address_hex} ports={self.ports} running={self.running}>"
@@ -742,8 +743,8 @@ class Runtime:
         for s in services:
             try:
                 await s.stop()
-            except Exception:
-                log.exception("stopping %r failed", s)
+            except Exception as e:
+                report_unexpected(log, "runtime: stopping a service", e)
 
     async def __aenter__(self) -> Runtime:
         return self

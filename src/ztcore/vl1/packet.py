@@ -440,7 +440,7 @@ def dearmor(data: bytes | bytearray | memoryview, key: bytes, aes_keys: AesKeys 
     if compressed and payload:
         try:
             payload = lz4.block.decompress(payload, uncompressed_size=MAX_PACKET_LENGTH)
-        except Exception as e:  # lz4 raises its own LZ4BlockError (an Exception subclass)
+        except lz4.block.LZ4BlockError as e:
             raise PacketError("bad_compression", str(e)) from None
         if not payload or len(payload) > MAX_PACKET_LENGTH - IDX_PAYLOAD:
             raise PacketError("bad_compression", "decompressed size out of range")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ztcore.api import EventType
-from ztcore.errors import ZTError
+from ztcore.errors import ZTError, report_unexpected
 from ztcore.identity import Address, Identity
 from ztcore.vl1.fragment import Reassembler, make_fragments
 from ztcore.vl1.inetaddress import InetAddress
@@ -198,8 +198,8 @@ class Switch:
             self._on_remote_packet(now, local_socket, remote, data)
         except PacketError as e:
             self._drop(e.reason, remote=str(remote))
-        except Exception:  # noqa: BLE001 - a hostile packet must never take the node down
-            log.exception("unexpected error processing a packet from %s", remote)
+        except Exception as e:  # noqa: BLE001 - a hostile packet must never take the node down
+            report_unexpected(log, "vl1: processing a packet", e)
             self._drop("internal_error", remote=str(remote))
 
     def _on_remote_packet(self, now: int, local_socket: int, remote: InetAddress, data: bytes) -> None:

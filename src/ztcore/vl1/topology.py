@@ -7,7 +7,7 @@ import enum
 import logging
 from collections.abc import Callable, Iterator
 
-from ztcore.errors import ZTError
+from ztcore.errors import ZTError, report_unexpected
 from ztcore.identity import Identity
 from ztcore.vl1.inetaddress import InetAddress
 from ztcore.vl1.path import Path
@@ -64,7 +64,8 @@ class Topology:
                 ):
                     try:
                         self.peers[int(root.identity.address)] = Peer.create(self.identity, root.identity)
-                    except Exception:  # noqa: BLE001 - a degenerate root key: unusable, skip it
+                    except Exception as e:  # noqa: BLE001 - a degenerate root key: unusable, skip it
+                        report_unexpected(log, f"topology: root {root.identity.address} unusable", e)
                         continue
 
     def add_world(self, world: World) -> bool:
@@ -123,8 +124,8 @@ class Topology:
         assert self.cache_load is not None
         try:
             raw = self.cache_load(address)
-        except Exception:  # noqa: BLE001 - a broken store must not break packet processing
-            log.exception("loading cached peer %010x failed", address)
+        except Exception as e:  # noqa: BLE001 - a broken store must not break packet processing
+            report_unexpected(log, "topology: loading a cached peer", e)
             return None
         if not raw:
             return None
@@ -144,8 +145,8 @@ class Topology:
         if self.cache_save is not None:
             try:
                 self.cache_save(int(peer.address), peer.to_cache_bytes())
-            except Exception:  # noqa: BLE001 - persisting is best effort, as in the real core
-                log.exception("saving peer %s failed", peer.identity.address)
+            except Exception as e:  # noqa: BLE001 - persisting is best effort, as in the real core
+                report_unexpected(log, "topology: saving a peer", e)
 
     def save_all_peers(self) -> None:
         for peer in list(self.peers.values()):

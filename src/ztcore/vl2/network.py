@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from ztcore.api import StateObjectType
-from ztcore.errors import InvalidFormatError, ZTError
+from ztcore.errors import InvalidFormatError, ZTError, report_unexpected
 from ztcore.identity import Address, Identity
 from ztcore.vl2.credentials import CertificateOfMembership, CredentialType, Revocation, VerifyResult
 from ztcore.vl2.dictionary import Dictionary
@@ -202,8 +202,8 @@ class Network:
         if save:
             try:
                 self.host.state_put(StateObjectType.NETWORK_CONFIG, (self.id,), config.to_bytes())
-            except Exception:  # noqa: BLE001 - persisting is best effort, as in the real core
-                log.exception("could not save config of network %016x", self.id)
+            except Exception as e:  # noqa: BLE001 - persisting is best effort, as in the real core
+                report_unexpected(log, "network: saving a config", e)
         self.host.network_config_changed(self, "up" if first else "update")
         return 2
 
