@@ -9,15 +9,17 @@ import click
 from ztcore import __version__
 from ztcore.errors import MissingLibraryError
 
-# module name -> attribute holding a click command; imported lazily so that a
-# broken or slow sub-command never stops the others from working.
-_SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "idtool": ("ztcore.cli.idtool", "idtool"),
-    "world": ("ztcore.cli.world", "world"),
-    "run": ("ztcore.cli.run", "run"),
-    "demo": ("ztcore.cli.demo", "demo"),
-    "cli": ("ztcore.cli.client", "cli"),
-    "controller": ("ztcore.cli.controller", "controller"),
+# command -> (module, attribute holding its click command, one-line help). Imported
+# lazily so that a broken or slow sub-command never stops the others from working,
+# and `ztnode --help` lists them from this table without importing any of them
+# (tests/test_cli_main.py checks that each line matches the command's own help).
+_SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
+    "cli": ("ztcore.cli.client", "cli", "zerotier-cli for a running node: query it, join and leave networks."),
+    "controller": ("ztcore.cli.controller", "controller", "Manage the networks and members of a running node's controller."),
+    "demo": ("ztcore.cli.demo", "demo", "Run an offline ZeroTier world (own planet, root, N nodes) and show it working."),
+    "idtool": ("ztcore.cli.idtool", "idtool", "Create and use ZeroTier identities (like zerotier-idtool)."),
+    "run": ("ztcore.cli.run", "run", 'Run one node until interrupted; prints "<address> <port>" once it is up.'),
+    "world": ("ztcore.cli.world", "world", "Make, sign and inspect planet and moon (world) files."),
 }
 
 
@@ -34,6 +36,11 @@ class _LazyGroup(click.Group):
         except MissingLibraryError as e:  # e.g. no libsodium: one sentence, not a traceback
             raise click.ClickException(str(e)) from None
         return getattr(module, target[1])
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, _SUBCOMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=_LazyGroup)
