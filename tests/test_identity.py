@@ -405,3 +405,26 @@ def test_validate_never_raises_on_mutants(good: Identity) -> None:
         mutants += 1
         assert ident.validate() is False
     assert mutants > 10
+
+
+def test_validation_is_remembered_for_this_process_and_bounded(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A validated (or generated) identity is not hashed again; forgeries never enter the cache."""
+    from ztcore.identity import identity as mod
+
+    calls = []
+    real = mod.memory_hard_hash
+    monkeypatch.setattr(mod, "memory_hard_hash", lambda k: calls.append(1) or real(k))
+    generated = Identity.generate()
+    hashed = len(calls)
+    assert generated.known_valid() and generated.public().validate()
+    assert len(calls) == hashed  # generated here: no second hash
+    other = Identity.from_string(Identity.generate().to_string())  # a copy, as received in a HELLO
+    assert other.validate() and other.known_valid()
+    # Same address, another key: not known, hashed, and invalid.
+    forged = Identity(generated.address, bytes(64))
+    before = len(calls)
+    assert not forged.known_valid() and not forged.validate() and len(calls) == before + 1
+    assert not forged.known_valid()
+    monkeypatch.setattr(mod, "VALIDATED_CACHE_MAX", 2)
+    a, _b, c = Identity.generate(), Identity.generate(), Identity.generate()
+    assert len(mod._VALIDATED) <= 2 and c.known_valid() and not a.known_valid()

@@ -293,3 +293,27 @@ def test_encrypted_hello_is_accepted(identities: list[Identity]) -> None:
     peer = root.node.topology.get_peer(newcomer.address)
     assert peer is not None and peer.version == (1, 16, 0) and peer.proto_version == 13
     assert root.sent > sent  # OK(HELLO) went back
+
+
+def test_root_gate_spares_identities_known_in_this_process_but_not_strangers() -> None:
+    """30 nodes behind one IP: identities generated in this process pass the root's
+    per-IP verification gate (10 a second) at once; unknown ones still queue behind it."""
+    from ztcore.identity import identity as identity_mod
+
+    net = SimNetwork()
+    root_id = Identity.generate()
+    ep = net.allocate_endpoint("10.9.0.1")
+    planet, _ = make_planet([(root_id, [ep])])
+    net.add_node(identity=root_id, planet=planet, endpoint=ep)
+    known = [net.add_node(identity=Identity.generate(), planet=planet, ip="10.9.0.2") for _ in range(30)]
+    assert net.run_until(lambda: all(h.node.online for h in known), timeout_ms=1_000)
+
+    strangers = []
+    for _ in range(15):
+        ident = Identity.generate()
+        identity_mod._VALIDATED.pop((int(ident.address), bytes(ident.public_key)))  # as if met over the wire
+        strangers.append(net.add_node(identity=ident, planet=planet, ip="10.9.0.3"))
+    net.run_for(1_000)
+    online = sum(h.node.online for h in strangers)
+    assert 1 <= online <= 10  # the gate still holds for identities never seen here
+    assert net.run_until(lambda: all(h.node.online for h in strangers), timeout_ms=30_000)

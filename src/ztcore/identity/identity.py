@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 import os
+from collections import OrderedDict
 
 from ztcore.crypto import (
     C25519_PRIVATE_KEY_LEN,
@@ -39,6 +40,20 @@ __all__ = [
     "SYMMETRIC_KEY_SIZE",
     "Identity",
 ]
+
+# Identities that passed validation (or were generated) in this process, most recently
+# used last. Shared by every node of the process, so 1,000 nodes of one runtime do not
+# hash each other's keys again; bounded so that a stream of distinct valid identities
+# cannot grow it without limit.
+VALIDATED_CACHE_MAX = 65536
+_VALIDATED: OrderedDict[tuple[int, bytes], None] = OrderedDict()
+
+
+def _remember_valid(identity: Identity) -> None:
+    _VALIDATED[(int(identity.address), bytes(identity.public_key))] = None
+    _VALIDATED.move_to_end((int(identity.address), bytes(identity.public_key)))
+    while len(_VALIDATED) > VALIDATED_CACHE_MAX:
+        _VALIDATED.popitem(last=False)
 
 IDENTITY_TYPE_C25519 = 0
 IDENTITY_GEN_HASHCASH_FIRST_BYTE_LESS_THAN = 17
@@ -93,7 +108,9 @@ class Identity:
                 continue
             address = Address.from_bytes(digest, 59)
             if not address.is_reserved():
-                return cls(address, public, bytes(private))
+                identity = cls(address, public, bytes(private))
+                _remember_valid(identity)
+                return identity
 
     @classmethod
     def from_string(cls, text: str) -> Identity:
@@ -176,16 +193,34 @@ class Identity:
     # -- checks ---------------------------------------------------------------------
 
     def validate(self) -> bool:
-        """The core's locallyValidate(): hashcash and address derived from the public key."""
+        """The core's locallyValidate(): hashcash and address derived from the public key.
+
+        The memory-hard hash costs milliseconds, so an identity that passed once in
+        this process (or was generated here) is remembered and not hashed again.
+        """
+        if self.known_valid():
+            return True
         try:
             if self.address.is_reserved() or len(self.public_key) != C25519_PUBLIC_KEY_LEN:
                 return False
             digest = memory_hard_hash(self.public_key)
-            return digest[0] < IDENTITY_GEN_HASHCASH_FIRST_BYTE_LESS_THAN and hmac.compare_digest(
+            valid = digest[0] < IDENTITY_GEN_HASHCASH_FIRST_BYTE_LESS_THAN and hmac.compare_digest(
                 digest[59:64], self.address.to_bytes()
             )
         except (TypeError, ValueError):  # validate() is a predicate: a malformed key is "not valid"
             return False
+        if valid:
+            _remember_valid(self)
+        return valid
+
+    def known_valid(self) -> bool:
+        """True if this exact identity was validated or generated in this process
+        (a cheap lookup: what lets a root skip its rate gate for identities it knows)."""
+        key = (int(self.address), bytes(self.public_key))
+        if key in _VALIDATED:
+            _VALIDATED.move_to_end(key)
+            return True
+        return False
 
     @property
     def has_private(self) -> bool:

@@ -428,7 +428,9 @@ class Switch:
             if already_authenticated:
                 self._drop("hello_illegal_state")
                 return
-            if not self._rate_gate_identity_verification(now, path.address):
+            # The gate bounds how many unknown identities a remote IP makes us hash; one
+            # already validated in this process (e.g. by another node of ours) costs nothing.
+            if not identity.known_valid() and not self._rate_gate_identity_verification(now, path.address):
                 self._drop("hello_rate_limited")
                 return
             try:
