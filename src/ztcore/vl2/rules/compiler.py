@@ -49,6 +49,7 @@ __all__ = [
     "IncludeResolver",
     "RulesCompileError",
     "compile_rules",
+    "ip_family",
     "is_valid_name",
     "parse_number",
 ]
@@ -140,7 +141,9 @@ _ACTION_TYPES = {"drop": "ACTION_DROP", "accept": "ACTION_ACCEPT", "break": "ACT
 _FORWARD_TYPES = {"tee": "ACTION_TEE", "watch": "ACTION_WATCH", "redirect": "ACTION_REDIRECT"}
 
 # Words that open a block closed by a word ending in ';' (case-sensitive, like the JS tokenizer).
-_BLOCK_OPENERS = frozenset(("macro", "tag", "cap", "drop", "accept", "tee", "watch", "redirect", "break", "priority"))
+_BLOCK_OPENERS = frozenset(
+    ("macro", "tag", "cap", "drop", "accept", "tee", "watch", "redirect", "break", "priority")
+)
 # Words that may not name a tag, capability or macro nor stand as a match argument.
 RESERVED_WORDS = frozenset(
     (
@@ -159,7 +162,9 @@ _JS_FLOAT = re.compile(r"[+-]?(?:Infinity|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-
 _HEX_DIGITS = "0123456789abcdef"
 # The JS tells IPv6 from IPv4 with unanchored searches: any "::", eight colon-separated
 # hex groups, or a scoped fe80 address make it IPv6; four dotted octets make it IPv4.
-_IPV6_SEARCH = re.compile(r"::|[0-9a-fA-F](?::[0-9a-fA-F]{1,4}){6}:[0-9a-fA-F]|fe80:(?::[0-9a-fA-F]{0,4}){0,4}%[0-9a-zA-Z]")
+_IPV6_SEARCH = re.compile(
+    r"::|[0-9a-fA-F](?::[0-9a-fA-F]{1,4}){6}:[0-9a-fA-F]|fe80:(?::[0-9a-fA-F]{0,4}){0,4}%[0-9a-zA-Z]"
+)
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[0-9]{1,2})"
 _IPV4_SEARCH = re.compile(rf"[0-9]\.{_OCTET}\.{_OCTET}\.[0-9]")
 
@@ -222,7 +227,11 @@ class CompiledRules:
 
     def to_json(self) -> dict[str, Any]:
         """What ``node cli.js SCRIPT`` prints for this script."""
-        return {"config": self.config(), "capabilitiesByName": self.capabilities_by_name, "tagsByName": self.tags}
+        return {
+            "config": self.config(),
+            "capabilitiesByName": self.capabilities_by_name,
+            "tagsByName": self.tags,
+        }
 
 
 # ----------------------------------------------------------------------------------- numbers
@@ -286,6 +295,14 @@ def is_valid_name(name: str) -> bool:
     if not name or name[0] in "0123456789":
         return False
     return all(c == "_" or "0" <= c <= "9" or unicodedata.category(c)[0] == "L" for c in name)
+
+
+def ip_family(host: str) -> int | None:
+    """6 or 4 for the address part of an ipsrc/ipdest argument, as the compiler classifies it
+    (IPv6 wins; neither: None)."""
+    if _IPV6_SEARCH.search(host):
+        return 6
+    return 4 if _IPV4_SEARCH.search(host) else None
 
 
 def _clean_hex(text: str) -> str:
@@ -434,7 +451,9 @@ class _Compiler:
 
     def _name(self, head: _Word, what: str, taken: Mapping[str, Any], name: str) -> None:
         if not is_valid_name(name):
-            raise _fail(head, f"invalid {what} name {name!r} (letters, digits and '_', not starting with a digit)")
+            raise _fail(
+                head, f"invalid {what} name {name!r} (letters, digits and '_', not starting with a digit)"
+            )
         if name in RESERVED_WORDS:
             raise _fail(head, f"{what} name {name!r} is a reserved word")
         if name in taken:
@@ -499,7 +518,10 @@ class _Compiler:
                     else:
                         n = parse_number(b)
                         if not 0 <= n <= 31:
-                            raise _fail(bits, f"flag bit {b!r} is neither a bit number 0..31 nor a flag defined before")
+                            raise _fail(
+                                bits,
+                                f"flag bit {b!r} is neither a bit number 0..31 nor a flag defined before",
+                            )
                         bit_mask = 1 << n
                     # Departure: the JS ORs in signed 32 bits, making bit 31 negative.
                     mask = _to_int32(mask | (bit_mask & _U32)) if self.js else mask | bit_mask
@@ -515,7 +537,9 @@ class _Compiler:
                 ename = self._member_name(body[k], "enum", enums)
                 enums[ename] = value
             else:
-                raise _fail(item, f"unknown word {item.text!r} in tag definition (expected id, default, enum or flag)")
+                raise _fail(
+                    item, f"unknown word {item.text!r} in tag definition (expected id, default, enum or flag)"
+                )
             k += 1
         if tag_id < 0:
             raise _fail(head, f"tag {name!r} needs an id")
@@ -597,7 +621,9 @@ class _Compiler:
                 out.append({"type": _ACTION_TYPES[kw]})
             elif kw in ("tee", "watch"):
                 if not isinstance(nxt, _Block) or len(nxt) < 2:
-                    raise _fail(item, f"'{kw}' needs a length (bytes to copy, 0 or -1 for all) and a target address")
+                    raise _fail(
+                        item, f"'{kw}' needs a length (bytes to copy, 0 or -1 for all) and a target address"
+                    )
                 k += 1
                 length = parse_number(_text(nxt[0]))
                 if not -1 <= length <= 0xFFFF:
@@ -689,7 +715,9 @@ class _Compiler:
                         raise _fail(items[k - 1], f"'{kw}' is missing an argument")
                     arg = items[k]
                     if not isinstance(arg, _Word) or arg.text in RESERVED_WORDS:
-                        raise _fail(items[k - 1], f"'{kw}' is missing an argument (found {_first(arg).text!r})")
+                        raise _fail(
+                            items[k - 1], f"'{kw}' is missing an argument (found {_first(arg).text!r})"
+                        )
                     if arg.text.startswith("$"):
                         if arg.text not in params:
                             raise _fail(arg, f"undefined macro parameter {arg.text!r}")
@@ -727,10 +755,11 @@ class _Compiler:
             if slash <= 0:
                 raise _fail(a, f"{a.text!r} needs a /bits netmask length")
             host = a.text[:slash]
-            if _IPV6_SEARCH.search(host):
-                r["type"] = "MATCH_IPV6_SOURCE" if kw == "ipsrc" else "MATCH_IPV6_DEST"
-            elif not _IPV4_SEARCH.search(host):
+            family = ip_family(host)
+            if family is None:
                 raise _fail(a, f"{host!r} is neither an IPv4 nor an IPv6 address")
+            if family == 6:
+                r["type"] = "MATCH_IPV6_SOURCE" if kw == "ipsrc" else "MATCH_IPV6_DEST"
             r["ip"] = a.text
         elif kw == "icmp":
             icmp_type = parse_number(a.text)
@@ -742,7 +771,9 @@ class _Compiler:
             r["icmpType"] = icmp_type
             r["icmpCode"] = None if code < 0 else code
         elif kw in ("sport", "dport", "framesize"):
-            r["start"], r["end"] = self._range(a, 0xFFFF, f"{kw} needs a number or range 0..65535 (like 80 or 1024-2048)")
+            r["start"], r["end"] = self._range(
+                a, 0xFFFF, f"{kw} needs a number or range 0..65535 (like 80 or 1024-2048)"
+            )
         elif kw == "iptos":
             mask = parse_number(a.text)
             if not 0 <= mask <= 0xFF:
@@ -791,7 +822,13 @@ class _Compiler:
         if tag is not None:
             tag_id = tag["id"]
             flags, enums = tag["flags"], tag["enums"]
-            value = flags[b.text] if b.text in flags else enums[b.text] if b.text in enums else parse_number(b.text)
+            value = (
+                flags[b.text]
+                if b.text in flags
+                else enums[b.text]
+                if b.text in enums
+                else parse_number(b.text)
+            )
         else:
             tag_id, value = parse_number(a.text), parse_number(b.text)
         if not 0 <= tag_id <= _U32:
