@@ -318,6 +318,8 @@ def render_rule(rule: RuleLike | Sequence[RuleLike], *, tags: object = None) -> 
     if isinstance(rule, (Rule, Mapping)):
         r = _as_json(rule)
         return " ".join(_action_words(r) if _is_action(r) else _match_words(r, names))
+    if not isinstance(rule, Sequence) or isinstance(rule, (str, bytes)):
+        raise RuleRenderError(f"not a rule: {rule!r}"[:120])
     group = [_as_json(x) for x in rule]
     if not group:
         return ""
