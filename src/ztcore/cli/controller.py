@@ -3,7 +3,8 @@
 Owns the command-line front of the controller half of the local JSON API
 (``/controller/...``), for people who would otherwise use curl: creating,
 updating, listing, showing and deleting networks, and listing, showing,
-authorizing, deauthorizing, updating and deleting members. Output is rich
+authorizing, deauthorizing, updating and deleting members, and setting a
+network's rules from a rule script (``--rules-file``). Output is rich
 tables by default and the API's JSON with ``-j``. The node is found as
 `ztnode cli` finds it (``--home`` / ``-p`` / ``-T``).
 
@@ -345,6 +346,12 @@ def _network_options(f: F) -> F:
             "--dns-server", "dns_servers", multiple=True, help="DNS server (repeatable, at most 4)."
         ),
         click.option(
+            "--rules-file",
+            metavar="FILE",
+            default=None,
+            help="Rule script (rules language, - for stdin) the controller compiles into the network's rules.",
+        ),
+        click.option(
             "--set",
             "extra",
             multiple=True,
@@ -409,8 +416,25 @@ def _network_body(opts: dict[str, Any], *, creating: bool) -> dict[str, Any]:
             except ValueError as exc:
                 raise click.BadParameter(str(exc), param_hint="--dns-server") from None
         body["dns"] = {"domain": opts["dns_domain"] or "", "servers": list(opts["dns_servers"])}
+    if opts.get("rules_file") is not None:
+        body["rulesSource"] = _rules_source(opts["rules_file"])
     body.update(parse_set(opts["extra"]))
     return body
+
+
+def _rules_source(path: str) -> str:
+    """The script's text, checked here first so an error names the file (the controller
+    compiles it again; like the controller, no include files are read)."""
+    from ztcore.cli.rules_lang import compile_error, read_rules_file
+    from ztcore.vl2.rules.compiler import RulesCompileError, compile_rules
+
+    text = read_rules_file(path)
+    if text.strip():
+        try:
+            compile_rules(text)
+        except RulesCompileError as e:
+            raise compile_error(path, e) from None
+    return text
 
 
 @network.command("create")
@@ -442,13 +466,21 @@ def network_create(ctx: click.Context, json_output: bool, **opts: Any) -> None:
 @json_flag
 @click.pass_context
 def network_update(ctx: click.Context, nwid: str, json_output: bool, **opts: Any) -> None:
-    """Change settings of network NWID; only the options given change."""
+    """Change settings of network NWID; only the options given change (alias: set).
+
+    \b
+    Example:
+      ztnode controller network set NWID --rules-file office.ztrules
+    """
     body = _network_body(opts, creating=False)
     s, c = _client(ctx, json_output)
     # POST on an unknown id would create it: refuse here, updating is not creating.
     c.get(f"/controller/network/{nwid}")
     nw = c.post(f"/controller/network/{nwid}", body)
     _emit(s, nw, _show_network)
+
+
+network.add_command(network_update, "set")
 
 
 @network.command("list")
@@ -596,8 +628,25 @@ def _member_body(opts: dict[str, Any]) -> dict[str, Any]:
         body["activeBridge"] = opts["bridge"]
     if opts["auto_assign"] is not None:
         body["noAutoAssignIps"] = not opts["auto_assign"]
+    if opts.get("rules_file") is not None:
+        body["rulesSource"] = _rules_source(opts["rules_file"])
     body.update(parse_set(opts["extra"]))
     return body
+
+
+def _rules_source(path: str) -> str:
+    """The script's text, checked here first so an error names the file (the controller
+    compiles it again; like the controller, no include files are read)."""
+    from ztcore.cli.rules_lang import compile_error, read_rules_file
+    from ztcore.vl2.rules.compiler import RulesCompileError, compile_rules
+
+    text = read_rules_file(path)
+    if text.strip():
+        try:
+            compile_rules(text)
+        except RulesCompileError as e:
+            raise compile_error(path, e) from None
+    return text
 
 
 @member.command("authorize")
