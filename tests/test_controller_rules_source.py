@@ -77,9 +77,12 @@ def test_blank_source_leaves_rules_alone() -> None:
 
 
 def test_source_with_values_the_controller_cannot_hold() -> None:
-    with pytest.raises(ApiError) as info:
-        update_network(None, {"rulesSource": "tee -1 zzzzzzzzzz;\naccept;"}, NWID)
-    assert info.value.status == 400 and "rulesSource" in info.value.message
+    for source in ("tee -1 zzzzzzzzzz;\naccept;", "drop vlan 70000;", "drop ipsrc 1.2.3.4/8;;\n;"):
+        with pytest.raises(ApiError) as info:
+            update_network(None, {"rulesSource": source}, NWID)
+        assert info.value.status == 400 and "rulesSource" in info.value.message, source
+    n = update_network(None, {"rulesSource": "tee -1 89e92ceee5;\naccept;"}, NWID)
+    assert n["rules"][0]["length"] == 0xFFFF  # what zerotier-one makes of the UI's -1
 
 
 def test_member_tags_by_name() -> None:

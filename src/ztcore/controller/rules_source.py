@@ -81,8 +81,15 @@ def apply_rules_source(network: dict[str, Any], body: Mapping[str, Any]) -> None
 
 
 def _checked(rules: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
-    # The language accepts values the controller's rule objects do not hold (a tee length
-    # of -1, a 10-character target that is not hex, a VLAN id above 4095's field width).
+    # The language accepts values the controller's rule objects do not hold (a 10-character
+    # tee target that is not hex, a VLAN id wider than 16 bits, an IP like "1.2.3.4/8;").
+    # zerotier-one keeps a tee/watch length as its low 16 bits: -1 ("all") is 65535 there too.
+    rules = [
+        {**r, "length": 0xFFFF}
+        if r.get("type") in ("ACTION_TEE", "ACTION_WATCH") and r.get("length") == -1
+        else r
+        for r in rules
+    ]
     try:
         return normalize_rules(rules, "rules")
     except ApiError as e:

@@ -40,6 +40,7 @@ from typing import Any
 from ztcore.errors import InvalidFormatError
 
 __all__ = [
+    "BLOCK_OPENERS",
     "CHARACTERISTIC_BITS",
     "ETHERTYPE_NAMES",
     "IP_PROTOCOL_NAMES",
@@ -141,13 +142,13 @@ _ACTION_TYPES = {"drop": "ACTION_DROP", "accept": "ACTION_ACCEPT", "break": "ACT
 _FORWARD_TYPES = {"tee": "ACTION_TEE", "watch": "ACTION_WATCH", "redirect": "ACTION_REDIRECT"}
 
 # Words that open a block closed by a word ending in ';' (case-sensitive, like the JS tokenizer).
-_BLOCK_OPENERS = frozenset(
+BLOCK_OPENERS = frozenset(
     ("macro", "tag", "cap", "drop", "accept", "tee", "watch", "redirect", "break", "priority")
 )
 # Words that may not name a tag, capability or macro nor stand as a match argument.
 RESERVED_WORDS = frozenset(
     (
-        *_BLOCK_OPENERS,
+        *BLOCK_OPENERS,
         "default",
         *MATCH_KEYWORDS,
         *("type", "enum", "class", "define", "import", "include", "log", "not", "xor", "or", "and"),
@@ -331,7 +332,7 @@ def _clean_mac(text: str) -> str:
 def _split_blocks(src: str, source: str | None) -> tuple[_Block, list[str]]:
     """Words grouped into blocks the way the JS tokenizer groups them.
 
-    A word in `_BLOCK_OPENERS` opens a block; a word ending in ';' closes the open
+    A word in `BLOCK_OPENERS` opens a block; a word ending in ';' closes the open
     block if that block holds something. Returns the top-level block and warnings
     about blocks left open at the end (which the JS silently drops).
     """
@@ -352,7 +353,7 @@ def _split_blocks(src: str, source: str | None) -> tuple[_Block, list[str]]:
         if closes and len(stack) > 1 and stack[-1]:
             done = stack.pop()
             stack[-1].append(done)
-        elif text in _BLOCK_OPENERS:
+        elif text in BLOCK_OPENERS:
             stack.append(_Block())
 
     for ch in src:

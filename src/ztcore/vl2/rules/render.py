@@ -22,6 +22,7 @@ from typing import Any
 
 from ztcore.errors import InvalidFormatError
 from ztcore.vl2.rules.compiler import (
+    BLOCK_OPENERS,
     CHARACTERISTIC_BITS,
     ETHERTYPE_NAMES,
     MATCH_KEYWORDS,
@@ -86,6 +87,11 @@ def _usable_name(name: object) -> bool:
     return (
         isinstance(name, str) and name == name.lower() and is_valid_name(name) and name not in RESERVED_WORDS
     )
+
+
+def _definable_name(name: object) -> bool:
+    """An enum or flag name a tag definition can carry (reserved words too, bar block openers)."""
+    return isinstance(name, str) and name == name.lower() and is_valid_name(name) and name not in BLOCK_OPENERS
 
 
 class _Names:
@@ -382,17 +388,17 @@ def _tag_lines(name: str, tag: Mapping[str, Any]) -> list[str]:
     dfl = tag.get("default")
     if _uint(dfl, _U32):
         # The compiler looks a default up among the enums first, then the flags.
-        by_enum = [n for n, v in enums.items() if v == dfl and _usable_name(n)]
-        by_flag = [n for n, v in flags.items() if v == dfl and n not in enums and _usable_name(n)]
+        by_enum = [n for n, v in enums.items() if v == dfl and _definable_name(n)]
+        by_flag = [n for n, v in flags.items() if v == dfl and n not in enums and _definable_name(n)]
         lines.append(f"\tdefault {(by_enum + by_flag + [str(dfl)])[0]}")
     for n, v in enums.items():
-        if _usable_name(n):
+        if _definable_name(n):
             lines.append(f"\tenum {v} {n}")
         else:
             lines.append(f"\t# enum {n!r} ({v}) cannot be written: not a usable name")
     for n, v in flags.items():
         bits = [str(b) for b in range(32) if v >> b & 1]
-        if _usable_name(n) and bits:
+        if _definable_name(n) and bits:
             lines.append(f"\tflag {','.join(bits)} {n}")
         else:
             lines.append(f"\t# flag {n!r} ({v}) cannot be written")
