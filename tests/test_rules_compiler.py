@@ -361,3 +361,17 @@ def test_every_rule_renders_alone() -> None:
         assert rules_from_json(compile_rules(f"accept {text};").rules) == [r, R.action_accept()], text
     for a in EVERY_ACTION:
         assert rules_from_json(compile_rules(render_rule(a) + ";").rules) == [a]
+
+
+def test_macro_expansion_is_bounded() -> None:
+    # Each macro includes the previous one twice: 2**40 rules if nothing stopped it.
+    lines = ["macro m0 accept ipprotocol tcp; ;"]
+    lines += [f"macro m{i}\n  include m{i - 1}\n  include m{i - 1}\n;" for i in range(1, 41)]
+    with pytest.raises(RulesCompileError, match="expands to more than"):
+        compile_rules("\n".join(lines) + "\ninclude m40\n")
+
+
+def test_a_megabyte_script_compiles() -> None:
+    script = ("accept ipprotocol tcp and dport 22;  # " + "x" * 60 + "\n") * 11000
+    assert len(script) > 1_000_000
+    assert len(compile_rules(script).rules) == 11000 * 3

@@ -45,6 +45,7 @@ __all__ = [
     "ETHERTYPE_NAMES",
     "IP_PROTOCOL_NAMES",
     "MATCH_KEYWORDS",
+    "MAX_COMPILED_RULES",
     "RESERVED_WORDS",
     "CompiledRules",
     "IncludeResolver",
@@ -413,6 +414,9 @@ class _Macro:
 
 
 _MAX_INCLUDE_DEPTH = 64
+# Macros including macros can multiply a short script into billions of rules; a real
+# network holds at most 1024 (ZT_MAX_NETWORK_RULES), so stop long before memory runs out.
+MAX_COMPILED_RULES = 1 << 16
 
 
 class _Compiler:
@@ -605,6 +609,8 @@ class _Compiler:
         k = 0
         while k < len(items):
             item = items[k]
+            if len(out) > MAX_COMPILED_RULES:
+                raise _fail(item, f"the rule set expands to more than {MAX_COMPILED_RULES} rules")
             if isinstance(item, _Block):  # a stray block where an action belongs: skipped, as in the JS
                 k += 1
                 continue
