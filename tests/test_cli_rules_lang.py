@@ -182,3 +182,20 @@ def test_show_without_rules_source(api: SimpleNamespace) -> None:
     assert "has no rulesSource" in r.stdout and "drop;" in r.stdout
     r = CliRunner().invoke(show_command, [f"{CTL}0000ff", *_conn(api)])
     assert r.exit_code != 0 and "not found" in r.output
+
+
+def test_member_tags_by_name_from_the_cli(api: SimpleNamespace, tmp_path: Path) -> None:
+    script = tmp_path / "tags.ztrules"
+    script.write_text(
+        "tag role id 10 enum 1 server enum 2 client;\ntag perm id 11 flag 0 r flag 1 w;\naccept;\n"
+    )
+    r = CliRunner().invoke(controller, [*_conn(api), "-j", "network", "create", "--rules-file", str(script)])
+    nwid = json.loads(r.stdout)["id"]
+    args = [*_conn(api), "-j", "member", "update", nwid, "1122334455"]
+    r = CliRunner().invoke(controller, [*args, "--tag", "role=client", "--tag", "perm=r,w", "--tag", "99=7"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["tags"] == [[10, 2], [11, 3], [99, 7]]
+    r = CliRunner().invoke(controller, [*args, "--tag", "role=admin"])
+    assert r.exit_code != 0 and "admin" in r.output
+    r = CliRunner().invoke(controller, [*args, "--tag", "role"])
+    assert r.exit_code == 2 and "TAG=VALUE" in r.output

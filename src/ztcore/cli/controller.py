@@ -37,7 +37,7 @@ from ztcore.cli.client import (
     settings_of,
 )
 
-__all__ = ["controller", "parse_pool", "parse_route"]
+__all__ = ["controller", "parse_pool", "parse_route", "parse_tag"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 NEW_NETWORK_SUFFIX = "______"
@@ -99,6 +99,17 @@ def parse_set(values: tuple[str, ...]) -> dict[str, Any]:
         except ValueError:
             out[key] = raw
     return out
+
+
+def parse_tag(text: str) -> list[Any]:
+    """``TAG=VALUE`` -> a member tags entry; names stay names (the controller resolves
+    them through the network's rulesSource), numbers become numbers."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise click.BadParameter(
+            f"{text!r}: expected TAG=VALUE, e.g. department=engineering", param_hint="--tag"
+        )
+    return [int(x) if x.isdigit() else x for x in (key.strip(), value.strip())]
 
 
 def address_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -605,6 +616,13 @@ def _member_options(f: F) -> F:
             help="Let the controller assign addresses from the pools.",
         ),
         click.option(
+            "--tag",
+            "tags",
+            multiple=True,
+            metavar="TAG=VALUE",
+            help="Tag by id or name, value by number or enum/flag name (repeatable; replaces the member's tags).",
+        ),
+        click.option(
             "--set", "extra", multiple=True, metavar="KEY=VALUE", help="Any other API field (JSON)."
         ),
     ]
@@ -628,25 +646,10 @@ def _member_body(opts: dict[str, Any]) -> dict[str, Any]:
         body["activeBridge"] = opts["bridge"]
     if opts["auto_assign"] is not None:
         body["noAutoAssignIps"] = not opts["auto_assign"]
-    if opts.get("rules_file") is not None:
-        body["rulesSource"] = _rules_source(opts["rules_file"])
+    if opts["tags"]:
+        body["tags"] = [parse_tag(t) for t in opts["tags"]]
     body.update(parse_set(opts["extra"]))
     return body
-
-
-def _rules_source(path: str) -> str:
-    """The script's text, checked here first so an error names the file (the controller
-    compiles it again; like the controller, no include files are read)."""
-    from ztcore.cli.rules_lang import compile_error, read_rules_file
-    from ztcore.vl2.rules.compiler import RulesCompileError, compile_rules
-
-    text = read_rules_file(path)
-    if text.strip():
-        try:
-            compile_rules(text)
-        except RulesCompileError as e:
-            raise compile_error(path, e) from None
-    return text
 
 
 @member.command("authorize")
