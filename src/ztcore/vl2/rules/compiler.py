@@ -25,19 +25,44 @@ deliberate departures (each marked where it occurs):
 * Positions are 1-based lines and columns. (The JS counts columns from 0 on the
   first line and from 1 after it, and counts a CR-LF after a comment twice.)
 
-Errors are `RulesCompileError` with ``line``, ``column`` and a message.
+Errors are `RulesCompileError` with ``line``, ``column`` and a message. The words,
+blocks and vocabulary come from `ztcore.vl2.rules.syntax`; this module gives them
+meaning (definitions, then rules).
 """
 
 from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ztcore.errors import InvalidFormatError
+from ztcore.vl2.rules.syntax import (
+    BLOCK_OPENERS,
+    CHARACTERISTIC_BITS,
+    ETHERTYPE_NAMES,
+    IP_PROTOCOL_NAMES,
+    MATCH_KEYWORDS,
+    RESERVED_WORDS,
+    Block,
+    Item,
+    RulesCompileError,
+    Word,
+    clean_hex,
+    clean_mac,
+    error_at,
+    first_word,
+    ip_family,
+    is_valid_name,
+    js_float,
+    js_parse_int,
+    parse_number,
+    split_blocks,
+    to_int32,
+    to_uint32,
+    word_text,
+)
 
 __all__ = [
     "BLOCK_OPENERS",
@@ -57,153 +82,10 @@ __all__ = [
 ]
 
 _U32 = 0xFFFFFFFF
-
-# Bit positions of the packet characteristics `chr` can name (bit 63 = the u64's top bit).
-CHARACTERISTIC_BITS: dict[str, int] = {
-    "inbound": 63,
-    "multicast": 62,
-    "broadcast": 61,
-    "ipauth": 60,
-    "macauth": 59,
-    "tcp_fin": 0,
-    "tcp_syn": 1,
-    "tcp_rst": 2,
-    "tcp_psh": 3,
-    "tcp_ack": 4,
-    "tcp_urg": 5,
-    "tcp_ece": 6,
-    "tcp_cwr": 7,
-    "tcp_ns": 8,
-    "tcp_rs2": 9,
-    "tcp_rs1": 10,
-    "tcp_rs0": 11,
-}
-
-# Names `ethertype` and `ipprotocol` accept (case-sensitive, as in the JS).
-ETHERTYPE_NAMES: dict[str, int] = {
-    "ipv4": 0x0800,
-    "arp": 0x0806,
-    "wol": 0x0842,
-    "rarp": 0x8035,
-    "ipv6": 0x86DD,
-    "atalk": 0x809B,
-    "aarp": 0x80F3,
-    "ipx_a": 0x8137,
-    "ipx_b": 0x8138,
-}
-IP_PROTOCOL_NAMES: dict[str, int] = {
-    "icmp": 1,
-    "icmp4": 1,
-    "icmpv4": 1,
-    "igmp": 2,
-    "ipip": 4,
-    "tcp": 6,
-    "egp": 8,
-    "igp": 9,
-    "udp": 17,
-    "rdp": 27,
-    "esp": 50,
-    "ah": 51,
-    "icmp6": 58,
-    "icmpv6": 58,
-    "l2tp": 115,
-    "sctp": 132,
-    "udplite": 136,
-}
-
-# Match keyword -> (controller rule type, number of arguments). ipsrc/ipdest pick v4 or v6 later.
-MATCH_KEYWORDS: dict[str, tuple[str, int]] = {
-    "ztsrc": ("MATCH_SOURCE_ZEROTIER_ADDRESS", 1),
-    "ztdest": ("MATCH_DEST_ZEROTIER_ADDRESS", 1),
-    "vlan": ("MATCH_VLAN_ID", 1),
-    "vlanpcp": ("MATCH_VLAN_PCP", 1),
-    "vlandei": ("MATCH_VLAN_DEI", 1),
-    "ethertype": ("MATCH_ETHERTYPE", 1),
-    "macsrc": ("MATCH_MAC_SOURCE", 1),
-    "macdest": ("MATCH_MAC_DEST", 1),
-    "ipsrc": ("MATCH_IPV4_SOURCE", 1),
-    "ipdest": ("MATCH_IPV4_DEST", 1),
-    "iptos": ("MATCH_IP_TOS", 2),
-    "ipprotocol": ("MATCH_IP_PROTOCOL", 1),
-    "icmp": ("MATCH_ICMP", 2),
-    "sport": ("MATCH_IP_SOURCE_PORT_RANGE", 1),
-    "dport": ("MATCH_IP_DEST_PORT_RANGE", 1),
-    "chr": ("MATCH_CHARACTERISTICS", 1),
-    "framesize": ("MATCH_FRAME_SIZE_RANGE", 1),
-    "random": ("MATCH_RANDOM", 1),
-    "tand": ("MATCH_TAGS_BITWISE_AND", 2),
-    "tor": ("MATCH_TAGS_BITWISE_OR", 2),
-    "txor": ("MATCH_TAGS_BITWISE_XOR", 2),
-    "tdiff": ("MATCH_TAGS_DIFFERENCE", 2),
-    "teq": ("MATCH_TAGS_EQUAL", 2),
-    "tseq": ("MATCH_TAG_SENDER", 2),
-    "treq": ("MATCH_TAG_RECEIVER", 2),
-}
 _ACTION_TYPES = {"drop": "ACTION_DROP", "accept": "ACTION_ACCEPT", "break": "ACTION_BREAK"}
 _FORWARD_TYPES = {"tee": "ACTION_TEE", "watch": "ACTION_WATCH", "redirect": "ACTION_REDIRECT"}
 
-# Words that open a block closed by a word ending in ';' (case-sensitive, like the JS tokenizer).
-BLOCK_OPENERS = frozenset(
-    ("macro", "tag", "cap", "drop", "accept", "tee", "watch", "redirect", "break", "priority")
-)
-# Words that may not name a tag, capability or macro nor stand as a match argument.
-RESERVED_WORDS = frozenset(
-    (
-        *BLOCK_OPENERS,
-        "default",
-        *MATCH_KEYWORDS,
-        *("type", "enum", "class", "define", "import", "include", "log", "not", "xor", "or", "and"),
-        *("set", "var", "let"),
-    )
-)
-
-_WS = " \t\r\n"  # the only characters that separate words
-# What JavaScript's parseInt/parseFloat skip before a number.
-_JS_SPACE = "\t\n\v\f\r \xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
-_JS_FLOAT = re.compile(r"[+-]?(?:Infinity|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)")
-_HEX_DIGITS = "0123456789abcdef"
-# The JS tells IPv6 from IPv4 with unanchored searches: any "::", eight colon-separated
-# hex groups, or a scoped fe80 address make it IPv6; four dotted octets make it IPv4.
-_IPV6_SEARCH = re.compile(
-    r"::|[0-9a-fA-F](?::[0-9a-fA-F]{1,4}){6}:[0-9a-fA-F]|fe80:(?::[0-9a-fA-F]{0,4}){0,4}%[0-9a-zA-Z]"
-)
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[0-9]{1,2})"
-_IPV4_SEARCH = re.compile(rf"[0-9]\.{_OCTET}\.{_OCTET}\.[0-9]")
-
 IncludeResolver = Callable[[str], "str | None"]
-
-
-class RulesCompileError(InvalidFormatError):
-    """A rule script the compiler refuses: where (1-based line and column) and why.
-
-    ``source`` names the included fragment the error is in (None: the script itself).
-    """
-
-    def __init__(self, line: int, column: int, message: str, source: str | None = None) -> None:
-        self.line = line
-        self.column = column
-        self.message = message
-        self.source = source
-        where = f"{source}: " if source else ""
-        super().__init__(f"{where}line {line}, column {column}: {message}")
-
-    def to_json(self) -> dict[str, Any]:
-        return {"line": self.line, "column": self.column, "message": self.message, "source": self.source}
-
-
-@dataclass(frozen=True)
-class _Word:
-    text: str
-    line: int
-    column: int
-    source: str | None = None
-
-
-class _Block(list):  # type: ignore[type-arg]
-    """Words (and nested blocks) between a block-opening keyword and the ';' that ends them."""
-
-
-_Item = "_Word | _Block"
 
 
 @dataclass
@@ -236,181 +118,13 @@ class CompiledRules:
         }
 
 
-# ----------------------------------------------------------------------------------- numbers
-
-
-def _js_parse_int(text: str, radix: int | None) -> int | None:
-    """JavaScript's parseInt (radix None = decimal unless a 0x prefix); None for NaN."""
-    s = text.lstrip(_JS_SPACE)
-    negative = False
-    if s and s[0] in "+-":
-        negative = s[0] == "-"
-        s = s[1:]
-    if radix in (None, 16) and s[:2] in ("0x", "0X"):
-        radix, s = 16, s[2:]
-    radix = radix or 10
-    allowed = _HEX_DIGITS[:radix]
-    n = 0
-    while n < len(s) and s[n].lower() in allowed and s[n].isascii():
-        n += 1
-    if n == 0:
-        return None
-    v = int(s[:n], radix)
-    return -v if negative else v
-
-
-def parse_number(text: str | None) -> int:
-    """A number as the rules language reads it (decimal, or hex after 0x; leading digits
-    count, the rest of the word is ignored); -1 when there is none."""
-    if not text:
-        return -1
-    t = text.lower()
-    v = _js_parse_int(t[2:], 16) if len(t) > 2 and t.startswith("0x") else _js_parse_int(t, 10)
-    return -1 if v is None else v
-
-
-def _js_float(text: str) -> float:
-    """JavaScript's ``parseFloat(text) || 0``."""
-    m = _JS_FLOAT.match(text.lstrip(_JS_SPACE))
-    if m is None:
-        return 0.0
-    v = float(m.group())
-    return 0.0 if math.isnan(v) or v == 0 else v
-
-
-def _to_uint32(v: int) -> int:
-    """A JS number (here an int that may exceed 2**53) as ToUint32 sees its double."""
-    try:
-        d = int(float(v))
-    except OverflowError:
-        return 0  # +-Infinity
-    return d & _U32
-
-
-def _to_int32(v: int) -> int:
-    u = _to_uint32(v)
-    return u - (1 << 32) if u & 0x80000000 else u
-
-
-def is_valid_name(name: str) -> bool:
-    """Can `name` name a tag, capability, macro, enum or flag (letters, digits, '_', no digit first)?"""
-    if not name or name[0] in "0123456789":
-        return False
-    return all(c == "_" or "0" <= c <= "9" or unicodedata.category(c)[0] == "L" for c in name)
-
-
-def ip_family(host: str) -> int | None:
-    """6 or 4 for the address part of an ipsrc/ipdest argument, as the compiler classifies it
-    (IPv6 wins; neither: None)."""
-    if _IPV6_SEARCH.search(host):
-        return 6
-    return 4 if _IPV4_SEARCH.search(host) else None
-
-
-def _clean_hex(text: str) -> str:
-    return "".join(c for c in text.lower() if c in _HEX_DIGITS)
-
-
-def _clean_mac(text: str) -> str:
-    """Hex digits of `text` paired up as aa:bb:..., stopping at 17 characters."""
-    out = ""
-    pending = 0
-    for c in text.lower():
-        if len(out) >= 17:
-            break
-        if c in _HEX_DIGITS:
-            out += c
-            pending += 1
-            if pending >= 2 and len(out) != 17:
-                out += ":"
-                pending = 0
-    return out
-
-
-# ----------------------------------------------------------------------------------- words
-
-
-def _split_blocks(src: str, source: str | None) -> tuple[_Block, list[str]]:
-    """Words grouped into blocks the way the JS tokenizer groups them.
-
-    A word in `BLOCK_OPENERS` opens a block; a word ending in ';' closes the open
-    block if that block holds something. Returns the top-level block and warnings
-    about blocks left open at the end (which the JS silently drops).
-    """
-    stack: list[_Block] = [_Block()]
-    line, col = 1, 0
-    word: list[str] = []
-    wline = wcol = 0
-    comment = False
-
-    def end_word() -> None:
-        text = "".join(word)
-        word.clear()
-        closes = text.endswith(";")
-        if closes:
-            text = text[:-1]
-        if text:
-            stack[-1].append(_Word(text, wline, wcol, source))
-        if closes and len(stack) > 1 and stack[-1]:
-            done = stack.pop()
-            stack[-1].append(done)
-        elif text in BLOCK_OPENERS:
-            stack.append(_Block())
-
-    for ch in src:
-        col += 1
-        if comment:
-            comment = ch not in "\r\n"
-        elif ch in _WS:
-            if word:
-                end_word()
-        elif not word and ch == "#":
-            comment = True
-        else:
-            if not word:
-                wline, wcol = line, col
-            word.append(ch)
-        if ch == "\n":
-            line, col = line + 1, 0
-    if word:  # the last word opens and closes nothing
-        text = "".join(word)
-        text = text[:-1] if text.endswith(";") else text
-        if text:
-            stack[-1].append(_Word(text, wline, wcol, source))
-    while len(stack) > 1 and stack[-1]:
-        done = stack.pop()
-        stack[-1].append(done)
-    warnings = [
-        f"{source + ': ' if source else ''}block opened at line {_first(b).line}, column {_first(b).column} "
-        "is never closed with ';' and is ignored"
-        for b in stack[1:]
-        if b
-    ]
-    return stack[0], warnings
-
-
-def _first(item: _Item) -> _Word:
-    while isinstance(item, _Block):
-        item = item[0]
-    return item
-
-
-def _fail(item: _Item, message: str) -> RulesCompileError:
-    w = _first(item)
-    return RulesCompileError(w.line, w.column, message, w.source)
-
-
-def _text(item: _Item) -> str | None:
-    return item.text if isinstance(item, _Word) else None
-
-
 # ----------------------------------------------------------------------------------- compiler
 
 
 @dataclass
 class _Macro:
     params: dict[str, int]
-    body: list[_Item]
+    body: list[Item]
 
 
 _MAX_INCLUDE_DEPTH = 64
@@ -432,16 +146,16 @@ class _Compiler:
 
     # ---- pass 2: definitions
 
-    def define(self, top: _Block) -> list[_Item]:
-        base: list[_Item] = []
+    def define(self, top: Block) -> list[Item]:
+        base: list[Item] = []
         i = 0
         while i < len(top):
             item = top[i]
-            kw = item.text.lower() if isinstance(item, _Word) else None
+            kw = item.text.lower() if isinstance(item, Word) else None
             if kw in ("macro", "tag", "cap"):
                 body = top[i + 1] if i + 1 < len(top) else None
-                if not isinstance(body, _Block):
-                    raise _fail(item, f"'{kw}' must be followed by a name and a definition ending in ';'")
+                if not isinstance(body, Block):
+                    raise error_at(item, f"'{kw}' must be followed by a name and a definition ending in ';'")
                 i += 1
                 if kw == "macro":
                     self.define_macro(body)
@@ -454,18 +168,18 @@ class _Compiler:
             i += 1
         return base
 
-    def _name(self, head: _Word, what: str, taken: Mapping[str, Any], name: str) -> None:
+    def _name(self, head: Word, what: str, taken: Mapping[str, Any], name: str) -> None:
         if not is_valid_name(name):
-            raise _fail(
+            raise error_at(
                 head, f"invalid {what} name {name!r} (letters, digits and '_', not starting with a digit)"
             )
         if name in RESERVED_WORDS:
-            raise _fail(head, f"{what} name {name!r} is a reserved word")
+            raise error_at(head, f"{what} name {name!r} is a reserved word")
         if name in taken:
-            raise _fail(head, f"{what} {name!r} is defined twice")
+            raise error_at(head, f"{what} {name!r} is defined twice")
 
-    def define_macro(self, body: _Block) -> None:
-        head = _first(body)
+    def define_macro(self, body: Block) -> None:
+        head = first_word(body)
         name = head.text.lower()
         params: dict[str, int] = {}
         paren = name.find("(")
@@ -477,8 +191,8 @@ class _Compiler:
         self._name(head, "macro", self.macros, name)
         self.macros[name] = _Macro(params, list(body[1:]))
 
-    def define_tag(self, body: _Block) -> None:
-        head = _first(body)
+    def define_tag(self, body: Block) -> None:
+        head = first_word(body)
         name = head.text.lower()
         self._name(head, "tag", self.tags, name)
         flags: dict[str, int] = {}
@@ -488,33 +202,35 @@ class _Compiler:
         k = 1
         while k < len(body):
             item = body[k]
-            if isinstance(item, _Block):  # the JS throws here
-                raise _fail(item, f"unexpected {_first(item).text!r} inside the definition of tag {name!r}")
+            if isinstance(item, Block):  # the JS throws here
+                raise error_at(
+                    item, f"unexpected {first_word(item).text!r} inside the definition of tag {name!r}"
+                )
             kw = item.text.lower()
             if kw in ("id", "default") and k + 1 >= len(body):
-                raise _fail(item, f"'{kw}' needs a value")
+                raise error_at(item, f"'{kw}' needs a value")
             if kw in ("enum", "flag") and k + 2 >= len(body):
-                raise _fail(item, f"'{kw}' needs a value and a name")
+                raise error_at(item, f"'{kw}' needs a value and a name")
             if kw == "id":
                 if tag_id >= 0:
-                    raise _fail(item, f"tag {name!r} has two ids")
+                    raise error_at(item, f"tag {name!r} has two ids")
                 k += 1
-                tag_id = parse_number(_text(body[k]))
+                tag_id = parse_number(word_text(body[k]))
                 if not 0 <= tag_id <= _U32:
-                    raise _fail(body[k], "tag id must be a number from 0 to 4294967295")
+                    raise error_at(body[k], "tag id must be a number from 0 to 4294967295")
             elif kw == "default":
                 if default is not None:
-                    raise _fail(item, f"tag {name!r} has two defaults")
+                    raise error_at(item, f"tag {name!r} has two defaults")
                 k += 1
-                value = _text(body[k])
+                value = word_text(body[k])
                 if value is None:  # the JS keeps the block itself as the default
-                    raise _fail(body[k], "tag default must be a number or an enum or flag name")
+                    raise error_at(body[k], "tag default must be a number or an enum or flag name")
                 default = value
             elif kw == "flag":
                 k += 1
                 bits = body[k]
-                if not isinstance(bits, _Word):
-                    raise _fail(bits, "flag needs bit numbers or flag names, comma-separated")
+                if not isinstance(bits, Word):
+                    raise error_at(bits, "flag needs bit numbers or flag names, comma-separated")
                 mask = 0
                 for b in re.split(r",+", bits.text):
                     b = b.lower()
@@ -523,31 +239,31 @@ class _Compiler:
                     else:
                         n = parse_number(b)
                         if not 0 <= n <= 31:
-                            raise _fail(
+                            raise error_at(
                                 bits,
                                 f"flag bit {b!r} is neither a bit number 0..31 nor a flag defined before",
                             )
                         bit_mask = 1 << n
                     # Departure: the JS ORs in signed 32 bits, making bit 31 negative.
-                    mask = _to_int32(mask | (bit_mask & _U32)) if self.js else mask | bit_mask
+                    mask = to_int32(mask | (bit_mask & _U32)) if self.js else mask | bit_mask
                 k += 1
                 fname = self._member_name(body[k], "flag", flags)
                 flags[fname] = mask
             elif kw == "enum":
                 k += 1
-                value = parse_number(_text(body[k]))
+                value = parse_number(word_text(body[k]))
                 if not 0 <= value <= _U32:
-                    raise _fail(body[k], "enum value must be a number from 0 to 4294967295")
+                    raise error_at(body[k], "enum value must be a number from 0 to 4294967295")
                 k += 1
                 ename = self._member_name(body[k], "enum", enums)
                 enums[ename] = value
             else:
-                raise _fail(
+                raise error_at(
                     item, f"unknown word {item.text!r} in tag definition (expected id, default, enum or flag)"
                 )
             k += 1
         if tag_id < 0:
-            raise _fail(head, f"tag {name!r} needs an id")
+            raise error_at(head, f"tag {name!r} needs an id")
         dfl: int | None = None
         if default is not None:
             if default in enums:
@@ -555,112 +271,112 @@ class _Compiler:
             elif default in flags:
                 dfl = flags[default]
             else:
-                n = abs(_js_parse_int(default, None) or 0)
+                n = abs(js_parse_int(default, None) or 0)
                 # Departure: the JS masks with signed 32 bits.
-                dfl = _to_int32(n) if self.js else _to_uint32(n)
+                dfl = to_int32(n) if self.js else to_uint32(n)
         self.tags[name] = {"id": tag_id, "default": dfl, "enums": enums, "flags": flags}
 
     @staticmethod
-    def _member_name(item: _Item, what: str, taken: Mapping[str, int]) -> str:
-        if not isinstance(item, _Word):
-            raise _fail(item, f"{what} needs a name")
+    def _member_name(item: Item, what: str, taken: Mapping[str, int]) -> str:
+        if not isinstance(item, Word):
+            raise error_at(item, f"{what} needs a name")
         name = item.text.lower()
         if not is_valid_name(name):
-            raise _fail(item, f"invalid {what} name {name!r}")
+            raise error_at(item, f"invalid {what} name {name!r}")
         if name in taken:
-            raise _fail(item, f"{what} {name!r} is defined twice in this tag")
+            raise error_at(item, f"{what} {name!r} is defined twice in this tag")
         return name
 
-    def define_cap(self, body: _Block) -> None:
-        head = _first(body)
+    def define_cap(self, body: Block) -> None:
+        head = first_word(body)
         name = head.text.lower()
         self._name(head, "capability", self.caps, name)
-        items: list[_Item] = []
+        items: list[Item] = []
         cap_id = -1
         default = False
         k = 1
         while k < len(body):
             item = body[k]
-            kw = item.text.lower() if isinstance(item, _Word) else None
+            kw = item.text.lower() if isinstance(item, Word) else None
             if kw == "id":
                 if cap_id >= 0:
-                    raise _fail(item, f"capability {name!r} has two ids")
+                    raise error_at(item, f"capability {name!r} has two ids")
                 if k + 1 >= len(body):
-                    raise _fail(item, "'id' needs a value")
+                    raise error_at(item, "'id' needs a value")
                 k += 1
-                cap_id = parse_number(_text(body[k]))
+                cap_id = parse_number(word_text(body[k]))
                 if not 0 <= cap_id <= _U32:
-                    raise _fail(item, "capability id must be a number from 0 to 4294967295")
+                    raise error_at(item, "capability id must be a number from 0 to 4294967295")
                 for other, cap in self.caps.items():
                     if cap["id"] == cap_id:
-                        raise _fail(item, f"capability id {cap_id} is already used by {other!r}")
+                        raise error_at(item, f"capability id {cap_id} is already used by {other!r}")
             elif kw == "default":
                 default = True
             else:
                 items.append(item)
             k += 1
         if cap_id < 0:
-            raise _fail(head, f"capability {name!r} needs an id")
+            raise error_at(head, f"capability {name!r} needs an id")
         self.caps[name] = {"id": cap_id, "default": default, "rules": items}
 
     # ---- pass 3: rules
 
-    def actions(self, items: list[_Item], out: list[dict[str, Any]], params: Mapping[str, str]) -> None:
+    def actions(self, items: list[Item], out: list[dict[str, Any]], params: Mapping[str, str]) -> None:
         k = 0
         while k < len(items):
             item = items[k]
             if len(out) > MAX_COMPILED_RULES:
-                raise _fail(item, f"the rule set expands to more than {MAX_COMPILED_RULES} rules")
-            if isinstance(item, _Block):  # a stray block where an action belongs: skipped, as in the JS
+                raise error_at(item, f"the rule set expands to more than {MAX_COMPILED_RULES} rules")
+            if isinstance(item, Block):  # a stray block where an action belongs: skipped, as in the JS
                 k += 1
                 continue
             kw = item.text.lower()
             nxt = items[k + 1] if k + 1 < len(items) else None
             if kw == "include":
                 if nxt is None:
-                    raise _fail(item, "'include' needs a macro name")
+                    raise error_at(item, "'include' needs a macro name")
                 k += 1
                 self.include(nxt, out)
             elif kw in _ACTION_TYPES:
-                if isinstance(nxt, _Block):
+                if isinstance(nxt, Block):
                     k += 1
                     self.matches(nxt, out, params)
                 out.append({"type": _ACTION_TYPES[kw]})
             elif kw in ("tee", "watch"):
-                if not isinstance(nxt, _Block) or len(nxt) < 2:
-                    raise _fail(
+                if not isinstance(nxt, Block) or len(nxt) < 2:
+                    raise error_at(
                         item, f"'{kw}' needs a length (bytes to copy, 0 or -1 for all) and a target address"
                     )
                 k += 1
-                length = parse_number(_text(nxt[0]))
+                length = parse_number(word_text(nxt[0]))
                 if not -1 <= length <= 0xFFFF:
                     # Departure: the JS reports this at the length's line but the target's column.
-                    raise _fail(nxt[0], f"{kw} length must be -1..65535")
-                target = _text(nxt[1])
+                    raise error_at(nxt[0], f"{kw} length must be -1..65535")
+                target = word_text(nxt[1])
                 if target is None or len(target) != 10:
-                    raise _fail(nxt[1], f"{kw} target must be a 10-digit ZeroTier address")
+                    raise error_at(nxt[1], f"{kw} target must be a 10-digit ZeroTier address")
                 self.matches(nxt[2:], out, params)
                 out.append({"type": _FORWARD_TYPES[kw], "address": target, "length": length})
             elif kw == "redirect":
-                if not isinstance(nxt, _Block):
-                    raise _fail(item, "'redirect' needs a target address")
+                if not isinstance(nxt, Block):
+                    raise error_at(item, "'redirect' needs a target address")
                 k += 1
-                target = _text(nxt[0])
+                target = word_text(nxt[0])
                 if target is None or len(target) != 10:
-                    raise _fail(nxt[0], "redirect target must be a 10-digit ZeroTier address")
+                    raise error_at(nxt[0], "redirect target must be a 10-digit ZeroTier address")
                 self.matches(nxt[1:], out, params)
                 out.append({"type": "ACTION_REDIRECT", "address": target})
             else:
-                raise _fail(
+                raise error_at(
                     item,
                     f"unknown action or directive {item.text!r} (expected drop, accept, break, tee, watch, "
                     "redirect, include, macro, tag or cap)",
                 )
             k += 1
 
-    def include(self, target: _Item, out: list[dict[str, Any]]) -> None:
-        if not isinstance(target, _Word):
-            raise _fail(target, "'include' needs a macro name")
+    def include(self, target: Item, out: list[dict[str, Any]]) -> None:
+        if not isinstance(target, Word):
+            raise error_at(target, "'include' needs a macro name")
         name = target.text
         args: list[str] = []
         paren = name.find("(")
@@ -671,18 +387,18 @@ class _Compiler:
         params: dict[str, str] = {}
         for pname, idx in macro.params.items():
             if idx >= len(args):
-                raise _fail(target, f"macro {name!r} needs parameter {pname} (number {idx + 1})")
+                raise error_at(target, f"macro {name!r} needs parameter {pname} (number {idx + 1})")
             params[pname] = args[idx]
         if name in self.expanding or len(self.expanding) >= _MAX_INCLUDE_DEPTH:
             chain = " -> ".join((*self.expanding, name))
-            raise _fail(target, f"macro {name!r} includes itself ({chain})")
+            raise error_at(target, f"macro {name!r} includes itself ({chain})")
         self.expanding.append(name)
         try:
             self.actions(macro.body, out, params)
         finally:
             self.expanding.pop()
 
-    def fragment(self, at: _Word, name: str) -> _Macro:
+    def fragment(self, at: Word, name: str) -> _Macro:
         """A fragment the resolver gives for `name` (an extension: the JS only knows macros)."""
         if name in self.fragments:
             return self.fragments[name]
@@ -691,20 +407,20 @@ class _Compiler:
             try:
                 text = self.resolver(name)
             except (OSError, UnicodeError, ValueError) as e:
-                raise _fail(at, f"cannot include {name!r}: {e}") from e
+                raise error_at(at, f"cannot include {name!r}: {e}") from e
         if text is None:
-            raise _fail(at, f"no macro named {name!r}")
-        top, warnings = _split_blocks(text, name)
+            raise error_at(at, f"no macro named {name!r}")
+        top, warnings = split_blocks(text, name)
         self.warnings.extend(warnings)
         self.fragments[name] = _Macro({}, list(top))
         return self.fragments[name]
 
-    def matches(self, items: list[_Item], out: list[dict[str, Any]], params: Mapping[str, str]) -> None:
+    def matches(self, items: list[Item], out: list[dict[str, Any]], params: Mapping[str, str]) -> None:
         not_ = or_ = False
         k = 0
         while k < len(items):
             item = items[k]
-            if isinstance(item, _Block):
+            if isinstance(item, Block):
                 k += 1
                 continue
             kw = item.text.lower()
@@ -714,67 +430,67 @@ class _Compiler:
                 or_ = True
             elif kw != "and":
                 if kw not in MATCH_KEYWORDS:
-                    raise _fail(item, f"unknown match {item.text!r}")
-                args: list[_Word] = []
+                    raise error_at(item, f"unknown match {item.text!r}")
+                args: list[Word] = []
                 for _ in range(MATCH_KEYWORDS[kw][1]):
                     k += 1
                     if k >= len(items):
-                        raise _fail(items[k - 1], f"'{kw}' is missing an argument")
+                        raise error_at(items[k - 1], f"'{kw}' is missing an argument")
                     arg = items[k]
-                    if not isinstance(arg, _Word) or arg.text in RESERVED_WORDS:
-                        raise _fail(
-                            items[k - 1], f"'{kw}' is missing an argument (found {_first(arg).text!r})"
+                    if not isinstance(arg, Word) or arg.text in RESERVED_WORDS:
+                        raise error_at(
+                            items[k - 1], f"'{kw}' is missing an argument (found {first_word(arg).text!r})"
                         )
                     if arg.text.startswith("$"):
                         if arg.text not in params:
-                            raise _fail(arg, f"undefined macro parameter {arg.text!r}")
-                        arg = _Word(params[arg.text], arg.line, arg.column, arg.source)
+                            raise error_at(arg, f"undefined macro parameter {arg.text!r}")
+                        arg = Word(params[arg.text], arg.line, arg.column, arg.source)
                     args.append(arg)
                 out.append(self.match(kw, args, not_, or_))
                 not_ = or_ = False
             k += 1
 
-    def match(self, kw: str, args: list[_Word], not_: bool, or_: bool) -> dict[str, Any]:
+    def match(self, kw: str, args: list[Word], not_: bool, or_: bool) -> dict[str, Any]:
         a = args[0]
         r: dict[str, Any] = {"type": MATCH_KEYWORDS[kw][0], "not": not_, "or": or_}
         if kw in ("ztsrc", "ztdest"):
-            zt = _clean_hex(a.text)
+            zt = clean_hex(a.text)
             if len(zt) != 10:
-                raise _fail(a, f"{a.text!r} is not a 10-digit ZeroTier address")
+                raise error_at(a, f"{a.text!r} is not a 10-digit ZeroTier address")
             r["zt"] = zt
         elif kw in ("vlan", "vlanpcp", "vlandei", "ethertype", "ipprotocol"):
             names = ETHERTYPE_NAMES if kw == "ethertype" else IP_PROTOCOL_NAMES if kw == "ipprotocol" else {}
             n = names[a.text] if a.text in names else parse_number(a.text)
             if not 0 <= n <= _U32:
-                raise _fail(a, f"{kw} needs a number{' or name' if names else ''}, not {a.text!r}")
+                raise error_at(a, f"{kw} needs a number{' or name' if names else ''}, not {a.text!r}")
             key = {"vlan": "vlanId", "vlanpcp": "vlanPcp", "vlandei": "vlanDei"}.get(kw)
             r[key or ("etherType" if kw == "ethertype" else "ipProtocol")] = n
         elif kw == "random":
-            p = min(1.0, max(0.0, _js_float(a.text)))
+            p = min(1.0, max(0.0, js_float(a.text)))
             r["probability"] = math.floor(4294967295 * p)
         elif kw in ("macsrc", "macdest"):
-            mac = _clean_mac(a.text)
+            mac = clean_mac(a.text)
             if len(mac) != 17:
-                raise _fail(a, f"{a.text!r} is not a MAC address")
+                raise error_at(a, f"{a.text!r} is not a MAC address")
             r["mac"] = mac
         elif kw in ("ipsrc", "ipdest"):
             slash = a.text.find("/")
             if slash <= 0:
-                raise _fail(a, f"{a.text!r} needs a /bits netmask length")
+                raise error_at(a, f"{a.text!r} needs a /bits netmask length")
             host = a.text[:slash]
             family = ip_family(host)
             if family is None:
-                raise _fail(a, f"{host!r} is neither an IPv4 nor an IPv6 address")
+                raise error_at(a, f"{host!r} is neither an IPv4 nor an IPv6 address")
             if family == 6:
                 r["type"] = "MATCH_IPV6_SOURCE" if kw == "ipsrc" else "MATCH_IPV6_DEST"
             r["ip"] = a.text
         elif kw == "icmp":
             icmp_type = parse_number(a.text)
             if not 0 <= icmp_type <= 0xFF:
-                raise _fail(a, "ICMP type must be 0..255")
+                raise error_at(a, "ICMP type must be 0..255")
             code = parse_number(args[1].text)
             if code > 0xFF:
-                raise _fail(args[1], "ICMP code must be 0..255 (-1: any code)")
+                raise error_at(args[1], "ICMP code must be 0..255 (-1: any code)")
             r["icmpType"] = icmp_type
             r["icmpCode"] = None if code < 0 else code
         elif kw in ("sport", "dport", "framesize"):
@@ -784,7 +500,7 @@ class _Compiler:
         elif kw == "iptos":
             mask = parse_number(a.text)
             if not 0 <= mask <= 0xFF:
-                raise _fail(a, "iptos mask must be 0..255")
+                raise error_at(a, "iptos mask must be 0..255")
             r["mask"] = mask
             r["start"], r["end"] = self._range(args[1], 0xFF, "iptos needs a value or range 0..255")
         elif kw == "chr":
@@ -794,37 +510,37 @@ class _Compiler:
         return r
 
     @staticmethod
-    def _range(a: _Word, top: int, message: str) -> tuple[int, int]:
+    def _range(a: Word, top: int, message: str) -> tuple[int, int]:
         if a.text.find("-") > 0:
             parts = a.text.split("-")
             if len(parts) != 2:
-                raise _fail(a, message)
+                raise error_at(a, message)
             lo, hi = parse_number(parts[0]), parse_number(parts[1])
         else:
             lo = hi = parse_number(a.text)
         if not (0 <= lo <= top and 0 <= hi <= top and lo <= hi):
-            raise _fail(a, message)
+            raise error_at(a, message)
         return lo, hi
 
-    def _characteristics(self, a: _Word) -> str:
+    def _characteristics(self, a: Word) -> str:
         hi = lo = 0
         for part in re.split(r",+", a.text):
             if not part:
                 continue
             bit = CHARACTERISTIC_BITS[part] if part in CHARACTERISTIC_BITS else parse_number(part)
             if not 0 <= bit <= 63:
-                raise _fail(a, f"{part!r} is neither a characteristic name nor a bit number 0..63")
+                raise error_at(a, f"{part!r} is neither a characteristic name nor a bit number 0..63")
             if bit >= 32:
                 hi |= 1 << (bit - 32)
             else:
                 lo |= 1 << bit
             if self.js:  # Departure: the JS ORs each half in signed 32 bits.
-                hi, lo = _to_int32(hi), _to_int32(lo)
+                hi, lo = to_int32(hi), to_int32(lo)
         if self.js:
             return f"{abs(hi):08x}{abs(lo):08x}"
         return f"{hi:08x}{lo:08x}"
 
-    def _tag_value(self, a: _Word, b: _Word) -> tuple[int, int]:
+    def _tag_value(self, a: Word, b: Word) -> tuple[int, int]:
         tag = self.tags.get(a.text)
         if tag is not None:
             tag_id = tag["id"]
@@ -839,9 +555,9 @@ class _Compiler:
         else:
             tag_id, value = parse_number(a.text), parse_number(b.text)
         if not 0 <= tag_id <= _U32:
-            raise _fail(a, f"{a.text!r} is neither a tag defined in this script nor a tag id")
+            raise error_at(a, f"{a.text!r} is neither a tag defined in this script nor a tag id")
         if not 0 <= value <= _U32:
-            raise _fail(b, f"{b.text!r} is neither a flag or enum of this tag nor a number 0..4294967295")
+            raise error_at(b, f"{b.text!r} is neither a flag or enum of this tag nor a number 0..4294967295")
         return tag_id, value
 
 
@@ -857,7 +573,7 @@ def compile_rules(
     if not isinstance(source, str):
         raise RulesCompileError(0, 0, "rule script must be a string")
     c = _Compiler(resolver, js_int32_bugs)
-    top, warnings = _split_blocks(source, None)
+    top, warnings = split_blocks(source, None)
     c.warnings.extend(warnings)
     base = c.define(top)
     for cap in c.caps.values():

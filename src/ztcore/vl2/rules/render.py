@@ -21,7 +21,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ztcore.errors import InvalidFormatError
-from ztcore.vl2.rules.compiler import (
+from ztcore.vl2.rules.formats import Rule
+from ztcore.vl2.rules.syntax import (
     BLOCK_OPENERS,
     CHARACTERISTIC_BITS,
     ETHERTYPE_NAMES,
@@ -30,7 +31,6 @@ from ztcore.vl2.rules.compiler import (
     ip_family,
     is_valid_name,
 )
-from ztcore.vl2.rules.formats import Rule
 
 __all__ = ["RuleRenderError", "render_rule", "render_rules"]
 
@@ -91,7 +91,9 @@ def _usable_name(name: object) -> bool:
 
 def _definable_name(name: object) -> bool:
     """An enum or flag name a tag definition can carry (reserved words too, bar block openers)."""
-    return isinstance(name, str) and name == name.lower() and is_valid_name(name) and name not in BLOCK_OPENERS
+    return (
+        isinstance(name, str) and name == name.lower() and is_valid_name(name) and name not in BLOCK_OPENERS
+    )
 
 
 class _Names:
