@@ -375,3 +375,13 @@ def test_a_megabyte_script_compiles() -> None:
     script = ("accept ipprotocol tcp and dport 22;  # " + "x" * 60 + "\n") * 11000
     assert len(script) > 1_000_000
     assert len(compile_rules(script).rules) == 11000 * 3
+
+
+def test_misspelt_keywords_get_a_suggestion() -> None:
+    with pytest.raises(RulesCompileError, match="unknown match 'dstport' \\(did you mean .*'dport'.*\\?\\)"):
+        compile_rules("accept ipprotocol tcp dstport 22;")
+    with pytest.raises(RulesCompileError, match="'acept' \\(did you mean 'accept'\\?\\)"):
+        compile_rules("acept;")
+    with pytest.raises(RulesCompileError) as info:
+        compile_rules("accept banana 1;")
+    assert "did you mean" not in str(info.value)

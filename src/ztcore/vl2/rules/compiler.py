@@ -32,9 +32,10 @@ meaning (definitions, then rules).
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,7 +86,14 @@ _U32 = 0xFFFFFFFF
 _ACTION_TYPES = {"drop": "ACTION_DROP", "accept": "ACTION_ACCEPT", "break": "ACTION_BREAK"}
 _FORWARD_TYPES = {"tee": "ACTION_TEE", "watch": "ACTION_WATCH", "redirect": "ACTION_REDIRECT"}
 
+_ACTION_WORDS = ("drop", "accept", "break", "tee", "watch", "redirect", "include", "macro", "tag", "cap")
+
 IncludeResolver = Callable[[str], "str | None"]
+
+
+def _did_you_mean(word: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(known), n=2, cutoff=0.7)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
 @dataclass
@@ -369,8 +377,8 @@ class _Compiler:
             else:
                 raise error_at(
                     item,
-                    f"unknown action or directive {item.text!r} (expected drop, accept, break, tee, watch, "
-                    "redirect, include, macro, tag or cap)",
+                    f"unknown action or directive {item.text!r}{_did_you_mean(kw, _ACTION_WORDS)} (expected drop, "
+                    "accept, break, tee, watch, redirect, include, macro, tag or cap)",
                 )
             k += 1
 
@@ -430,7 +438,7 @@ class _Compiler:
                 or_ = True
             elif kw != "and":
                 if kw not in MATCH_KEYWORDS:
-                    raise error_at(item, f"unknown match {item.text!r}")
+                    raise error_at(item, f"unknown match {item.text!r}{_did_you_mean(kw, MATCH_KEYWORDS)}")
                 args: list[Word] = []
                 for _ in range(MATCH_KEYWORDS[kw][1]):
                     k += 1
