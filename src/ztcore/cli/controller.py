@@ -183,6 +183,12 @@ def _kv_table(title: str, rows: list[tuple[str, str]]) -> None:
     _console().print(table)
 
 
+def _source_text(source: Any) -> str:
+    if not isinstance(source, str) or not source.strip():
+        return "-"
+    return f"{len(source.splitlines())} lines (ztnode rules show NWID)"
+
+
 def _show_network(nw: dict[str, Any]) -> None:
     dns = nw.get("dns")
     dns_text = (
@@ -203,6 +209,7 @@ def _show_network(nw: dict[str, Any]) -> None:
         ("routes", _routes_text(nw)),
         ("dns", dns_text),
         ("rules", str(len(nw.get("rules") or []))),
+        ("rules source", _source_text(nw.get("rulesSource"))),
         ("revision", _fmt(nw.get("revision"))),
         ("created", _time(nw.get("creationTime"))),
     ]
