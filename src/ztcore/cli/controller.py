@@ -3,7 +3,8 @@
 Owns the command-line front of the controller half of the local JSON API
 (``/controller/...``), for people who would otherwise use curl: creating,
 updating, listing, showing and deleting networks, and listing, showing,
-authorizing, deauthorizing, updating and deleting members. Output is rich
+authorizing, deauthorizing, updating and deleting members, and setting a
+network's rules from a rule script (``--rules-file``). Output is rich
 tables by default and the API's JSON with ``-j``. The node is found as
 `ztnode cli` finds it (``--home`` / ``-p`` / ``-T``).
 
@@ -36,7 +37,7 @@ from ztcore.cli.client import (
     settings_of,
 )
 
-__all__ = ["controller", "parse_pool", "parse_route"]
+__all__ = ["controller", "parse_pool", "parse_route", "parse_tag"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 NEW_NETWORK_SUFFIX = "______"
@@ -98,6 +99,17 @@ def parse_set(values: tuple[str, ...]) -> dict[str, Any]:
         except ValueError:
             out[key] = raw
     return out
+
+
+def parse_tag(text: str) -> list[Any]:
+    """``TAG=VALUE`` -> a member tags entry; names stay names (the controller resolves
+    them through the network's rulesSource), numbers become numbers."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise click.BadParameter(
+            f"{text!r}: expected TAG=VALUE, e.g. department=engineering", param_hint="--tag"
+        )
+    return [int(x) if x.isdigit() else x for x in (key.strip(), value.strip())]
 
 
 def address_arg(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -171,6 +183,12 @@ def _kv_table(title: str, rows: list[tuple[str, str]]) -> None:
     _console().print(table)
 
 
+def _source_text(source: Any) -> str:
+    if not isinstance(source, str) or not source.strip():
+        return "-"
+    return f"{len(source.splitlines())} lines (ztnode rules show NWID)"
+
+
 def _show_network(nw: dict[str, Any]) -> None:
     dns = nw.get("dns")
     dns_text = (
@@ -191,6 +209,7 @@ def _show_network(nw: dict[str, Any]) -> None:
         ("routes", _routes_text(nw)),
         ("dns", dns_text),
         ("rules", str(len(nw.get("rules") or []))),
+        ("rules source", _source_text(nw.get("rulesSource"))),
         ("revision", _fmt(nw.get("revision"))),
         ("created", _time(nw.get("creationTime"))),
     ]
@@ -345,6 +364,12 @@ def _network_options(f: F) -> F:
             "--dns-server", "dns_servers", multiple=True, help="DNS server (repeatable, at most 4)."
         ),
         click.option(
+            "--rules-file",
+            metavar="FILE",
+            default=None,
+            help="Rule script (rules language, - for stdin) the controller compiles into the network's rules.",
+        ),
+        click.option(
             "--set",
             "extra",
             multiple=True,
@@ -409,8 +434,25 @@ def _network_body(opts: dict[str, Any], *, creating: bool) -> dict[str, Any]:
             except ValueError as exc:
                 raise click.BadParameter(str(exc), param_hint="--dns-server") from None
         body["dns"] = {"domain": opts["dns_domain"] or "", "servers": list(opts["dns_servers"])}
+    if opts.get("rules_file") is not None:
+        body["rulesSource"] = _rules_source(opts["rules_file"])
     body.update(parse_set(opts["extra"]))
     return body
+
+
+def _rules_source(path: str) -> str:
+    """The script's text, checked here first so an error names the file (the controller
+    compiles it again; like the controller, no include files are read)."""
+    from ztcore.cli.rules_lang import compile_error, read_rules_file
+    from ztcore.vl2.rules.compiler import RulesCompileError, compile_rules
+
+    text = read_rules_file(path)
+    if text.strip():
+        try:
+            compile_rules(text)
+        except RulesCompileError as e:
+            raise compile_error(path, e) from None
+    return text
 
 
 @network.command("create")
@@ -442,13 +484,21 @@ def network_create(ctx: click.Context, json_output: bool, **opts: Any) -> None:
 @json_flag
 @click.pass_context
 def network_update(ctx: click.Context, nwid: str, json_output: bool, **opts: Any) -> None:
-    """Change settings of network NWID; only the options given change."""
+    """Change settings of network NWID; only the options given change (alias: set).
+
+    \b
+    Example:
+      ztnode controller network set NWID --rules-file office.ztrules
+    """
     body = _network_body(opts, creating=False)
     s, c = _client(ctx, json_output)
     # POST on an unknown id would create it: refuse here, updating is not creating.
     c.get(f"/controller/network/{nwid}")
     nw = c.post(f"/controller/network/{nwid}", body)
     _emit(s, nw, _show_network)
+
+
+network.add_command(network_update, "set")
 
 
 @network.command("list")
@@ -573,6 +623,13 @@ def _member_options(f: F) -> F:
             help="Let the controller assign addresses from the pools.",
         ),
         click.option(
+            "--tag",
+            "tags",
+            multiple=True,
+            metavar="TAG=VALUE",
+            help="Tag by id or name, value by number or enum/flag name (repeatable; replaces the member's tags).",
+        ),
+        click.option(
             "--set", "extra", multiple=True, metavar="KEY=VALUE", help="Any other API field (JSON)."
         ),
     ]
@@ -596,6 +653,8 @@ def _member_body(opts: dict[str, Any]) -> dict[str, Any]:
         body["activeBridge"] = opts["bridge"]
     if opts["auto_assign"] is not None:
         body["noAutoAssignIps"] = not opts["auto_assign"]
+    if opts["tags"]:
+        body["tags"] = [parse_tag(t) for t in opts["tags"]]
     body.update(parse_set(opts["extra"]))
     return body
 

@@ -677,6 +677,11 @@ def update_network(
         n["tags"] = _net_tags(b["tags"])
     if "dns" in b:
         n["dns"] = _dns(b["dns"])
+    if "rulesSource" in b:
+        # The controller compiles the source (zerotier-one does not); explicit fields win.
+        from ztcore.controller.rules_source import apply_rules_source  # imports this module
+
+        apply_rules_source(n, b)
     ids = format_nwid(nwid)
     n["id"] = ids
     n["nwid"] = ids
@@ -696,11 +701,14 @@ def _ip_assignments(v: object) -> list[str]:
     return out
 
 
-def _member_tags(v: object) -> list[list[int]]:
+def _member_tags(v: object, network: Mapping[str, Any] | None) -> list[list[int]]:
+    from ztcore.controller.rules_source import resolve_member_tag  # imports this module
+
     tags: dict[int, int] = {}
     for i, tg in enumerate(_as_list(v, "tags")):
         if not isinstance(tg, list) or len(tg) != 2:
-            raise _bad(f"tags[{i}]", "each member tag must be a pair [id, value]")
+            raise _bad(f"tags[{i}]", "each member tag must be a pair [id, value] (or [name, value name])")
+        tg = resolve_member_tag(tg, network, f"tags[{i}]")
         tags[_as_uint(tg[0], f"tags[{i}][0]", _U32)] = _as_uint(tg[1], f"tags[{i}][1]", _U32)
     return [[k, tags[k]] for k in sorted(tags)]
 
@@ -716,11 +724,14 @@ def update_member(
     nwid: int,
     address: int,
     now: int | None = None,
+    *,
+    network: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Apply a POST body to `member` (None = a new member); returns the updated copy.
 
     A change of ``authorized`` stamps ``lastAuthorizedTime`` or ``lastDeauthorizedTime``
-    with `now`; authorizing through the API records credential type ``"api"``.
+    with `now`; authorizing through the API records credential type ``"api"``. Tags
+    may be given by name when `network` (its record) has a compiled ``rulesSource``.
     """
     if not isinstance(body, Mapping):
         raise ApiError(400, "request body must be a JSON object")
@@ -752,7 +763,7 @@ def update_member(
     if "ipAssignments" in b:
         m["ipAssignments"] = _ip_assignments(b["ipAssignments"])
     if "tags" in b:
-        m["tags"] = _member_tags(b["tags"])
+        m["tags"] = _member_tags(b["tags"], network)
     if "capabilities" in b:
         m["capabilities"] = _member_capabilities(b["capabilities"])
     ids = format_address(address)

@@ -270,7 +270,7 @@ class StoreControllerBackend:
             if network is None:
                 raise ApiError(404, f"network {nwid} not found")
             old = self.store.get_member(nwid, address)
-            record = update_member(old, body, int(nwid, 16), int(address, 16), self._clock())
+            record = update_member(old, body, int(nwid, 16), int(address, 16), self._clock(), network=network)
             if record.get("authorized") is True and "ipAssignments" not in body:
                 record["ipAssignments"] = ipam.auto_assign(
                     network,
