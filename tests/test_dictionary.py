@@ -197,3 +197,15 @@ def test_random_round_trips_like_the_core_selftest() -> None:
         for key, value in values.items():
             assert d.get(key) == value
         assert Dictionary.from_bytes(d.to_bytes()) == d
+
+
+def test_escaping_matches_the_byte_by_byte_definition() -> None:
+    """The fast escape (C-level replaces) equals escaping each byte on its own."""
+    import random
+
+    from ztcore.vl2.dictionary import _ESCAPE_OUT, _escape
+
+    rng = random.Random(7)
+    for n in range(400):
+        value = bytes(rng.choice(b"\x00\r\n\\=ab\xff") if n % 2 else rng.randrange(256) for _ in range(n % 61))
+        assert _escape(value) == b"".join(_ESCAPE_OUT.get(b, bytes((b,))) for b in value)

@@ -11,6 +11,7 @@ more than 64 bytes are wanted.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import os
 
@@ -62,9 +63,16 @@ def c25519_agree(private: bytes, their_public: bytes, key_len: int = 48) -> byte
     return bytes(out)
 
 
+@functools.lru_cache(maxsize=256)
+def _ed25519_key(seed: bytes) -> Ed25519PrivateKey:
+    # Loading a key costs more than signing with it; a node or controller signs with
+    # the same few keys all the time (COMs, config chunks, credentials).
+    return Ed25519PrivateKey.from_private_bytes(seed)
+
+
 def c25519_sign(private: bytes, message: bytes) -> bytes:
     digest = sha512(message)[:32]
-    return Ed25519PrivateKey.from_private_bytes(private[32:64]).sign(digest) + digest
+    return _ed25519_key(bytes(private[32:64])).sign(digest) + digest
 
 
 def c25519_verify(public: bytes, message: bytes, signature: bytes) -> bool:
