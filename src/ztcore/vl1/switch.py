@@ -119,7 +119,7 @@ class VL1Host(Protocol):
 
     def post_event(self, kind: EventType, data: dict[str, object] | None = None) -> None: ...
 
-    def trace(self, kind: str, **fields: object) -> None: ...
+    def trace(self, kind: str, /, **fields: object) -> None: ...
 
     def should_use_path(self, address: int, local_socket: int, remote: InetAddress) -> bool: ...
 
@@ -169,9 +169,9 @@ class Switch:
     def _me(self) -> Address:
         return self.host.identity.address
 
-    def _drop(self, reason: str, **fields: object) -> None:
+    def _drop(self, reason: str, /, **fields: object) -> None:
         self.drops[reason] += 1
-        self.host.trace("packet_dropped", reason=reason, **fields)
+        self.host.trace("packet_dropped", **{**fields, "reason": reason})
 
     def expect_reply_to(self, packet_id: int, now: int) -> None:
         self._expecting[packet_id] = now
