@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from ztcore.api import StateObjectType
+from ztcore.atomicfile import write_atomic
 from ztcore.crypto import c25519_public_from_private
 from ztcore.errors import InvalidFormatError, ZTError
 from ztcore.identity import Identity
@@ -403,47 +404,10 @@ class HomeDirectory:
                 pass
             except OSError as e:
                 raise HomeDirectoryError(f"{directory}: cannot create directory ({e.strerror})") from e
-        tmp = directory / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
+            write_atomic(path, data, mode=mode)
         except OSError as e:
-            raise HomeDirectoryError(f"{path}: cannot write ({e.strerror})") from e
-        try:
-            try:
-                view = memoryview(data)
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            if secure:
-                os.chmod(tmp, mode)  # umask may have dropped bits; be exact for secrets
-            os.replace(tmp, path)
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
             raise HomeDirectoryError(f"{path}: cannot write ({e.strerror or e})") from e
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        self._fsync_dir(directory)
-
-    @staticmethod
-    def _fsync_dir(directory: Path) -> None:
-        # Make the rename itself durable; not every platform/filesystem allows it.
-        try:
-            fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        except OSError:
-            return
-        try:
-            os.fsync(fd)
-        except OSError as e:
-            if e.errno not in (errno.EINVAL, errno.EBADF, errno.EACCES):
-                raise HomeDirectoryError(f"{directory}: fsync failed ({e.strerror})") from e
-        finally:
-            os.close(fd)
 
     def __repr__(self) -> str:
         return f"HomeDirectory({str(self.path)!r})"
