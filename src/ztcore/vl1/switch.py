@@ -53,7 +53,8 @@ from ztcore.vl1.packet import (
 )
 from ztcore.vl1.path import Path
 from ztcore.vl1.peer import DIRECT_PATH_PUSH_INTERVAL, DIRECT_PATH_PUSH_INTERVAL_HAVEPATH, Peer
-from ztcore.vl1.topology import Topology
+from ztcore.vl1.ratelimit import RecentTable, TokenBucket, WindowGate
+from ztcore.vl1.topology import MAX_PATHS, Topology
 from ztcore.vl1.world import World, WorldType
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,15 @@ TX_QUEUE_SIZE = 32  # ZT_TX_QUEUE_SIZE
 RX_QUEUE_SIZE = 32  # ZT_RX_QUEUE_SIZE
 MIN_UNITE_INTERVAL = 30_000  # ZT_MIN_UNITE_INTERVAL
 EXPECTING_REPLIES_MAX = 4096
+EXPECTING_REPLY_TIMEOUT = 120_000  # an OK/ERROR later than this is not a reply we wait for
 IDENTITY_VERIFICATION_RATE = 10  # new identities validated per second per remote IP
+# Floods from distinct (forged) sources must cost bounded memory and bounded traffic:
+# every per-remote table has a size cap, and two global budgets cap what such a flood can
+# make the node do (WHOIS sent to the roots; identity verifications, a memory-hard hash each).
+PER_REMOTE_TABLE_MAX = 4096
+WHOIS_HOLD = 60_000  # a WHOIS target is remembered this long (per-address retry spacing)
+WHOIS_GLOBAL_RATE = 32  # WHOIS sent per second, all addresses together (burst: 2 s worth)
+IDENTITY_VERIFICATION_GLOBAL_RATE = 100  # new identities verified per second, all sources
 PUSH_DIRECT_PATHS_MAX_PER_SCOPE_AND_FAMILY = 8
 PUSH_DIRECT_PATHS_FLAG_FORGET_PATH = 0x01
 PUSH_DIRECT_PATHS_FLAG_CLUSTER_REDIRECT = 0x02
@@ -156,11 +165,13 @@ class Switch:
         self.drops: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
         self._expecting: OrderedDict[int, int] = OrderedDict()
-        self._last_whois: dict[int, int] = {}
+        self._last_whois: RecentTable[int] = RecentTable(PER_REMOTE_TABLE_MAX, WHOIS_HOLD)
+        self._whois_budget = TokenBucket(WHOIS_GLOBAL_RATE, 2 * WHOIS_GLOBAL_RATE)
         self._tx_queue: list[_TxEntry] = []
         self._rx_queue: list[_RxEntry] = []
-        self._last_unite: dict[tuple[int, int], int] = {}
-        self._identity_gate: dict[object, tuple[int, int]] = {}
+        self._last_unite: RecentTable[tuple[int, int]] = RecentTable(PER_REMOTE_TABLE_MAX, MIN_UNITE_INTERVAL)
+        self._identity_gate: WindowGate[object] = WindowGate(IDENTITY_VERIFICATION_RATE, 1000, PER_REMOTE_TABLE_MAX)
+        self._identity_budget = TokenBucket(IDENTITY_VERIFICATION_GLOBAL_RATE, IDENTITY_VERIFICATION_GLOBAL_RATE)
         # Called with (now, peer, in-re packet id, payload) when an OK(ECHO) arrives.
         self.on_echo_reply: Callable[[int, Peer, int, bytes], None] | None = None
 
@@ -175,6 +186,7 @@ class Switch:
 
     def expect_reply_to(self, packet_id: int, now: int) -> None:
         self._expecting[packet_id] = now
+        self._expecting.move_to_end(packet_id)  # kept in time order for expiry
         if len(self._expecting) > EXPECTING_REPLIES_MAX:
             self._expecting.popitem(last=False)
 
@@ -182,15 +194,21 @@ class Switch:
         return packet_id in self._expecting
 
     def _rate_gate_identity_verification(self, now: int, remote: InetAddress) -> bool:
-        key = remote.ip
-        start, count = self._identity_gate.get(key, (now, 0))
-        if now - start >= 1000:
-            start, count = now, 0
-        count += 1
-        self._identity_gate[key] = (start, count)
-        if len(self._identity_gate) > 4096:
-            self._identity_gate.clear()
-        return count <= IDENTITY_VERIFICATION_RATE
+        return self._identity_gate.allow(remote.ip, now) and self._identity_budget.allow(now)
+
+    def table_sizes(self) -> dict[str, tuple[int, int]]:
+        """Every table a remote party can make grow: name -> (entries now, bound)."""
+        topo = self.host.topology
+        return {
+            "paths": (len(topo.paths), MAX_PATHS),
+            "pending_whois": (len(self._last_whois), PER_REMOTE_TABLE_MAX),
+            "identity_gate": (len(self._identity_gate), PER_REMOTE_TABLE_MAX),
+            "unite_gate": (len(self._last_unite), PER_REMOTE_TABLE_MAX),
+            "expecting_replies": (len(self._expecting), EXPECTING_REPLIES_MAX),
+            "reassembly": (len(self.reassembler), self.reassembler.max_pending),
+            "rx_queue": (len(self._rx_queue), RX_QUEUE_SIZE),
+            "tx_queue": (len(self._tx_queue), TX_QUEUE_SIZE),
+        }
 
     # ================================================================ inbound
     def on_remote_packet(self, now: int, local_socket: int, remote: InetAddress, data: bytes) -> None:
@@ -203,6 +221,9 @@ class Switch:
             self._drop("internal_error", remote=str(remote))
 
     def _on_remote_packet(self, now: int, local_socket: int, remote: InetAddress, data: bytes) -> None:
+        # A path the node does not know yet is transient: it is kept (Topology.adopt_path)
+        # only once a packet over it authenticates, so junk from a million sources leaves
+        # nothing behind.
         path = self.host.topology.get_path(local_socket, remote)
         path.received(now)
         self.stats["packets_in"] += 1
@@ -264,8 +285,9 @@ class Switch:
 
     def _should_unite(self, now: int, a: int, b: int) -> bool:
         key = (min(a, b), max(a, b))
-        if now - self._last_unite.get(key, -MIN_UNITE_INTERVAL) >= MIN_UNITE_INTERVAL:
-            self._last_unite[key] = now
+        last = self._last_unite.get(key)
+        if last is None or now - last >= MIN_UNITE_INTERVAL:
+            self._last_unite.set(key, now)
             return True
         return False
 
@@ -302,6 +324,7 @@ class Switch:
         except PacketError as e:
             self._drop(e.reason, source=str(Address(header.source)))
             return True
+        path = self.host.topology.adopt_path(path)
         verb = pkt.verb
         self.stats[_IN_KEYS.get(verb) or f"in_{_verb_name(verb)}"] += 1
         if verb == Verb.HELLO:
@@ -447,6 +470,7 @@ class Switch:
             peer = topo.add_peer(new_peer)
             self._do_anything_waiting_for_peer(now, peer)
         assert decoded is not None
+        path = topo.adopt_path(path)
         payload = decoded.payload
         self.stats["in_HELLO"] += 1
 
@@ -890,10 +914,15 @@ class Switch:
         last = self._last_whois.get(int(address))
         if last is not None and now - last < WHOIS_RETRY_DELAY:
             return
-        self._last_whois[int(address)] = now
         upstream = self.host.topology.get_upstream_peer(now)
         if upstream is None or upstream.address == address:
             return
+        if not self._whois_budget.allow(now):
+            # Forged sources must not turn the node into an amplifier aimed at its own roots;
+            # queued traffic retries from the timer (do_timer_tasks) once budget is back.
+            self.stats["whois_rate_limited"] += 1
+            return
+        self._last_whois.set(int(address), now)
         self.stats["whois_sent"] += 1
         self._try_send(now, upstream, Verb.WHOIS, Address(address).to_bytes(), True)
 
@@ -903,7 +932,7 @@ class Switch:
         self._do_anything_waiting_for_peer(now, peer)
 
     def _do_anything_waiting_for_peer(self, now: int, peer: Peer) -> None:
-        self._last_whois.pop(int(peer.address), None)
+        self._last_whois.pop(int(peer.address))
         waiting_rx = [e for e in self._rx_queue if e.source == peer.address]
         self._rx_queue = [e for e in self._rx_queue if e.source != peer.address]
         for e in waiting_rx:
@@ -944,9 +973,14 @@ class Switch:
             next_delay = WHOIS_RETRY_DELAY
         self._rx_queue = kept
         self.reassembler.expire(now)
-        for addr, t in list(self._last_whois.items()):
-            if now - t > 60_000:
-                del self._last_whois[addr]
+        self._last_whois.expire(now)
+        self._last_unite.expire(now)
+        self._identity_gate.expire(now)
+        while self._expecting:
+            pid, t = next(iter(self._expecting.items()))
+            if now - t <= EXPECTING_REPLY_TIMEOUT:
+                break
+            del self._expecting[pid]
         return next_delay
 
 
