@@ -104,7 +104,7 @@ def test_bounded_tables_evict_oldest_and_expire() -> None:
         t.set(k, k)
     assert list(t) == [2, 3, 4] and t.evicted == 2
     t.set(2, 50)  # refreshed: now the newest
-    t.expire(104)
+    t.expire(105)
     assert list(t) == [2] and t.get(2) == 50
     g: WindowGate[str] = WindowGate(2, 1000, 2)
     assert [g.allow("x", 0) for _ in range(3)] == [True, True, False]
