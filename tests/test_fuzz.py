@@ -43,6 +43,7 @@ from ztcore.vl2.credentials import (
 from ztcore.vl2.dictionary import Dictionary
 from ztcore.vl2.mac import MAC
 from ztcore.vl2.multicast_group import MulticastGroup
+from ztcore.vl2.multicaster import MAX_SUBSCRIPTIONS
 from ztcore.vl2.netconf import NetworkConfig, NetworkConfigAssembler, NetworkConfigChunk, NetworkConfigChunker
 
 SCALE = int(os.environ.get("ZTCORE_FUZZ_SCALE", "1"))
@@ -265,6 +266,7 @@ def test_live_node_survives_mutated_real_traffic(world: tuple[VL2World, list]) -
         assert h.node.drops.get("internal_error", 0) == 0, (h.endpoint, dict(h.node.drops))
         for name, (size, bound) in h.node.switch.table_sizes().items():
             assert size <= bound, (h.endpoint, name, size, bound)
+        assert len(h.node.multicaster) <= MAX_SUBSCRIPTIONS
         handled += sum(h.node.drops.values()) + sum(h.node.vl2.drops.values())
     assert handled > LIVE_RAW * SCALE  # the inputs were really processed and refused, not ignored
     assert sent == LIVE_AUTHENTICATED * SCALE

@@ -116,3 +116,23 @@ def test_bounded_tables_evict_oldest_and_expire() -> None:
     assert sum(bucket.allow(0) for _ in range(20)) == 5
     assert sum(bucket.allow(1000) for _ in range(20)) == 5  # refilled to the burst, no more
     assert bucket.refused == 30
+
+
+def test_multicast_subscriptions_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ztcore.vl2 import multicaster as mc
+    from ztcore.vl2.mac import MAC
+    from ztcore.vl2.multicast_group import MulticastGroup
+
+    monkeypatch.setattr(mc, "MAX_SUBSCRIPTIONS", 100)
+    m = mc.Multicaster()
+    for i in range(300):
+        m.add(0, 1, MulticastGroup(MAC(0x333300000000 + i), 0), 0x0102030405)
+    assert len(m) == 100 and m.refused == 200
+    m.add(10, 1, MulticastGroup(MAC(0x333300000000), 0), 0x0102030405)  # known: refreshed
+    assert len(m) == 100
+    m.remove(1, MulticastGroup(MAC(0x333300000001), 0), 0x0102030405)
+    assert len(m) == 99
+    m.add(20, 1, MulticastGroup(MAC(0x333300000001), 0), 0x0102030405)
+    assert len(m) == 100
+    m.add(mc.MULTICAST_LIKE_EXPIRE + 5, 1, MulticastGroup(MAC(0x3333000FFFFF), 0), 7)
+    assert len(m) == 3  # full: the expired ones went (the two added later stay)
