@@ -144,12 +144,12 @@ class Reassembler:
         if n > MAX_PACKET_LENGTH:
             self.drops["too_long"] += 1
             return None
-        e = self._entry(int.from_bytes(data[0:8]), now)
+        e = self._entry(int.from_bytes(data[0:8], "big"), now)
         if e.head is not None:
             self.drops["duplicate_head"] += 1
             return None
         e.head = bytes(data)
-        return self._try_complete(int.from_bytes(data[0:8]), e)
+        return self._try_complete(int.from_bytes(data[0:8], "big"), e)
 
     def _add_fragment(self, data: bytes, now: int) -> bytes | None:
         if len(data) <= FRAGMENT_MIN_LENGTH:
@@ -167,7 +167,7 @@ class Reassembler:
         if fno == 0 or fno >= MAX_FRAGMENTS or total < 2 or fno >= total:
             self.drops["bad_fragment_number"] += 1
             return None
-        packet_id = int.from_bytes(data[0:8])
+        packet_id = int.from_bytes(data[0:8], "big")
         e = self._entry(packet_id, now)
         if e.total and e.total != total:
             self.drops["total_mismatch"] += 1

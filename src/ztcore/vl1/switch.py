@@ -642,7 +642,7 @@ class Switch:
         count = 0
         p = pkt.payload
         for ptr in range(0, len(p) - 4, 5):
-            addr = int.from_bytes(p[ptr : ptr + 5])
+            addr = int.from_bytes(p[ptr : ptr + 5], "big")
             identity = topo.get_identity(addr)
             if identity is not None:
                 out += identity.to_bytes(include_private=False)
@@ -659,7 +659,7 @@ class Switch:
         if topo.is_upstream(peer.address):
             p = pkt.payload
             if len(p) >= 9:
-                with_addr = int.from_bytes(p[1:6])
+                with_addr = int.from_bytes(p[1:6], "big")
                 (port,) = struct.unpack_from(">H", p, 6)
                 addr_len = p[8]
                 other = topo.get_peer(with_addr)
@@ -737,7 +737,7 @@ class Switch:
                 if (addr_type, addr_len) not in ((4, 6), (6, 18)):
                     continue
                 ip_len = addr_len - 2
-                at = InetAddress(ipaddress.ip_address(bytes(raw[:ip_len])), int.from_bytes(raw[ip_len:]))
+                at = InetAddress(ipaddress.ip_address(bytes(raw[:ip_len])), int.from_bytes(raw[ip_len:], "big"))
                 if flags & PUSH_DIRECT_PATHS_FLAG_FORGET_PATH:
                     continue
                 if peer.has_active_path_to(now, at):
@@ -820,7 +820,7 @@ class Switch:
                 encrypt=True,
                 aes_keys=peer.aes_keys_if_supported(),
             )
-            self.expect_reply_to(int.from_bytes(wire[:8]), now)
+            self.expect_reply_to(int.from_bytes(wire[:8], "big"), now)
             self.stats["out_ECHO"] += 1
             self._put_wire(now, local_socket, at, wire)
         else:
@@ -869,7 +869,7 @@ class Switch:
                 return False
         wire = self.armor_for(peer, verb, payload, encrypt)
         if verb not in _NO_REPLY_VERBS:
-            self.expect_reply_to(int.from_bytes(wire[:8]), now)
+            self.expect_reply_to(int.from_bytes(wire[:8], "big"), now)
         self.stats[_OUT_KEYS.get(verb) or f"out_{_verb_name(verb)}"] += 1
         self._put_wire(now, path.local_socket, path.address, wire)
         path.sent(now)
