@@ -122,3 +122,22 @@ def test_malformed_credentials_are_a_counted_drop(world: VL2World) -> None:
     assert a.node.vl2.drops["malformed_network_credentials"] == 1
     assert internal_errors(a) == 0
     assert NetworkCredentials  # the type the payload claims to be
+
+
+def test_internal_errors_are_counted_and_logged_at_a_bounded_rate(
+    world: VL2World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Defect 1's log flood: a bug hit by every packet logged a traceback per packet."""
+    a = world.members[0]
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(a.node.switch, "_on_remote_packet", broken)
+    with caplog.at_level("WARNING", logger="ztcore.vl1.switch"):
+        for i in range(1000):
+            a.node.process_wire_packet(world.net.now + i, 0, ("10.9.9.9", 9993), b"x" * 40)
+    assert a.node.drops["internal_error"] == 1000
+    lines = [r for r in caplog.records if "simulated bug" in r.getMessage()]
+    assert 1 <= len(lines) <= 3
+    assert all(r.exc_info is None for r in lines)

@@ -172,6 +172,7 @@ class Switch:
         self._last_unite: RecentTable[tuple[int, int]] = RecentTable(PER_REMOTE_TABLE_MAX, MIN_UNITE_INTERVAL)
         self._identity_gate: WindowGate[object] = WindowGate(IDENTITY_VERIFICATION_RATE, 1000, PER_REMOTE_TABLE_MAX)
         self._identity_budget = TokenBucket(IDENTITY_VERIFICATION_GLOBAL_RATE, IDENTITY_VERIFICATION_GLOBAL_RATE)
+        self._internal_error_log = TokenBucket(0.1, 3)  # error lines: 3, then one per 10 s
         # Called with (now, peer, in-re packet id, payload) when an OK(ECHO) arrives.
         self.on_echo_reply: Callable[[int, Peer, int, bytes], None] | None = None
 
@@ -216,9 +217,19 @@ class Switch:
             self._on_remote_packet(now, local_socket, remote, data)
         except PacketError as e:
             self._drop(e.reason, remote=str(remote))
-        except Exception:  # noqa: BLE001 - a hostile packet must never take the node down
-            log.exception("unexpected error processing a packet from %s", remote)
+        except Exception as e:  # noqa: BLE001 - a hostile packet must never take the node down
+            # A bug, not bad input (parsers raise PacketError). Counted every time; logged
+            # at a bounded rate so that a packet flood cannot become a log flood.
             self._drop("internal_error", remote=str(remote))
+            if self._internal_error_log.allow(now):
+                log.error(
+                    "unexpected %s processing a packet from %s: %s (%d so far; tracebacks at debug level)",
+                    type(e).__name__,
+                    remote,
+                    e,
+                    self.drops["internal_error"],
+                )
+            log.debug("internal error processing a packet from %s", remote, exc_info=True)
 
     def _on_remote_packet(self, now: int, local_socket: int, remote: InetAddress, data: bytes) -> None:
         # A path the node does not know yet is transient: it is kept (Topology.adopt_path)
