@@ -78,7 +78,7 @@ IDENTITY_VERIFICATION_RATE = 10  # new identities validated per second per remot
 # make the node do (WHOIS sent to the roots; identity verifications, a memory-hard hash each).
 PER_REMOTE_TABLE_MAX = 4096
 WHOIS_HOLD = 60_000  # a WHOIS target is remembered this long (per-address retry spacing)
-WHOIS_GLOBAL_RATE = 32  # WHOIS sent per second, all addresses together (burst: 2 s worth)
+WHOIS_GLOBAL_RATE = 100  # WHOIS sent per second, all addresses together (burst: 2 s worth)
 IDENTITY_VERIFICATION_GLOBAL_RATE = 100  # new identities verified per second, all sources
 PUSH_DIRECT_PATHS_MAX_PER_SCOPE_AND_FAMILY = 8
 PUSH_DIRECT_PATHS_FLAG_FORGET_PATH = 0x01
