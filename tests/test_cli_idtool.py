@@ -60,7 +60,7 @@ def test_generate_secret_file_mode_fixed_on_overwrite(tmp_path: Path) -> None:
     secret = tmp_path / "identity.secret"
     secret.write_text("old")
     secret.chmod(0o644)
-    assert run("generate", str(secret)).exit_code == 0
+    assert run("generate", str(secret), "--force").exit_code == 0
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert Identity.from_string(secret.read_text()).has_private
 

@@ -159,14 +159,48 @@ def test_identity_secret_not_replaced_by_another(tmp_path: Path, ident: Identity
     home.state_put(S.IDENTITY_SECRET, (), ident.to_string(True).encode())
 
 
-def test_empty_identity_secret_counts_as_absent(tmp_path: Path) -> None:
-    # zerotier-one generates a new identity when identity.secret reads 0 bytes.
+def test_empty_identity_secret_is_corruption_not_absence(tmp_path: Path, ident: Identity) -> None:
+    """Issue 8 defect 7: an empty identity.secret silently became a new identity (and a new
+    address, losing every network its controller owned). Only a missing file is generated."""
     d = tmp_path / "zt"
     d.mkdir()
     (d / "identity.secret").write_bytes(b"")
-    home = HomeDirectory(d)
-    assert home.identity is None
-    assert home.state_get(S.IDENTITY_SECRET, ()) is None
+    (d / "identity.public").write_text(ident.to_string())
+    with pytest.raises(HomeDirectoryError, match="identity.secret: file is empty"):
+        HomeDirectory(d)
+    assert (d / "identity.secret").read_bytes() == b""
+    assert (d / "identity.public").read_text() == ident.to_string()
+    # Emptied while open: the store refuses to read it, and refuses to overwrite it.
+    home = HomeDirectory(tmp_path / "other")
+    home.state_put(S.IDENTITY_SECRET, (), ident.to_string(True).encode())
+    (tmp_path / "other" / "identity.secret").write_bytes(b"\n")
+    with pytest.raises(HomeDirectoryError, match="empty"):
+        home.state_get(S.IDENTITY_SECRET, ())
+    with pytest.raises(HomeDirectoryError, match="refusing"):
+        home.state_put(S.IDENTITY_SECRET, (), Identity.generate().to_string(True).encode())
+    assert (tmp_path / "other" / "identity.secret").read_bytes() == b"\n"
+
+
+def test_world_readable_authtoken_is_tightened(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    d = tmp_path / "zt"
+    d.mkdir()
+    (d / "authtoken.secret").write_text("sometoken\n")
+    os.chmod(d / "authtoken.secret", 0o644)
+    with caplog.at_level("WARNING"):
+        assert HomeDirectory(d).authtoken() == "sometoken"
+    assert stat.S_IMODE((d / "authtoken.secret").stat().st_mode) == 0o600
+    assert "authtoken.secret" in caplog.text
+
+
+def test_home_lock_is_exclusive_and_released(tmp_path: Path) -> None:
+    a = HomeDirectory(tmp_path / "zt")
+    b = HomeDirectory(tmp_path / "zt")
+    a.lock()
+    with pytest.raises(HomeDirectoryError, match=f"in use by another running node \\(pid {os.getpid()}\\)"):
+        b.lock()
+    a.unlock()
+    b.lock()
+    b.unlock()
 
 
 def test_atomic_write_rename_failure_keeps_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

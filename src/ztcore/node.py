@@ -196,11 +196,12 @@ class Node:
     def post_event(self, kind: EventType, data: dict[str, object] | None = None) -> None:
         self.callbacks.event(Event(kind, data or {}))
 
-    def trace(self, kind: str, **fields: object) -> None:
+    def trace(self, kind: str, /, **fields: object) -> None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s %s", self.identity.address, kind, fields)
         if self.trace_enabled:
-            self.post_event(EventType.TRACE, {"kind": kind, **fields})
+            # The trace kind wins over a field of the same name (fields are free-form).
+            self.post_event(EventType.TRACE, {**fields, "kind": kind})
 
     def should_use_path(self, address: int, local_socket: int, remote: InetAddress) -> bool:
         """Node::shouldUsePathForZeroTierTraffic: the real core never uses loopback

@@ -134,8 +134,9 @@ class SimNetwork:
     def run_for(self, ms: int) -> None:
         end = self.now + ms
         while self.now < end:
-            next_timer = min((h.deadline for h in self.hosts.values()), default=end)
-            next_packet = self._queue[0][0] if self._queue else end
+            # Nothing pending counts as "after end": run_for must not step past `end`.
+            next_timer = min((h.deadline for h in self.hosts.values()), default=end + 1)
+            next_packet = self._queue[0][0] if self._queue else end + 1
             if min(next_timer, next_packet) > end:
                 self.now = end
                 break

@@ -2,6 +2,7 @@
 
 Commands, outputs and exit codes follow the real tool:
   generate [SECRET] [PUBLIC] [VANITY]  identity to stdout, or "<file> written" per file
+                                       (refuses an existing SECRET unless --force)
   validate IDENTITY                    "<arg> is a valid identity" (0) / "<arg> FAILED validation." (1)
   getpublic IDENTITY                   public identity string
   sign IDENTITY FILE                   hex signature of FILE's bytes
@@ -11,6 +12,10 @@ An IDENTITY argument is either the identity text itself (recognised, as the
 real tool does, by a ':' after the 10-digit address) or a path to a file
 holding it. Like the real tool, identity strings and signatures are printed
 without a trailing newline. Every failure prints a message and exits with 1.
+
+Files are written atomically (a crash leaves the old file or the new one). Unlike
+zerotier-idtool 1.14, which overwrites, `generate` refuses to replace an existing
+secret without --force: replacing it loses the identity and its address for good.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any, NoReturn
 
 import click
 
+from ztcore.atomicfile import write_atomic
 from ztcore.errors import InvalidFormatError
 from ztcore.identity import Identity
 
@@ -87,14 +93,16 @@ def _read_file(path: str) -> bytes:
         _fail(f"{path} is not readable")
 
 
-def _write_file(path: str, text: str, secret: bool) -> None:
-    """Write `text` to `path`; secrets get mode 0600 even when the file already existed."""
+def _refuse_existing(path: str) -> NoReturn:
+    _fail(f"{path} exists: refusing to overwrite an identity (use --force to replace it)")
+
+
+def _write_file(path: str, text: str, secret: bool, overwrite: bool = True) -> None:
+    """Write `text` to `path` atomically; secrets get mode 0600 even when the file existed."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            if secret:
-                os.fchmod(f.fileno(), 0o600)
-            f.write(text)
+        write_atomic(path, text.encode("ascii"), mode=0o600 if secret else 0o644, overwrite=overwrite)
+    except FileExistsError:
+        _refuse_existing(path)
     except OSError:
         _fail(f"Error writing to {path}")
     click.echo(f"{path} written")
@@ -109,8 +117,11 @@ def idtool() -> None:
 @click.argument("secret_path", metavar="[IDENTITY.SECRET]", required=False)
 @click.argument("public_path", metavar="[IDENTITY.PUBLIC]", required=False)
 @click.argument("vanity", metavar="[VANITY]", required=False)
-def generate(secret_path: str | None, public_path: str | None, vanity: str | None) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing IDENTITY.SECRET (its identity is lost).")
+def generate(secret_path: str | None, public_path: str | None, vanity: str | None, force: bool) -> None:
     """Generate a new identity (optionally one whose address starts with hex VANITY)."""
+    if secret_path is not None and not force and os.path.lexists(secret_path):
+        _refuse_existing(secret_path)  # before a possibly long vanity search
     want = 0
     bits = 0
     if vanity is not None:
@@ -131,7 +142,7 @@ def generate(secret_path: str | None, public_path: str | None, vanity: str | Non
     if secret_path is None:
         click.echo(ident.to_string(include_private=True), nl=False)
         return
-    _write_file(secret_path, ident.to_string(include_private=True), secret=True)
+    _write_file(secret_path, ident.to_string(include_private=True), secret=True, overwrite=force)
     if public_path is not None:
         _write_file(public_path, ident.to_string(), secret=False)
 

@@ -92,18 +92,29 @@ async def _serve(
         svc.add_event_listener(_log_event)
         return svc
 
-    service = make(DEFAULT_PORT if port is None else port)
-    try:
-        await service.start()
-    except PortInUseError:
-        if port is not None:
-            raise
-        # Port not chosen by the user: behave like zerotier-one with port 0 rather than fail.
-        log.warning("UDP port %d is busy, using a random port", DEFAULT_PORT)
-        service = make(0)
-        await service.start()
-
     store: Any = None
+    if with_controller:
+        from ztcore.controller.store import ControllerStore
+
+        # Opened (and checked) before anything starts: a corrupt controller.db stops the
+        # daemon with one sentence naming the file, not after the UDP service is up.
+        store = ControllerStore(home.path)
+    try:
+        service = make(DEFAULT_PORT if port is None else port)
+        try:
+            await service.start()
+        except PortInUseError:
+            if port is not None:
+                raise
+            # Port not chosen by the user: behave like zerotier-one with port 0 rather than fail.
+            log.warning("UDP port %d is busy, using a random port", DEFAULT_PORT)
+            service = make(0)
+            await service.start()
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
+
     api: Any = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -111,12 +122,10 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
     try:
         backend = None
-        if with_controller:
-            from ztcore.controller.store import ControllerStore
+        if store is not None:
             from ztcore.runtime.http_api import StoreControllerBackend
 
             # Like zerotier-one, every node is the controller for networks under its own address.
-            store = ControllerStore(home.path)
             backend = StoreControllerBackend(store, int(service.address))
             _attach_live_controller(service, store, backend)
         # zerotier-one serves its API on TCP at the UDP port's number; so do we unless told.
@@ -205,8 +214,12 @@ def run(
     # Node events are few and worth seeing even without -v.
     logging.getLogger("ztcore.run").setLevel(min(level, logging.INFO))
     world = _load_planet(planet) if planet is not None else None
+    home_dir = None
     try:
         home_dir = HomeDirectory(home)
+        # A home belongs to one daemon: a second one would overwrite zerotier-one.port and
+        # share identity and controller.db with the first.
+        home_dir.lock()
         home_dir.authtoken()  # zerotier-one creates it at startup; local tools expect it
         asyncio.run(_serve(home_dir, port, api_port, bind, world, allow_loopback, controller))
     except ZTError as e:
@@ -215,3 +228,6 @@ def run(
     except OSError as e:
         click.echo(f"ztnode run: error: {e}", err=True)
         sys.exit(1)
+    finally:
+        if home_dir is not None:
+            home_dir.unlock()

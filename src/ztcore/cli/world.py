@@ -20,7 +20,6 @@ Every failure prints a one-line error and exits with status 1.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 import click
 
+from ztcore.atomicfile import write_atomic
 from ztcore.crypto import (
     C25519_PRIVATE_KEY_LEN,
     C25519_PUBLIC_KEY_LEN,
@@ -68,13 +68,9 @@ def _read_small(path: str | Path, what: str) -> bytes:
 
 
 def _write(path: str | Path, data: bytes, *, secret: bool = False, force: bool = True) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    """Write atomically (a crash leaves the old file or the new one, never a torn one)."""
     try:
-        fd = os.open(path, flags, 0o600 if secret else 0o644)
-        with os.fdopen(fd, "wb") as f:
-            if secret:
-                os.fchmod(f.fileno(), 0o600)  # also when overwriting a file that had looser modes
-            f.write(data)
+        write_atomic(path, data, mode=0o600 if secret else 0o644, overwrite=force)
     except FileExistsError:
         raise _Fail(f"{path} exists (use --force to overwrite)") from None
     except OSError as e:

@@ -92,17 +92,39 @@ class ControllerStore:
         self.path = p
         existed = p.exists()
         # isolation_level=None: we issue BEGIN/COMMIT ourselves so every write is explicit.
-        self._conn = sqlite3.connect(
-            str(p), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
+        try:
+            self._conn = sqlite3.connect(
+                str(p), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as e:
+            raise StoreError(f"{p}: cannot open the controller database ({e})") from None
         if not existed:
             with contextlib.suppress(OSError):
                 os.chmod(p, 0o600)
         self._lock = threading.RLock()
         self._depth = 0
         self._rollback_only = False
+        try:
+            self._open(p, busy_timeout_s, existed)
+        except sqlite3.DatabaseError as e:
+            # Corrupt, truncated or not SQLite at all: say so in one sentence and leave the
+            # file as it is (the operator may want to recover it).
+            self._conn.close()
+            raise StoreError(
+                f"{p}: not a usable controller database ({e}); the file was left untouched"
+            ) from None
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _open(self, p: Path, busy_timeout_s: float, existed: bool) -> None:
         c = self._conn
         c.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        if existed:
+            # Reads every page: a truncated or damaged file fails here, before anything starts.
+            problems = [r[0] for r in c.execute("PRAGMA quick_check").fetchall()]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError("; ".join(str(x) for x in problems[:3]))
         mode = c.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(f"could not put {p} in WAL mode (got {mode})")

@@ -15,24 +15,28 @@ PEER (address)             peers.d/<address, 10 hex digits>.peer
 NETWORK_CONFIG (nwid)      networks.d/<network id, 16 hex digits>.conf
 =========================  ==========================================  ======
 
-plus ``authtoken.secret`` (0600) and ``zerotier-one.port`` written by the service.
+plus ``authtoken.secret`` (0600) and ``zerotier-one.port`` written by the service,
+and ``ztnode.lock``, held (flock) by the one daemon that runs on the home.
 
 Unlike zerotier-one, writes are atomic (temporary file, fsync, rename), and a
-corrupt identity.secret is reported as a `HomeDirectoryError` instead of being
-replaced by a fresh identity: losing a node's identity loses its address.
+corrupt identity.secret — empty or unreadable included — is reported as a
+`HomeDirectoryError` instead of being replaced by a fresh identity: losing a node's
+identity loses its address. Only an identity.secret that does not exist is generated.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import secrets
 import stat
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 from ztcore.api import StateObjectType
+from ztcore.atomicfile import write_atomic
 from ztcore.crypto import c25519_public_from_private
 from ztcore.errors import InvalidFormatError, ZTError
 from ztcore.identity import Identity
@@ -51,6 +55,9 @@ PORT_FILE = "zerotier-one.port"
 IDENTITY_SECRET_FILE = "identity.secret"
 IDENTITY_PUBLIC_FILE = "identity.public"
 PLANET_FILE = "planet"
+LOCK_FILE = "ztnode.lock"
+
+log = logging.getLogger(__name__)
 
 # zerotier-one draws its API token from this alphabet, 24 characters long.
 _AUTHTOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -144,6 +151,7 @@ class HomeDirectory:
                 raise HomeDirectoryError(f"{self.path}: cannot create home directory ({e.strerror})") from e
         elif not self.path.is_dir():
             raise HomeDirectoryError(f"{self.path}: exists and is not a directory")
+        self._lock_file: IO[str] | None = None
         self.identity: Identity | None = self._check_identity()
 
     # -- file names -----------------------------------------------------------------
@@ -213,9 +221,8 @@ class HomeDirectory:
         if data is None:
             return None
         if k is StateObjectType.IDENTITY_SECRET:
-            # Never hand the node something it would discard and replace by a new identity.
-            if not data.strip():
-                return None
+            # Never hand the node something it would discard and replace by a new identity:
+            # an empty file is corruption, not absence.
             self._parse_identity_secret(path, data)
         if k in (StateObjectType.IDENTITY_SECRET, StateObjectType.IDENTITY_PUBLIC):
             return data.strip()  # tolerate a hand-added newline
@@ -230,6 +237,7 @@ class HomeDirectory:
         if data is not None:
             token = data.decode("utf-8", "replace").strip()
             if token:
+                self._tighten(path)
                 return token
             raise HomeDirectoryError(f"{path}: file is empty")
         token = "".join(secrets.choice(_AUTHTOKEN_ALPHABET) for _ in range(_AUTHTOKEN_LENGTH))
@@ -258,7 +266,64 @@ class HomeDirectory:
 
     # -- identity checks --------------------------------------------------------------
 
+    @staticmethod
+    def _tighten(path: Path) -> None:
+        """Make a secret readable by its owner only (as zerotier-one's files are), or warn."""
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode & 0o077:
+                os.chmod(path, _SECRET_MODE)
+                log.warning("%s was readable by others (mode %04o); set it to 0600", path, mode)
+        except OSError as e:
+            log.warning("%s is readable by others and its mode cannot be changed: %s", path, e.strerror)
+
+    # -- the daemon's lock ------------------------------------------------------------
+
+    def lock(self) -> None:
+        """Take the home for this process (until `unlock` or exit), as a zerotier-one home
+        belongs to one daemon. Raises `HomeDirectoryError` if another process holds it."""
+        if self._lock_file is not None:
+            return
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no advisory locks to take
+            log.warning("cannot lock %s on this platform", self.path)
+            return
+        path = self.path / LOCK_FILE
+        try:
+            f = open(path, "a+", encoding="ascii")  # noqa: SIM115 - held for the daemon's lifetime
+        except OSError as e:
+            raise HomeDirectoryError(f"{path}: cannot open lock file ({e.strerror})") from e
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            f.seek(0)
+            holder = f.read(32).strip()
+            f.close()
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                who = f" (pid {holder})" if holder.isdigit() else ""
+                raise HomeDirectoryError(
+                    f"{self.path}: home directory is in use by another running node{who}; "
+                    "a home belongs to one node at a time"
+                ) from None
+            raise HomeDirectoryError(f"{path}: cannot lock ({e.strerror})") from e
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        self._lock_file = f
+
+    def unlock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing the descriptor releases the flock
+            self._lock_file = None
+
     def _parse_identity_secret(self, path: Path, data: bytes) -> Identity:
+        if not data.strip():
+            raise HomeDirectoryError(
+                f"{path}: file is empty; refusing to start with a new identity in its place "
+                "(restore the file, or delete it to generate a new identity and address)"
+            )
         try:
             ident = Identity.from_string(data.decode("ascii"))
         except UnicodeDecodeError:
@@ -276,7 +341,7 @@ class HomeDirectory:
     def _check_identity(self) -> Identity | None:
         path = self.path / IDENTITY_SECRET_FILE
         data = self._read(path)
-        if data is None or not data.strip():
+        if data is None:
             return None
         ident = self._parse_identity_secret(path, data)
         with contextlib.suppress(OSError):
@@ -300,7 +365,7 @@ class HomeDirectory:
         except HomeDirectoryError as e:
             raise HomeDirectoryError(f"refusing to store an invalid identity: {e}") from None
         existing = self._read(path)
-        if existing is not None and existing.strip() and existing.strip() != payload.strip():
+        if existing is not None and existing.strip() != payload.strip():
             raise HomeDirectoryError(f"{path}: refusing to replace the existing identity by another one")
 
     # -- low-level I/O ----------------------------------------------------------------
@@ -339,47 +404,10 @@ class HomeDirectory:
                 pass
             except OSError as e:
                 raise HomeDirectoryError(f"{directory}: cannot create directory ({e.strerror})") from e
-        tmp = directory / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
+            write_atomic(path, data, mode=mode)
         except OSError as e:
-            raise HomeDirectoryError(f"{path}: cannot write ({e.strerror})") from e
-        try:
-            try:
-                view = memoryview(data)
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            if secure:
-                os.chmod(tmp, mode)  # umask may have dropped bits; be exact for secrets
-            os.replace(tmp, path)
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
             raise HomeDirectoryError(f"{path}: cannot write ({e.strerror or e})") from e
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        self._fsync_dir(directory)
-
-    @staticmethod
-    def _fsync_dir(directory: Path) -> None:
-        # Make the rename itself durable; not every platform/filesystem allows it.
-        try:
-            fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        except OSError:
-            return
-        try:
-            os.fsync(fd)
-        except OSError as e:
-            if e.errno not in (errno.EINVAL, errno.EBADF, errno.EACCES):
-                raise HomeDirectoryError(f"{directory}: fsync failed ({e.strerror})") from e
-        finally:
-            os.close(fd)
 
     def __repr__(self) -> str:
         return f"HomeDirectory({str(self.path)!r})"

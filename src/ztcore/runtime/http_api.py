@@ -44,7 +44,7 @@ from ztcore.controller.model import (
     update_network,
 )
 from ztcore.controller.store import ControllerStore
-from ztcore.errors import report_unexpected
+from ztcore.errors import ZTError, report_unexpected
 
 __all__ = [
     "ControllerBackend",
@@ -233,6 +233,10 @@ class StoreControllerBackend:
     def post_network(self, nwid: str, body: Mapping[str, Any]) -> dict[str, Any]:
         with self.store.transaction():
             old = self.store.get_network(nwid)
+            if old is None:
+                # Creating: only under this controller's address. A record already stored
+                # (e.g. by an older version) can still be updated or deleted.
+                _check_own_network(nwid, self.controller_address)
             record = update_network(old, body, int(nwid, 16), self._clock())
             stored, changed = self.store.put_network(record)
         if changed:
@@ -306,6 +310,17 @@ class StoreControllerBackend:
                 report_unexpected(log, "controller backend: listener on a member change", e)
 
 
+def _check_own_network(nwid: str, controller_address: str) -> None:
+    """A controller serves only network ids that start with its own address (members
+    send their config requests to the address in the id), so it refuses to create any
+    other: such a network could be stored but never served."""
+    if nwid[:10].lower() != controller_address.lower():
+        raise ApiError(
+            400,
+            f"network {nwid} belongs to controller {nwid[:10]}, not to this one ({controller_address})",
+        )
+
+
 # ------------------------------------------------------------------------------------------------
 # HTTP plumbing
 
@@ -350,6 +365,11 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except ApiError as e:
         return _error(e.status, e.message)
+    except ZTError as e:
+        # Every error of ours raised on purpose is about the request (a bad id, a state the
+        # request does not fit): the client gets a 400 that says why, never a 500.
+        log.info("HTTP API refused %s %s: %s", request.method, request.path, e)
+        return _error(400, str(e) or type(e).__name__)
     except web.HTTPException as e:
         if e.status < 400:
             raise
@@ -426,6 +446,8 @@ async def _network_join(request: web.Request) -> web.Response:
             if not isinstance(body[k], bool):
                 raise ApiError(400, f"{k}: expected a boolean")
             settings[k] = body[k]
+    if nwid == 0:
+        raise ApiError(400, "network id 0000000000000000 is not a valid network")
     node = _node(request)
     result = node.join(nwid)
     if settings:

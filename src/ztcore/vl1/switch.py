@@ -5,9 +5,9 @@ the wire (ZeroTier's Switch plus the VL1 half of IncomingPacket).
 Inbound: fragment reassembly, relaying for others (roots), authentication
 (dearmor with the peer's key), HELLO / OK / ERROR / WHOIS / RENDEZVOUS / ECHO /
 PUSH_DIRECT_PATHS / USER_MESSAGE / NOP, path learning, and hand-off of VL2 verbs
-to the `VL2Handler` the node installs. Outbound: armor, direct path or relay via
-the best root, fragmentation, WHOIS for unknown destinations with a bounded
-transmit queue, and RENDEZVOUS introductions when relaying.
+to the `VL2Handler` the node installs, the transmit / receive queues of traffic
+waiting for WHOIS, and the timers. The sending half (armor, paths, relay via a
+root, fragmentation, WHOIS, RENDEZVOUS introductions) is `ztcore.vl1.outbound`.
 
 Every packet that is not processed is dropped with a reason counted in
 `Switch.drops`; nothing raises out of `on_remote_packet`.
@@ -27,10 +27,18 @@ from typing import Protocol
 from ztcore.api import EventType
 from ztcore.errors import ZTError, report_unexpected
 from ztcore.identity import Address, Identity
-from ztcore.vl1.fragment import Reassembler, make_fragments
+from ztcore.vl1.fragment import Reassembler
 from ztcore.vl1.inetaddress import InetAddress
+from ztcore.vl1.outbound import (
+    EXPECTING_REPLIES_MAX,
+    SOFTWARE_VERSION,
+    TX_QUEUE_SIZE,
+    WHOIS_RETRY_DELAY,
+    Outbound,
+    _TxEntry,
+    verb_name,
+)
 from ztcore.vl1.packet import (
-    DEFAULT_PHYSICAL_MTU,
     FRAGMENT_MIN_LENGTH,
     PACKET_MIN_LENGTH,
     PROTO_VERSION,
@@ -46,31 +54,31 @@ from ztcore.vl1.packet import (
     dearmor,
     fragment_destination,
     is_fragment,
-    new_packet_id,
     parse_header,
     remove_extended_armor,
     set_hops,
 )
 from ztcore.vl1.path import Path
 from ztcore.vl1.peer import DIRECT_PATH_PUSH_INTERVAL, DIRECT_PATH_PUSH_INTERVAL_HAVEPATH, Peer
-from ztcore.vl1.topology import Topology
+from ztcore.vl1.ratelimit import RecentTable, TokenBucket, WindowGate
+from ztcore.vl1.topology import MAX_PATHS, Topology
 from ztcore.vl1.world import World, WorldType
 
 log = logging.getLogger(__name__)
 
-# The software version ztcore announces in HELLO. Real cores gate behaviour on it
-# (e.g. ECHO instead of HELLO for path confirmation needs > 1.1.0), so ztcore
-# announces the ZeroTier release whose protocol it implements.
-SOFTWARE_VERSION = (1, 14, 1)
-
-WHOIS_RETRY_DELAY = 500  # ZT_WHOIS_RETRY_DELAY
 TRANSMIT_QUEUE_TIMEOUT = 5_000  # ZT_TRANSMIT_QUEUE_TIMEOUT
 RECEIVE_QUEUE_TIMEOUT = 5_000  # ZT_RECEIVE_QUEUE_TIMEOUT
-TX_QUEUE_SIZE = 32  # ZT_TX_QUEUE_SIZE
 RX_QUEUE_SIZE = 32  # ZT_RX_QUEUE_SIZE
 MIN_UNITE_INTERVAL = 30_000  # ZT_MIN_UNITE_INTERVAL
-EXPECTING_REPLIES_MAX = 4096
+EXPECTING_REPLY_TIMEOUT = 120_000  # an OK/ERROR later than this is not a reply we wait for
 IDENTITY_VERIFICATION_RATE = 10  # new identities validated per second per remote IP
+# Floods from distinct (forged) sources must cost bounded memory and bounded traffic:
+# every per-remote table has a size cap, and two global budgets cap what such a flood can
+# make the node do (WHOIS sent to the roots; identity verifications, a memory-hard hash each).
+PER_REMOTE_TABLE_MAX = 4096
+WHOIS_HOLD = 60_000  # a WHOIS target is remembered this long (per-address retry spacing)
+WHOIS_GLOBAL_RATE = 100  # WHOIS sent per second, all addresses together (burst: 2 s worth)
+IDENTITY_VERIFICATION_GLOBAL_RATE = 100  # new identities verified per second, all sources
 PUSH_DIRECT_PATHS_MAX_PER_SCOPE_AND_FAMILY = 8
 PUSH_DIRECT_PATHS_FLAG_FORGET_PATH = 0x01
 PUSH_DIRECT_PATHS_FLAG_CLUSTER_REDIRECT = 0x02
@@ -119,7 +127,7 @@ class VL1Host(Protocol):
 
     def post_event(self, kind: EventType, data: dict[str, object] | None = None) -> None: ...
 
-    def trace(self, kind: str, **fields: object) -> None: ...
+    def trace(self, kind: str, /, **fields: object) -> None: ...
 
     def should_use_path(self, address: int, local_socket: int, remote: InetAddress) -> bool: ...
 
@@ -131,15 +139,6 @@ class VL1Host(Protocol):
 
 
 @dataclass(slots=True)
-class _TxEntry:
-    destination: int
-    verb: int
-    payload: bytes
-    encrypt: bool
-    created: int
-
-
-@dataclass(slots=True)
 class _RxEntry:
     source: int
     local_socket: int
@@ -148,7 +147,7 @@ class _RxEntry:
     created: int
 
 
-class Switch:
+class Switch(Outbound):
     def __init__(self, host: VL1Host) -> None:
         self.host = host
         self.vl2: VL2Handler | None = None
@@ -156,41 +155,37 @@ class Switch:
         self.drops: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
         self._expecting: OrderedDict[int, int] = OrderedDict()
-        self._last_whois: dict[int, int] = {}
+        self._last_whois: RecentTable[int] = RecentTable(PER_REMOTE_TABLE_MAX, WHOIS_HOLD)
+        self._whois_budget = TokenBucket(WHOIS_GLOBAL_RATE, 2 * WHOIS_GLOBAL_RATE)
         self._tx_queue: list[_TxEntry] = []
         self._rx_queue: list[_RxEntry] = []
-        self._last_unite: dict[tuple[int, int], int] = {}
-        self._identity_gate: dict[object, tuple[int, int]] = {}
+        self._last_unite: RecentTable[tuple[int, int]] = RecentTable(PER_REMOTE_TABLE_MAX, MIN_UNITE_INTERVAL)
+        self._identity_gate: WindowGate[object] = WindowGate(IDENTITY_VERIFICATION_RATE, 1000, PER_REMOTE_TABLE_MAX)
+        self._identity_budget = TokenBucket(IDENTITY_VERIFICATION_GLOBAL_RATE, IDENTITY_VERIFICATION_GLOBAL_RATE)
         # Called with (now, peer, in-re packet id, payload) when an OK(ECHO) arrives.
         self.on_echo_reply: Callable[[int, Peer, int, bytes], None] | None = None
 
     # ================================================================ helpers
-    @property
-    def _me(self) -> Address:
-        return self.host.identity.address
-
-    def _drop(self, reason: str, **fields: object) -> None:
+    def _drop(self, reason: str, /, **fields: object) -> None:
         self.drops[reason] += 1
-        self.host.trace("packet_dropped", reason=reason, **fields)
-
-    def expect_reply_to(self, packet_id: int, now: int) -> None:
-        self._expecting[packet_id] = now
-        if len(self._expecting) > EXPECTING_REPLIES_MAX:
-            self._expecting.popitem(last=False)
-
-    def expecting_reply_to(self, packet_id: int) -> bool:
-        return packet_id in self._expecting
+        self.host.trace("packet_dropped", **{**fields, "reason": reason})
 
     def _rate_gate_identity_verification(self, now: int, remote: InetAddress) -> bool:
-        key = remote.ip
-        start, count = self._identity_gate.get(key, (now, 0))
-        if now - start >= 1000:
-            start, count = now, 0
-        count += 1
-        self._identity_gate[key] = (start, count)
-        if len(self._identity_gate) > 4096:
-            self._identity_gate.clear()
-        return count <= IDENTITY_VERIFICATION_RATE
+        return self._identity_gate.allow(remote.ip, now) and self._identity_budget.allow(now)
+
+    def table_sizes(self) -> dict[str, tuple[int, int]]:
+        """Every table a remote party can make grow: name -> (entries now, bound)."""
+        topo = self.host.topology
+        return {
+            "paths": (len(topo.paths), MAX_PATHS),
+            "pending_whois": (len(self._last_whois), PER_REMOTE_TABLE_MAX),
+            "identity_gate": (len(self._identity_gate), PER_REMOTE_TABLE_MAX),
+            "unite_gate": (len(self._last_unite), PER_REMOTE_TABLE_MAX),
+            "expecting_replies": (len(self._expecting), EXPECTING_REPLIES_MAX),
+            "reassembly": (len(self.reassembler), self.reassembler.max_pending),
+            "rx_queue": (len(self._rx_queue), RX_QUEUE_SIZE),
+            "tx_queue": (len(self._tx_queue), TX_QUEUE_SIZE),
+        }
 
     # ================================================================ inbound
     def on_remote_packet(self, now: int, local_socket: int, remote: InetAddress, data: bytes) -> None:
@@ -199,10 +194,15 @@ class Switch:
         except PacketError as e:
             self._drop(e.reason, remote=str(remote))
         except Exception as e:  # noqa: BLE001 - a hostile packet must never take the node down
+            # A bug, not bad input (parsers raise PacketError): counted every time, logged
+            # sparingly (report_unexpected) so that a packet flood cannot become a log flood.
             report_unexpected(log, "vl1: processing a packet", e)
             self._drop("internal_error", remote=str(remote))
 
     def _on_remote_packet(self, now: int, local_socket: int, remote: InetAddress, data: bytes) -> None:
+        # A path the node does not know yet is transient: it is kept (Topology.adopt_path)
+        # only once a packet over it authenticates, so junk from a million sources leaves
+        # nothing behind.
         path = self.host.topology.get_path(local_socket, remote)
         path.received(now)
         self.stats["packets_in"] += 1
@@ -264,8 +264,9 @@ class Switch:
 
     def _should_unite(self, now: int, a: int, b: int) -> bool:
         key = (min(a, b), max(a, b))
-        if now - self._last_unite.get(key, -MIN_UNITE_INTERVAL) >= MIN_UNITE_INTERVAL:
-            self._last_unite[key] = now
+        last = self._last_unite.get(key)
+        if last is None or now - last >= MIN_UNITE_INTERVAL:
+            self._last_unite.set(key, now)
             return True
         return False
 
@@ -302,8 +303,9 @@ class Switch:
         except PacketError as e:
             self._drop(e.reason, source=str(Address(header.source)))
             return True
+        path = self.host.topology.adopt_path(path)
         verb = pkt.verb
-        self.stats[_IN_KEYS.get(verb) or f"in_{_verb_name(verb)}"] += 1
+        self.stats[_IN_KEYS.get(verb) or f"in_{verb_name(verb)}"] += 1
         if verb == Verb.HELLO:
             self._do_hello(now, path, data, header.source, already_authenticated=True, decoded=pkt)
         elif verb == Verb.OK:
@@ -323,7 +325,7 @@ class Switch:
         elif verb in VL2_VERBS:
             if self.vl2 is None:
                 self._peer_received(now, peer, path, pkt.header.hops, verb)
-                self._drop("vl2_not_available", verb=_verb_name(verb))
+                self._drop("vl2_not_available", verb=verb_name(verb))
                 return True
             if not self.vl2.handle_packet(now, peer, path, pkt):
                 return False
@@ -449,6 +451,7 @@ class Switch:
             peer = topo.add_peer(new_peer)
             self._do_anything_waiting_for_peer(now, peer)
         assert decoded is not None
+        path = topo.adopt_path(path)
         payload = decoded.payload
         self.stats["in_HELLO"] += 1
 
@@ -534,7 +537,7 @@ class Switch:
         in_re_verb = p[0] & 0x1F
         (in_re_pid,) = struct.unpack_from(">Q", p, 1)
         if not self.expecting_reply_to(in_re_pid):
-            self._drop("ok_unexpected", in_re=_verb_name(in_re_verb))
+            self._drop("ok_unexpected", in_re=verb_name(in_re_verb))
             return
         body = p[9:]
         if in_re_verb == Verb.HELLO:
@@ -653,35 +656,6 @@ class Switch:
             self._drop("rendezvous_not_from_upstream")
         self._peer_received(now, peer, path, pkt.header.hops, Verb.RENDEZVOUS)
 
-    def introduce(self, now: int, a: Peer, b: Peer) -> None:
-        """Send each of `a` and `b` a RENDEZVOUS naming the other's best address in
-        the narrowest scope and family they share (Peer::introduce)."""
-        best_a = self._best_by_scope(now, a)
-        best_b = self._best_by_scope(now, b)
-        for key in sorted(set(best_a) & set(best_b), key=lambda k: (k[0], k[1] == 6), reverse=True):
-            pa, pb = best_a[key], best_b[key]
-            self._send_rendezvous(now, a, pa, b, pb)
-            self._send_rendezvous(now, b, pb, a, pa)
-            self.stats["rendezvous_sent"] += 2
-            return
-
-    def _best_by_scope(self, now: int, peer: Peer) -> dict[tuple[int, int], Path]:
-        best: dict[tuple[int, int], tuple[int, Path]] = {}
-        for pp in peer.paths:
-            key = (int(pp.path.scope), 6 if pp.path.address.is_v6 else 4)
-            q = pp.path.quality(now) // pp.priority
-            if key not in best or q <= best[key][0]:
-                best[key] = (q, pp.path)
-        return {k: v[1] for k, v in best.items()}
-
-    def _send_rendezvous(self, now: int, to: Peer, to_path: Path, about: Peer, about_path: Path) -> None:
-        addr = about_path.address
-        raw_ip = addr.ip.packed
-        payload = (
-            b"\x00" + Address(about.address).to_bytes() + struct.pack(">HB", addr.port, len(raw_ip)) + raw_ip
-        )
-        self._send_via_path(now, to, to_path, Verb.RENDEZVOUS, payload, encrypt=True)
-
     # ------------------------------------------------------------------ ECHO
     def _do_echo(self, now: int, peer: Peer, path: Path, pkt: Dearmored) -> None:
         if not path.rate_gate_echo(now):
@@ -728,19 +702,6 @@ class Switch:
                     self.attempt_to_contact_at(now, peer, -1, at, full_hello=False)
         self._peer_received(now, peer, path, pkt.header.hops, Verb.PUSH_DIRECT_PATHS)
 
-    def push_direct_paths(self, now: int, peer: Peer) -> None:
-        addresses = self.host.direct_paths()
-        if not addresses:
-            return
-        entries = bytearray()
-        count = 0
-        for a in addresses[:32]:
-            ip = a.ip.packed
-            entries += b"\x00\x00\x00" + bytes((6 if len(ip) == 16 else 4, len(ip) + 2)) + ip
-            entries += struct.pack(">H", a.port)
-            count += 1
-        self.send(now, peer.address, Verb.PUSH_DIRECT_PATHS, struct.pack(">H", count) + bytes(entries))
-
     # ---------------------------------------------------------- USER_MESSAGE
     def _do_user_message(self, now: int, peer: Peer, path: Path, pkt: Dearmored) -> None:
         if len(pkt.payload) >= 8:
@@ -753,159 +714,14 @@ class Switch:
             self._drop("user_message_too_short")
         self._peer_received(now, peer, path, pkt.header.hops, Verb.USER_MESSAGE)
 
-    # =============================================================== outbound
-    def send_hello(self, now: int, peer: Peer, local_socket: int, at: InetAddress | None) -> None:
-        """HELLO carries our identity in the clear (MAC'd, not encrypted); the moon
-        list at its end is encrypted with the agreed key (cryptField)."""
-        topo = self.host.topology
-        packet_id = new_packet_id()
-        head = bytearray(struct.pack(">BBBHQ", PROTO_VERSION, *SOFTWARE_VERSION, now & 0xFFFFFFFFFFFFFFFF))
-        head += self.host.identity.to_bytes(include_private=False)
-        head += at.to_bytes() if at is not None else InetAddress.nil_bytes()
-        head += struct.pack(">QQ", topo.planet.id, topo.planet.timestamp)
-        moons = bytearray(struct.pack(">H", len(topo.moons)))
-        for moon in topo.moons.values():
-            moons += struct.pack(">BQQ", int(moon.type), moon.id, moon.timestamp)
-        payload = bytes(head) + crypt_field(peer.key, packet_id, bytes(moons))
-        wire = armor(
-            destination=int(peer.address),
-            source=int(self._me),
-            verb=Verb.HELLO,
-            payload=payload,
-            key=peer.key,
-            encrypt=False,
-            packet_id=packet_id,
-        )
-        self.expect_reply_to(packet_id, now)
-        self.stats["out_HELLO"] += 1
-        if at is not None:
-            self._put_wire(now, local_socket, at, wire)
-        else:
-            self._send_armored(now, peer, wire)
-
-    def attempt_to_contact_at(
-        self, now: int, peer: Peer, local_socket: int, at: InetAddress, full_hello: bool
-    ) -> None:
-        """Peer::attemptToContactAt: an ECHO when the peer's version is known (cheap),
-        else a full HELLO."""
-        if not full_hello and peer.proto_version >= 5 and peer.version != (1, 1, 0):
-            wire = armor(
-                destination=int(peer.address),
-                source=int(self._me),
-                verb=Verb.ECHO,
-                payload=b"",
-                key=peer.key,
-                encrypt=True,
-                aes_keys=peer.aes_keys_if_supported(),
-            )
-            self.expect_reply_to(int.from_bytes(wire[:8], "big"), now)
-            self.stats["out_ECHO"] += 1
-            self._put_wire(now, local_socket, at, wire)
-        else:
-            self.send_hello(now, peer, local_socket, at)
-
-    def send(self, now: int, destination: int, verb: int, payload: bytes, encrypt: bool = True) -> bool:
-        """Send a message to `destination`, resolving it by WHOIS and queueing if needed.
-        Returns True if it went out now, False if it was queued."""
-        if int(destination) == int(self._me):
-            return False
-        peer = self.host.topology.get_peer(destination)
-        if peer is not None and self._try_send(now, peer, verb, payload, encrypt):
-            return True
-        if len(self._tx_queue) >= TX_QUEUE_SIZE:
-            # Shed frames before control messages: losing a queued credential push
-            # would get every following frame refused until it is re-sent.
-            victim = next((i for i, e in enumerate(self._tx_queue) if e.verb in _SHEDDABLE_VERBS), 0)
-            self._tx_queue.pop(victim)
-            self.drops["tx_queue_full"] += 1
-        self._tx_queue.append(_TxEntry(int(destination), verb, payload, encrypt, now))
-        if peer is None:
-            self.request_whois(now, destination)
-        return False
-
-    def armor_for(self, peer: Peer, verb: int, payload: bytes, encrypt: bool = True) -> bytes:
-        return armor(
-            destination=int(peer.address),
-            source=int(self._me),
-            verb=verb,
-            payload=payload,
-            key=peer.key,
-            encrypt=encrypt,
-            aes_keys=peer.aes_keys_if_supported() if encrypt else None,
-            compress=len(payload) > 256,
-        )
-
-    def _try_send(self, now: int, peer: Peer, verb: int, payload: bytes, encrypt: bool) -> bool:
-        path = peer.best_path(now)
-        if path is None or not path.alive(now):
-            upstream = self.host.topology.get_upstream_peer(now)
-            if upstream is None or upstream is peer:
-                path = peer.best_path(now, include_expired=True)
-            else:
-                path = upstream.best_path(now)
-            if path is None:
-                return False
-        wire = self.armor_for(peer, verb, payload, encrypt)
-        if verb not in _NO_REPLY_VERBS:
-            self.expect_reply_to(int.from_bytes(wire[:8], "big"), now)
-        self.stats[_OUT_KEYS.get(verb) or f"out_{_verb_name(verb)}"] += 1
-        self._put_wire(now, path.local_socket, path.address, wire)
-        path.sent(now)
-        return True
-
-    def _send_via_path(
-        self, now: int, peer: Peer, path: Path, verb: int, payload: bytes, encrypt: bool
-    ) -> None:
-        wire = self.armor_for(peer, verb, payload, encrypt)
-        self.stats[_OUT_KEYS.get(verb) or f"out_{_verb_name(verb)}"] += 1
-        self._put_wire(now, path.local_socket, path.address, wire)
-        path.sent(now)
-
-    def _send_armored(self, now: int, peer: Peer, wire: bytes) -> bool:
-        if self._send_direct(now, peer, wire, force=False):
-            return True
-        upstream = self.host.topology.get_upstream_peer(now)
-        if upstream is not None and upstream is not peer:
-            return self._send_direct(now, upstream, wire, force=True)
-        return False
-
-    def _send_direct(self, now: int, peer: Peer, wire: bytes, force: bool) -> bool:
-        """Peer::sendDirect: over the best path, alive (or any if `force`)."""
-        path = peer.best_path(now, include_expired=force)
-        if path is None or (not force and not path.alive(now)):
-            return False
-        self._put_wire(now, path.local_socket, path.address, wire)
-        path.sent(now)
-        return True
-
-    def _put_wire(self, now: int, local_socket: int, at: InetAddress, wire: bytes) -> None:
-        if len(wire) > DEFAULT_PHYSICAL_MTU:
-            for chunk in make_fragments(wire, DEFAULT_PHYSICAL_MTU):
-                self.host.put_packet(local_socket, at, chunk)
-        else:
-            self.host.put_packet(local_socket, at, wire)
-        self.stats["packets_out"] += 1
-
-    def request_whois(self, now: int, address: int) -> None:
-        if int(address) == int(self._me):
-            return
-        last = self._last_whois.get(int(address))
-        if last is not None and now - last < WHOIS_RETRY_DELAY:
-            return
-        self._last_whois[int(address)] = now
-        upstream = self.host.topology.get_upstream_peer(now)
-        if upstream is None or upstream.address == address:
-            return
-        self.stats["whois_sent"] += 1
-        self._try_send(now, upstream, Verb.WHOIS, Address(address).to_bytes(), True)
-
+    # ======================================================= queues and timers
     def retry_waiting_for(self, now: int, peer: Peer) -> None:
         """Re-run packets from `peer` that were deferred (e.g. refused for lack of
         credentials that have just arrived)."""
         self._do_anything_waiting_for_peer(now, peer)
 
     def _do_anything_waiting_for_peer(self, now: int, peer: Peer) -> None:
-        self._last_whois.pop(int(peer.address), None)
+        self._last_whois.pop(int(peer.address))
         waiting_rx = [e for e in self._rx_queue if e.source == peer.address]
         self._rx_queue = [e for e in self._rx_queue if e.source != peer.address]
         for e in waiting_rx:
@@ -946,22 +762,15 @@ class Switch:
             next_delay = WHOIS_RETRY_DELAY
         self._rx_queue = kept
         self.reassembler.expire(now)
-        for addr, t in list(self._last_whois.items()):
-            if now - t > 60_000:
-                del self._last_whois[addr]
+        self._last_whois.expire(now)
+        self._last_unite.expire(now)
+        self._identity_gate.expire(now)
+        while self._expecting:
+            pid, t = next(iter(self._expecting.items()))
+            if now - t <= EXPECTING_REPLY_TIMEOUT:
+                break
+            del self._expecting[pid]
         return next_delay
 
 
-# Frames are never answered with OK (ztcore never asks for EXT_FRAME ACKs), so they
-# need no entry in the expected-replies table.
-_NO_REPLY_VERBS = frozenset({Verb.FRAME, Verb.MULTICAST_FRAME})
-_SHEDDABLE_VERBS = frozenset({Verb.FRAME, Verb.EXT_FRAME, Verb.MULTICAST_FRAME})
 _IN_KEYS = {v: f"in_{v.name}" for v in Verb}
-_OUT_KEYS = {v: f"out_{v.name}" for v in Verb}
-
-
-def _verb_name(verb: int) -> str:
-    try:
-        return Verb(verb).name
-    except ValueError:
-        return f"VERB_{verb:#x}"

@@ -16,6 +16,9 @@ from ztcore.vl1.world import World, WorldType
 
 log = logging.getLogger(__name__)
 
+# Kept paths (authenticated endpoints); the least recently active unused ones go first.
+MAX_PATHS = 16_384
+
 
 class PeerRole(enum.IntEnum):
     """As ZT_PeerRole."""
@@ -184,12 +187,38 @@ class Topology:
 
     # -------------------------------------------------------------- paths
     def get_path(self, local_socket: int, address: InetAddress) -> Path:
-        key = (local_socket, address)
-        path = self.paths.get(key)
-        if path is None:
-            path = Path(local_socket, address)
-            self.paths[key] = path
+        """The kept path for (socket, address), or a new transient one that nothing keeps:
+        state for a remote is created only once a packet from it authenticates (see
+        `adopt_path`), so unauthenticated junk costs no memory."""
+        path = self.paths.get((local_socket, address))
+        return path if path is not None else Path(local_socket, address)
+
+    def adopt_path(self, path: Path) -> Path:
+        """Keep `path` (a packet over it has authenticated); returns the path to use from
+        now on, which is an already kept one for the same endpoint if there is one."""
+        key = (path.local_socket, path.address)
+        kept = self.paths.get(key)
+        if kept is path:
+            return path
+        if kept is not None:
+            kept.last_in = max(kept.last_in, path.last_in)
+            kept.last_out = max(kept.last_out, path.last_out)
+            return kept
+        if len(self.paths) >= MAX_PATHS:
+            self._evict_paths()
+        self.paths[key] = path
         return path
+
+    def _evict_paths(self) -> None:
+        """Make room: forget the least recently active paths no peer uses (an eighth of the
+        table), so that many authenticated sources cannot grow it without bound either."""
+        in_use = {id(pp.path) for p in self.peers.values() for pp in p.paths}
+        idle = sorted(
+            ((max(path.last_in, path.last_out), key) for key, path in self.paths.items() if id(path) not in in_use),
+            key=lambda item: item[0],
+        )
+        for _, key in idle[: max(1, MAX_PATHS // 8)]:
+            del self.paths[key]
 
     def clean(self, now: int, path_timeout: int = 600_000) -> None:
         """Forget paths nobody used lately; peers (not roots) silent for the activity

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from ztcore.atomicfile import write_atomic
 from ztcore.crypto import (
     C25519_PUBLIC_KEY_LEN,
     C25519_SIGNATURE_LEN,
@@ -356,5 +357,6 @@ def load_world_file(path: str | os.PathLike[str]) -> World:
 
 
 def save_world_file(path: str | os.PathLike[str], world: World) -> None:
-    """Write a world in its binary form (the planet / moons.d/*.moon file format)."""
-    Path(path).write_bytes(world.to_bytes())
+    """Write a world in its binary form (the planet / moons.d/*.moon file format), atomically:
+    a node reading it meanwhile (or after a crash) sees the old world or the new one."""
+    write_atomic(path, world.to_bytes())

@@ -69,7 +69,7 @@ class NetworkHost(Protocol):
 
     def lookup_identity(self, address: int) -> Identity | None: ...
 
-    def trace(self, kind: str, **fields: object) -> None: ...
+    def trace(self, kind: str, /, **fields: object) -> None: ...
 
 
 @dataclass(eq=False)
@@ -232,7 +232,7 @@ class Network:
             return "need_identity"
         if result != VerifyResult.OK:
             self.host.trace(
-                "credential_rejected", network=f"{self.id:016x}", kind="COM", reason="bad signature"
+                "credential_rejected", network=f"{self.id:016x}", credential="COM", reason="bad signature"
             )
             return "rejected"
         m = self.membership(int(com.issued_to))

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ztcore.errors import InvalidFormatError
 from ztcore.identity import Address, Identity
-from ztcore.vl1.packet import Dearmored, ErrorCode, Verb
+from ztcore.vl1.packet import Dearmored, ErrorCode, PacketError, Verb
 from ztcore.vl2.credentials import CertificateOfMembership, NetworkCredentials
 from ztcore.vl2.dictionary import Dictionary
 from ztcore.vl2.filter import ETHERTYPE_ARP, ETHERTYPE_IPV6
@@ -57,7 +57,13 @@ class VL2Host(Protocol):
         self, network: Network, source_mac: int, dest_mac: int, ethertype: int, vlan_id: int, data: bytes
     ) -> None: ...
 
-    def trace(self, kind: str, **fields: object) -> None: ...
+    def trace(self, kind: str, /, **fields: object) -> None: ...
+
+
+def _need(p: bytes, length: int, reason: str) -> None:
+    """Refuse a payload shorter than the fixed part about to be read (a counted drop)."""
+    if len(p) < length:
+        raise PacketError(reason, f"{len(p)} bytes, need {length}")
 
 
 @dataclass(slots=True)
@@ -84,9 +90,9 @@ class VL2Switch:
     def _me(self) -> int:
         return int(self.host.identity.address)
 
-    def _drop(self, reason: str, **fields: object) -> None:
+    def _drop(self, reason: str, /, **fields: object) -> None:
         self.drops[reason] += 1
-        self.host.trace("frame_dropped", reason=reason, **fields)
+        self.host.trace("frame_dropped", **{**fields, "reason": reason})
 
     def _send(self, now: int, dest: int, verb: int, payload: bytes) -> None:
         self.host.switch.send(now, dest, verb, payload)
@@ -100,10 +106,19 @@ class VL2Switch:
 
     # ============================================================ inbound
     def handle_packet(self, now: int, peer: Peer, path: Path, packet: Dearmored) -> bool:
+        # Parsers check lengths and raise PacketError with a specific reason; any other
+        # exception is a bug and is left to the VL1 catch-all (counted as internal_error).
         try:
             return self._handle(now, peer, path, packet)
-        except (InvalidFormatError, struct.error, IndexError, ValueError) as e:
-            self._drop("malformed_vl2", verb=Verb(packet.verb).name, error=str(e))
+        except PacketError as e:
+            self._drop(e.reason, verb=Verb(packet.verb).name, peer=str(peer.identity.address))
+            return True
+        except InvalidFormatError as e:
+            self._drop(
+                f"malformed_{Verb(packet.verb).name.lower()}",
+                error=str(e),
+                peer=str(peer.identity.address),
+            )
             return True
 
     def _handle(self, now: int, peer: Peer, path: Path, packet: Dearmored) -> bool:
@@ -147,6 +162,7 @@ class VL2Switch:
 
     def _do_frame(self, now: int, peer: Peer, packet: Dearmored) -> bool:
         p = packet.payload
+        _need(p, 8, "frame_too_short")
         (nwid,) = struct.unpack_from(">Q", p, 0)
         network = self.host.get_network(nwid)
         if network is None:
@@ -169,6 +185,7 @@ class VL2Switch:
         the access check. Returns (network, flags, offset after the COM), or the
         handler's result when the frame goes no further."""
         p = packet.payload
+        _need(p, 9, f"{Verb(packet.verb).name.lower()}_too_short")
         nwid, flags = struct.unpack_from(">QB", p, 0)
         network = self.host.get_network(nwid)
         if network is None:
@@ -225,6 +242,15 @@ class VL2Switch:
         network, flags, ptr = admitted
         p, nwid = packet.payload, network.id
         gather_limit = 0
+        _need(
+            p,
+            ptr
+            + (4 if flags & MULTICAST_FRAME_FLAG_GATHER else 0)
+            + (6 if flags & MULTICAST_FRAME_FLAG_SOURCE_MAC else 0)
+            + MulticastGroup.WIRE_LENGTH
+            + 2,
+            "multicast_frame_too_short",
+        )
         if flags & MULTICAST_FRAME_FLAG_GATHER:
             (gather_limit,) = struct.unpack_from(">I", p, ptr)
             ptr += 4
@@ -299,6 +325,7 @@ class VL2Switch:
 
     def _do_multicast_gather(self, now: int, peer: Peer, packet: Dearmored) -> None:
         p = packet.payload
+        _need(p, 23, "multicast_gather_too_short")
         nwid, flags = struct.unpack_from(">QB", p, 0)
         group = MulticastGroup.from_bytes(p, 9)
         (limit,) = struct.unpack_from(">I", p, 19)
@@ -357,10 +384,12 @@ class VL2Switch:
 
     def _do_network_config_request(self, now: int, peer: Peer, path: Path, packet: Dearmored) -> None:
         p = packet.payload
+        _need(p, 8, "network_config_request_too_short")
         (nwid,) = struct.unpack_from(">Q", p, 0)
         controller = self.host.controller
         if controller is not None and int(controller_for(nwid)) == self._me:
             meta_len = struct.unpack_from(">H", p, 8)[0] if len(p) >= 10 else 0
+            _need(p, 10 + meta_len, "network_config_request_truncated_metadata")
             metadata = Dictionary.from_bytes(p[10 : 10 + meta_len]) if meta_len else Dictionary()
             self.stats["config_requests"] += 1
             controller.request(
@@ -383,6 +412,7 @@ class VL2Switch:
 
     def _do_network_config(self, now: int, peer: Peer, packet: Dearmored) -> None:
         p = packet.payload
+        _need(p, 8, "network_config_too_short")
         (nwid,) = struct.unpack_from(">Q", p, 0)
         network = self.host.get_network(nwid)
         if network is None:
