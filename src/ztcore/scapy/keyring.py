@@ -187,10 +187,11 @@ class Keyring:
             raise DecryptError(f"no key between {head.src:010x} and {head.dst:010x}")
         return crypt_field(keys[0], head.packet_id, bytes(hello.moons))
 
-    def decrypt_all(self, packets: Iterable[Packet]) -> PacketList:
+    def decrypt_all(self, packets: Iterable[Packet], any_port: bool = True) -> PacketList:
         """Dissect a capture: reassemble fragments, learn identities from HELLOs, decrypt
-        what the keyring can (the rest is kept as captured, with a note in `errors`)."""
-        packets = list(packets)
+        what the keyring can (the rest is kept as captured, with a note in `errors`).
+        With `any_port`, UDP payloads on ports not bound to ZeroTier are read as ZeroTier too."""
+        packets = [_as_zerotier(p) if any_port else p for p in packets]
         for p in packets:  # identities first, so a HELLO later in the file still helps
             if ZeroTier in p:
                 self.learn(p)
@@ -298,10 +299,22 @@ def armor_packet(
     )
 
 
-def _replace_layer(pkt: Packet, layer: Packet, new: Packet) -> Packet:
+def _as_zerotier(p: Packet) -> Packet:
+    udp = p.getlayer(UDP)
+    if udp is None or isinstance(udp.payload, ZeroTier) or len(udp.payload) < 28:
+        return p
+    return _replace_layer(p, udp.payload, ZeroTier(bytes(udp.payload)), parent=udp)
+
+
+def _replace_layer(pkt: Packet, layer: Packet, new: Packet, parent: Packet | None = None) -> Packet:
     if layer is pkt:
         return new
     top = pkt.copy()
+    if parent is not None:  # the layer to replace is whatever sits on the UDP layer
+        udp = top.getlayer(UDP)
+        udp.remove_payload()
+        udp.add_payload(new)
+        return top
     under = top.getlayer(UDP) if UDP in top else None
     # The ZeroTier layer is normally right above UDP; else find its parent by position.
     if under is None or not isinstance(under.payload, ZeroTier):
