@@ -18,6 +18,7 @@ _SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "cli": ("ztcore.cli.client", "cli"),
     "controller": ("ztcore.cli.controller", "controller"),
     "shell": ("ztcore.cli.shell", "shell"),
+    "capture": ("ztcore.cli.capture", "capture"),
 }
 
 

@@ -313,6 +313,7 @@ class NodeService:
         self._frame_listeners: list[Callable[[VirtualFrame], None]] = []
         self._config_listeners: list[Callable[[int, str, object | None], None]] = []
         self._wire_listeners: list[WireListener] = []
+        self._local_frame_listeners: list[Callable[[VirtualFrame], None]] = []
         self._queues: set[asyncio.Queue[Event | None]] = set()
         self._started = False
         self._stopped = False
@@ -524,6 +525,9 @@ class NodeService:
     def process_virtual_network_frame(
         self, network_id: int, source_mac: int, dest_mac: int, ethertype: int, vlan_id: int, data: bytes
     ) -> None:
+        if self._local_frame_listeners:
+            frame = VirtualFrame(network_id, source_mac, dest_mac, ethertype, vlan_id, bytes(data))
+            self._dispatch(self._local_frame_listeners, frame)
         self._require_node().process_virtual_network_frame(
             self.clock(), network_id, source_mac, dest_mac, ethertype, vlan_id, data
         )
@@ -532,6 +536,9 @@ class NodeService:
         self, network_id: int, source_mac: int, dest_mac: int, ethertype: int, data: bytes
     ) -> None:
         if self.node is not None:
+            if self._local_frame_listeners:
+                frame = VirtualFrame(network_id, source_mac, dest_mac, ethertype, 0, bytes(data))
+                self._dispatch(self._local_frame_listeners, frame)
             self.node.process_virtual_network_frame(
                 self.clock(), network_id, source_mac, dest_mac, ethertype, 0, data
             )
@@ -570,6 +577,11 @@ class NodeService:
         """Observe every UDP datagram received ("in", before the node sees it) or sent
         ("out", once handed to a socket); for capture and the workbench."""
         return self._add(self._wire_listeners, listener)
+
+    def add_local_frame_listener(self, listener: Callable[[VirtualFrame], None]) -> Callable[[], None]:
+        """Observe the frames the host side hands to the node (the other direction of
+        `add_frame_listener`); for capture."""
+        return self._add(self._local_frame_listeners, listener)
 
     @staticmethod
     def _add(listeners: list[Any], listener: Any) -> Callable[[], None]:
