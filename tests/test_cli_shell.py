@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pexpect
 import pytest
@@ -107,3 +108,30 @@ def test_ztnode_help_and_import_ztcore_do_not_import_scapy() -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith("[]"), r.stdout
     assert "shell" in r.stdout
+
+
+def test_shell_joins_a_given_network_on_a_given_planet(tmp_path: Path) -> None:
+    from ztcore.workbench import Workbench
+
+    with Workbench(n=1) as world:
+        assert world.net is not None
+        planet = tmp_path / "planet"
+        planet.write_bytes(world.planet.to_bytes())
+        cmd = _ztnode()
+        child = pexpect.spawn(
+            cmd[0], [*cmd[1:], "shell", "-n", "1", "--nwid", world.net.nwid, "--planet", str(planet)],
+            encoding="utf-8", timeout=30, dimensions=(40, 250),
+        )  # fmt: skip
+        try:
+            child.expect_exact(PROMPT)
+            assert f"network {world.net.nwid}" in child.before and "offline" not in child.before
+            out = _do(child, "n1.networks()[0]['id'], net is None")
+            assert f"('{world.net.nwid}', True)" in out
+            _do(child, "n1.wait(n1.received, lfilter=lambda p: ZTHello in p, timeout=10)")
+            child.sendline("exit()")
+            child.expect(pexpect.EOF, timeout=20)
+            child.close()
+            assert child.exitstatus == 0
+        finally:
+            if child.isalive():
+                child.terminate(force=True)

@@ -320,3 +320,18 @@ def test_malformed_input_never_raises() -> None:
             z = ZeroTier(bytes(ZeroTier(verb=verb)) + body)
             repr(z)
             z.show(dump=True)
+
+
+def test_extended_armor_hello_needs_the_recipients_secret(identities: list[Identity]) -> None:
+    sender, recipient = Identity.generate(), identities[0]
+    payload = bytes(ZTHello(timestamp=1, identity=ZTIdentity_of(sender)))
+    wire = armor(
+        destination=int(recipient.address), source=int(sender.address), verb=Verb.HELLO, payload=payload,
+        key=sender.agree(recipient), encrypt=False, extended_armor_for=recipient.public_key,
+    )  # fmt: skip
+    z = ZeroTier(wire)
+    assert z.encrypted == 1 and z.cipher == 0 and ZTEncrypted in z and ZTHello not in z  # not misread
+    dec = Keyring(recipient).decrypt(wire)  # the sender's identity comes from the HELLO inside
+    assert dec[ZTHello].identity.address == int(sender.address) and dec[ZTHello].timestamp == 1
+    with pytest.raises(DecryptError, match="recipient"):
+        Keyring(sender).decrypt(wire)

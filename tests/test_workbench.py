@@ -165,3 +165,21 @@ def test_capture_file_reads_back_and_decrypts(bench: Workbench) -> None:
     assert r.returncode == 0, r.stderr
     # (the file keeps growing while the nodes talk)
     assert len(r.stdout.splitlines()) >= len(pkts) and "UDP" in r.stdout
+
+
+def test_nodes_join_a_given_network_on_a_given_planet(tmp_path: Path) -> None:
+    """The --nwid/--planet mode: a second workbench joins the first one's network."""
+    with Workbench(n=1) as first:
+        assert first.net is not None
+        with Workbench(n=1, nwids=[first.net.nwid], planet=first.planet.to_bytes(), home=tmp_path) as second:
+            (m,) = second.nodes
+            assert second.net is None and second.nwids == [first.net.id]
+            assert first.net.nwid in second.banner()
+            Workbench._wait(lambda: first.net.member(m) is not None, 20, "the join request")  # type: ignore[union-attr]
+            first.net.authorize(m)
+            Workbench._wait(lambda: (m.network() or {}).get("status") == "OK" and bool(m.ips()), 30, "config")
+            assert m.ping(first.nodes[0]) is not None
+            address = m.address
+        assert (tmp_path / "n1" / "identity.secret").exists()
+    with Workbench(n=1, home=tmp_path) as again:  # the home keeps the identity
+        assert again.nodes[0].address == address

@@ -470,6 +470,7 @@ class Workbench:
         self.nodes: list[WorkbenchNode] = []
         self.net: OfflineNetwork | None = None
         self.default_nwid: int | None = None
+        self.nwids: list[int] = []
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._pcap: PcapWriter | None = None
         self._pcap_lock = threading.Lock()
@@ -515,6 +516,7 @@ class Workbench:
             },
         )
         nwid = int(network["id"], 16)
+        self.nwids = [nwid]
         self.net = OfflineNetwork(self, backend, nwid)
         self.default_nwid = nwid
         self._add_nodes(n, home, buffer_size, planet=planet, bind=["127.0.0.1"], allow_loopback=True)
@@ -544,8 +546,14 @@ class Workbench:
             raw = planet if isinstance(planet, bytes) else Path(planet).read_bytes()
             world = World.from_bytes(raw)[0]
         self.planet = world
+        self.nwids = nwids
         self.default_nwid = nwids[0]
-        self._add_nodes(n, home, buffer_size, planet=world, bind=None, allow_loopback=False)
+        # A planet whose roots are on loopback (a local test world) needs loopback paths,
+        # which nodes otherwise refuse as the real core does.
+        loopback = world is not None and any(
+            ep.ip.is_loopback for root in world.roots for ep in root.stable_endpoints
+        )
+        self._add_nodes(n, home, buffer_size, planet=world, bind=None, allow_loopback=loopback)
         for node in self.nodes:
             for nwid in nwids:
                 node.join(nwid)
@@ -618,7 +626,9 @@ class Workbench:
         where = (
             f"offline planet, private network {self.net.nwid} (net)"
             if self.net is not None
-            else "networks " + ", ".join(f"{x:016x}" for x in [self.default_nwid] if x is not None)
+            else "network"
+            + ("s " if len(self.nwids) > 1 else " ")
+            + ", ".join(f"{x:016x}" for x in self.nwids)
         )
         return (
             f"ztcore workbench: {names} on {where}; Scapy's names are all here\n"

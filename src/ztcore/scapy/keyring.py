@@ -29,6 +29,7 @@ from ztcore.vl1.packet import (
     crypt_field,
     dearmor,
     derive_aes_keys,
+    remove_extended_armor,
 )
 
 from .layers import ZeroTier, ZeroTierDecrypted, ZTFragment
@@ -166,6 +167,9 @@ class Keyring:
         if isinstance(head, ZeroTierDecrypted):
             return pkt
         wire = bytes(head)
+        if head.encrypted and head.cipher == 0:
+            wire = self._remove_extended_armor(head.dst, wire)
+            self.learn(ZeroTierDecrypted(wire))
         self.learn(pkt)
         keys = self.key(head.src, head.dst)
         if keys is None:
@@ -178,6 +182,17 @@ class Keyring:
         out = ZeroTierDecrypted(clear)
         self.learn(out)
         return _replace_layer(pkt, head, out)
+
+    def _remove_extended_armor(self, recipient: int, wire: bytes) -> bytes:
+        """Peel 1.16's extended armor (a HELLO encrypted to the recipient's identity key)."""
+        mine = self.identities.get(recipient)
+        if mine is None or not mine.has_private:
+            raise DecryptError(f"extended armor: no secret of the recipient {recipient:010x}")
+        assert mine.private_key is not None
+        try:
+            return remove_extended_armor(wire, mine.private_key)
+        except PacketError as e:
+            raise DecryptError(f"extended armor: {e.reason}") from e
 
     def hello_moons(self, pkt: Packet) -> bytes:
         """The decrypted moon list at the end of a HELLO (u16 count, then type/id/timestamp)."""

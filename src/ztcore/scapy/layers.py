@@ -261,8 +261,9 @@ class ZeroTier(Packet):
         return cls
 
     def readable(self) -> bool:
-        """Whether the payload is cleartext: suite 0 and not compressed."""
-        return self.cipher == CipherSuite.POLY1305_NONE and not self.compressed
+        """Whether the payload is cleartext: suite 0, not compressed, and not wrapped in
+        1.16's extended armor (flag 0x80 with suite 0)."""
+        return self.cipher == CipherSuite.POLY1305_NONE and not self.compressed and not self.encrypted
 
     def guess_payload_class(self, payload: bytes) -> type[Packet]:
         if not payload:
