@@ -26,6 +26,7 @@ from __future__ import annotations
 import collections
 import ipaddress
 import logging
+import struct
 import tempfile
 import threading
 import time
@@ -33,6 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from scapy.error import Scapy_Exception
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
@@ -346,7 +348,8 @@ class WorkbenchNode:
         payload_cls = ether_payload_class(frame.ethertype)
         try:
             inner = payload_cls(frame.data)
-        except Exception:  # Scapy dissectors raise many kinds on odd input
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError, struct.error, Scapy_Exception):
+            # what Scapy's dissectors raise on odd input
             log.debug("could not dissect a frame as %s", payload_cls.__name__, exc_info=True)
             self.counters["undissectable_frames"] += 1
             inner = Raw(frame.data)
