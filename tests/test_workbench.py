@@ -183,3 +183,22 @@ def test_nodes_join_a_given_network_on_a_given_planet(tmp_path: Path) -> None:
         assert (tmp_path / "n1" / "identity.secret").exists()
     with Workbench(n=1, home=tmp_path) as again:  # the home keeps the identity
         assert again.nodes[0].address == address
+
+
+def test_node_capture_of_a_network_and_of_the_wire(bench: Workbench, tmp_path: Path) -> None:
+    n1, n2, _ = bench.nodes
+    with n1.capture(tmp_path / "net.pcap", network=True) as cap, n1.capture(tmp_path / "wire.pcap") as wire:
+        assert n2.ping(n1) is not None
+        n1.broadcast_eth(b"ping from n1 (captured)")
+        n1.wait(n1.vframes, 2, timeout=10, lfilter=lambda p: b"pong" in bytes(p.payload), new=True)
+    assert cap.count >= 4 and wire.count >= 4 and "stopped" in repr(cap)
+    frames = rdpcap(str(tmp_path / "net.pcap"))
+    assert len(frames) == cap.count
+    # Ethertype 0 reads as an 802.3 length field to Scapy (Dot3), so look at the bytes.
+    raw = [bytes(p) for p in frames]
+    payloads = [r[14:] for r in raw if r[12:14] == b"\x00\x00"]
+    assert b"ping from n1 (captured)" in payloads and sum(x.startswith(b"pong") for x in payloads) == 2
+    assert any(p[Ether].src == n2.mac() and IP in p for p in frames)  # the echo request it received
+    pkts = bench.keyring().decrypt_all(rdpcap(str(tmp_path / "wire.pcap")))
+    assert len(pkts) == wire.count and any(ZTFrame in p for p in pkts)
+    assert all(int(n1.address) in (p[ZeroTier].src, p[ZeroTier].dst) for p in pkts if ZeroTier in p)

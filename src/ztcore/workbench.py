@@ -44,14 +44,15 @@ from scapy.utils import PcapWriter
 
 from ztcore.api import Event, EventType, VirtualFrame
 from ztcore.identity import Address
-from ztcore.runtime import HomeDirectory, MemoryState, NodeHandle, NodeService, ThreadedRuntime
+from ztcore.runtime import HomeDirectory, MemoryState, NodeHandle, NodeService, ThreadedRuntime, pcap
+from ztcore.runtime.api_glue import NodeServiceApi
 from ztcore.runtime.offline import start_controller, start_offline_root
 from ztcore.scapy import DecryptError, Keyring, ZeroTier
 from ztcore.scapy.layers import ether_payload_class
 from ztcore.vl1.world import World
 from ztcore.vl2.mac import MAC
 
-__all__ = ["OfflineNetwork", "RingBuffer", "Workbench", "WorkbenchNode", "wait"]
+__all__ = ["Capture", "OfflineNetwork", "RingBuffer", "Workbench", "WorkbenchNode", "wait"]
 
 log = logging.getLogger("ztcore.workbench")
 
@@ -342,6 +343,13 @@ class WorkbenchNode:
         buf = getattr(self, buffer) if isinstance(buffer, str) else buffer
         return buf.wait(count, timeout, lfilter, new)
 
+    def capture(self, path: str | Path, nwid: int | str | None = None, network: bool = False) -> Capture:
+        """Record this node's UDP datagrams (raw IP), or with ``network=True`` the frames
+        of a network (Ethernet, both directions), to a pcap file until ``stop()`` (or the
+        end of a ``with`` block)."""
+        network_id = self._nwid(nwid) if network or nwid is not None else None
+        return Capture(self.bench, NodeServiceApi(self.service), path, network_id)
+
     # -- observing (these run in the event loop thread) -----------------------------------
 
     def _on_frame(self, frame: VirtualFrame) -> None:
@@ -386,6 +394,45 @@ class WorkbenchNode:
         pkt.sniffed_on = self.name
         (self.received if direction == "in" else self.sent).append(pkt)
         self.bench._capture(direction, src, dst, data, pkt.time)
+
+
+class Capture:
+    """A pcap file being written from a node's traffic (see `WorkbenchNode.capture`)."""
+
+    def __init__(self, bench: Workbench, api: NodeServiceApi, path: str | Path, nwid: int | None) -> None:
+        self.path = Path(path)
+        self.count = 0
+        self._rt = bench.rt
+        self._file = open(self.path, "wb")  # noqa: SIM115 - closed by stop()
+        self._file.write(pcap.file_header(pcap.LINKTYPE_RAW if nwid is None else pcap.LINKTYPE_ETHERNET))
+        self._file.flush()
+        try:
+            self._stop: Callable[[], None] | None = self._rt.call(api.capture, nwid, self._write)
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _write(self, packet: bytes, when: float) -> None:  # in the loop thread
+        if not self._file.closed:
+            self._file.write(pcap.record(packet, when))
+            self._file.flush()
+            self.count += 1
+
+    def stop(self) -> Path:
+        if self._stop is not None:
+            stop, self._stop = self._stop, None
+            self._rt.call(stop)
+            self._rt.call(self._file.close)  # after the last write, in the same thread
+        return self.path
+
+    def __enter__(self) -> Capture:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<capture {self.path}: {self.count} packets{'' if self._stop else ', stopped'}>"
 
 
 def wire_packet(src: tuple[str, int], dst: tuple[str, int], data: bytes) -> Packet:
