@@ -4,6 +4,7 @@ decryption) and tcpdump reads; bad arguments and unreachable nodes are clear err
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -151,3 +152,21 @@ def test_capture_errors_from_the_node(bench: tuple[Workbench, Path], tmp_path: P
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert r.returncode == 1 and "zerotier-one.port" in r.stderr, r.stderr
+
+
+def test_capture_to_stdout_and_a_client_that_leaves(bench: tuple[Workbench, Path]) -> None:
+    wb, home = bench
+    r = subprocess.run(
+        _ztnode("capture", "--home", str(home), "--wire", "-w", "-", "--seconds", "1.5"),
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 0 and r.stdout[:4] == b"\xd4\xc3\xb2\xa1", r.stderr  # pcap magic, little-endian
+    assert b"packets written to -" in r.stderr
+    # A capture client killed while the node is quiet: the node lets go of it within seconds.
+    svc = wb.nodes[0].service
+    before = wb.rt.call(lambda: len(svc._wire_listeners))
+    proc = subprocess.Popen(_ztnode("capture", "--home", str(home), "--wire", "-w", os.devnull))
+    Workbench._wait(lambda: wb.rt.call(lambda: len(svc._wire_listeners)) > before, 20, "the capture to start")
+    proc.kill()
+    proc.wait(10)
+    Workbench._wait(lambda: wb.rt.call(lambda: len(svc._wire_listeners)) == before, 10, "the capture to end")

@@ -587,10 +587,13 @@ async def _capture(request: web.Request) -> web.StreamResponse:
             left = None if deadline is None else deadline - loop.time()
             if left is not None and left <= 0:
                 break
+            if request.transport is None or request.transport.is_closing():
+                break  # the client went away while the node was quiet
             try:
-                packet, when = await asyncio.wait_for(queue.get(), timeout=left)
+                # Wake up at least every second to notice a client that left.
+                packet, when = await asyncio.wait_for(queue.get(), timeout=min(left or 1.0, 1.0))
             except asyncio.TimeoutError:
-                break
+                continue
             await resp.write(pcap.record(packet, when))
             written += 1
         await resp.write_eof()
