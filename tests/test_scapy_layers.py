@@ -6,7 +6,9 @@ Known-answer tests on packets captured from a real ZeroTier core are in test_sca
 
 from __future__ import annotations
 
+import ipaddress
 import struct
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +26,11 @@ from ztcore.scapy import (
     Keyring,
     ZeroTier,
     ZeroTierDecrypted,
+    ZTDirectPath,
     ZTEcho,
     ZTEncrypted,
+    ZTError,
+    ZTExtFrame,
     ZTFragment,
     ZTFrame,
     ZTHello,
@@ -37,6 +42,10 @@ from ztcore.scapy import (
     ZTNetworkCredentials,
     ZTOk,
     ZTOkHello,
+    ZTOkMulticastFrame,
+    ZTPushDirectPaths,
+    ZTRemoteTrace,
+    ZTRendezvous,
     ZTUserMessage,
     ZTWhois,
     armor_packet,
@@ -335,3 +344,73 @@ def test_extended_armor_hello_needs_the_recipients_secret(identities: list[Ident
     assert dec[ZTHello].identity.address == int(sender.address) and dec[ZTHello].timestamp == 1
     with pytest.raises(DecryptError, match="recipient"):
         Keyring(sender).decrypt(wire)
+
+
+def _com_from_libzt() -> bytes:
+    from scapy.utils import rdpcap
+
+    data = Path(__file__).parent / "data" / "libzt-capture"
+    ring = Keyring((data / "libzt.secret").read_text())
+    creds = next(p for p in ring.decrypt_all(rdpcap(str(data / "libzt.pcap"))) if ZTNetworkCredentials in p)
+    return bytes(creds[ZTNetworkCredentials].coms[0].com)
+
+
+def test_layouts_of_verbs_built_by_hand() -> None:
+    """Each layer writes the byte layout Packet.hpp documents, and reads it back."""
+    nwid, pid = 0xABCDEF0123456789, 0x1122334455667788
+    err = ZTError(in_re_verb=Verb.NETWORK_CONFIG_REQUEST, in_re_packet_id=pid, code=7, nwid=nwid)
+    assert bytes(err) == struct.pack(">BQBQ", 0x0B, pid, 7, nwid)
+    assert ZeroTier(bytes(ZeroTier() / err)).getlayer(ZTError).nwid == nwid
+    assert ZeroTier(bytes(ZeroTier() / err)).verb == Verb.ERROR
+    short = ZTError(struct.pack(">BQB", 0x0B, pid, 3))  # an ERROR without a network id
+    assert short.code == 3 and short.nwid is None
+
+    mf = ZTMulticastFrame(nwid=nwid, flags="GATHER+SOURCE_MAC", gather_limit=5, src_mac="02:00:00:00:00:01",
+                          dst_mac="ff:ff:ff:ff:ff:ff", adi=0x0A000001, ethertype=0x0806)  # fmt: skip
+    arp = ARP(psrc="10.0.0.2", pdst="10.0.0.1")
+    raw = bytes(mf / arp)
+    want = (
+        struct.pack(">QBI", nwid, 0x06, 5)
+        + bytes.fromhex("020000000001ffffffffffff")
+        + struct.pack(">IH", 0x0A000001, 0x0806)
+    )
+    assert raw == want + bytes(arp)
+    back = ZTMulticastFrame(raw)
+    assert back.gather_limit == 5 and back.src_mac == "02:00:00:00:00:01" and back[ARP].pdst == "10.0.0.1"
+
+    com = _com_from_libzt()
+    ext = (
+        ZTExtFrame(nwid=nwid, flags="COM+ACK", com=com)
+        / Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01")
+        / IP()
+    )
+    raw = bytes(ext)
+    assert raw[:9] == struct.pack(">QB", nwid, 0x11) and raw[9 : 9 + len(com)] == com
+    assert raw[9 + len(com) : 9 + len(com) + 14] == bytes.fromhex("020000000002020000000001") + b"\x08\x00"
+    back = ZTExtFrame(raw)
+    assert back.com == com and back[Ether].dst == "02:00:00:00:00:02" and IP in back
+    assert "CertificateOfMembership" in back.show(dump=True)
+
+    okmf = ZTOk(in_re_verb=Verb.MULTICAST_FRAME, in_re_packet_id=pid) / ZTOkMulticastFrame(
+        nwid=nwid, mac="ff:ff:ff:ff:ff:ff", adi=0, flags="COM+GATHER", com=com, total_known=3, members=[1, 2]
+    )
+    raw = bytes(okmf)
+    tail = struct.pack(">IH", 3, 2) + (1).to_bytes(5, "big") + (2).to_bytes(5, "big")
+    assert raw.endswith(com + tail) and raw[9:17] == struct.pack(">Q", nwid)
+    back = ZTOk(raw)
+    assert back[ZTOkMulticastFrame].members == [1, 2] and back[ZTOkMulticastFrame].com == com
+
+    trace = ZTRemoteTrace(dictionary={"e": "1", "n": "abc"})
+    assert bytes(trace) == b"e=1\nn=abc\n" or b"n=abc" in bytes(trace)
+    assert "'n': 'abc'" in repr(ZTRemoteTrace(bytes(trace)))
+
+    pdp = ZTPushDirectPaths(paths=[ZTDirectPath(addr_type=4, addr_length=6, ip="10.1.2.3", port=9993),
+                                   ZTDirectPath(addr_type=6, addr_length=18, ip6="fd00::1", port=1)])  # fmt: skip
+    raw = bytes(pdp)
+    assert (
+        raw[:2] == b"\x00\x02" and raw[2:13] == b"\x00\x00\x00\x04\x06" + bytes([10, 1, 2, 3]) + b"\x27\x09"
+    )
+    assert [p.port for p in ZTPushDirectPaths(raw).paths] == [9993, 1]
+
+    rdv = ZTRendezvous(with_address=0x0102030405, port=9993, addr_length=16, ip6="fd00::2")
+    assert bytes(rdv) == b"\x00\x01\x02\x03\x04\x05\x27\x09\x10" + ipaddress.ip_address("fd00::2").packed
