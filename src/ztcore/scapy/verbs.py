@@ -32,6 +32,7 @@ from scapy.fields import (
     ShortField,
     StrField,
     StrLenField,
+    StrNullField,
     XByteField,
     XIntField,
     XLongField,
@@ -236,9 +237,18 @@ class ZTUserMessage(Packet):
     fields_desc = [XLongField("type_id", 0), StrField("data", b"")]
 
 
+class _NullTerminatedDictionary(StrNullField):
+    """A Dictionary ended by a 0 byte, shown decoded."""
+
+    def i2repr(self, pkt: Any, x: Any) -> str:
+        return DictionaryField.i2repr(self, pkt, x)  # type: ignore[arg-type]
+
+
 class ZTRemoteTrace(Packet):
+    """REMOTE_TRACE: one or more 0-terminated Dictionaries describing trace events."""
+
     name = "ZeroTier REMOTE_TRACE"
-    fields_desc = [DictionaryField("dictionary", b"", length_from=lambda p: None)]
+    fields_desc = [FieldListField("dictionaries", [], _NullTerminatedDictionary("", b""))]
 
 
 # --- VL2 verbs -----------------------------------------------------------------------
