@@ -4,6 +4,7 @@ HELLO, and exit() ends the program cleanly within a time bound."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -20,12 +21,24 @@ def _ztnode() -> list[str]:
     return [sys.executable, "-m", "ztcore.cli.main"]
 
 
+# Where IPython is installed the default shell is IPython, whose screen output is full of
+# terminal control codes; the transcript tests then ask for the plain shell (which is what
+# a fresh install gets by default), and test_shell_ipython checks the IPython path.
+HAVE_IPYTHON = importlib.util.find_spec("IPython") is not None
+PLAIN = ["--shell", "python"] if HAVE_IPYTHON else []
+
+
 @pytest.fixture
 def shell() -> pexpect.spawn:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TERM": "dumb", "HOME": os.environ.get("HOME", "/tmp")}
     cmd = _ztnode()
     child = pexpect.spawn(
-        cmd[0], [*cmd[1:], "shell", "-n", "3"], encoding="utf-8", timeout=30, env=env, dimensions=(40, 250)
+        cmd[0],
+        [*cmd[1:], "shell", "-n", "3", *PLAIN],
+        encoding="utf-8",
+        timeout=30,
+        env=env,
+        dimensions=(40, 250),
     )
     yield child
     if child.isalive():
@@ -119,7 +132,7 @@ def test_shell_joins_a_given_network_on_a_given_planet(tmp_path: Path) -> None:
         planet.write_bytes(world.planet.to_bytes())
         cmd = _ztnode()
         child = pexpect.spawn(
-            cmd[0], [*cmd[1:], "shell", "-n", "1", "--nwid", world.net.nwid, "--planet", str(planet)],
+            cmd[0], [*cmd[1:], "shell", "-n", "1", "--nwid", world.net.nwid, "--planet", str(planet), *PLAIN],
             encoding="utf-8", timeout=30, dimensions=(40, 250),
         )  # fmt: skip
         try:
@@ -135,3 +148,29 @@ def test_shell_joins_a_given_network_on_a_given_planet(tmp_path: Path) -> None:
         finally:
             if child.isalive():
                 child.terminate(force=True)
+
+
+def test_shell_ipython() -> None:
+    if not HAVE_IPYTHON:
+        r = subprocess.run(
+            [*_ztnode(), "shell", "--shell", "ipython"], capture_output=True, text=True, timeout=60
+        )
+        assert r.returncode == 2 and "IPython is not installed" in r.stderr, r.stderr
+        return
+    cmd = _ztnode()
+    child = pexpect.spawn(
+        cmd[0], [*cmd[1:], "shell", "-n", "2", "--shell", "ipython"], encoding="utf-8", timeout=30
+    )
+    try:
+        child.expect_exact(PROMPT)
+        child.sendline("print('answer', n1.online and ZTHello.__name__)")
+        child.expect("answer ")
+        child.expect_exact(PROMPT)
+        assert "ZTHello" in child.before.split("\n")[0], child.before  # n1 online, Scapy names in scope
+        child.sendline("exit()")
+        child.expect(pexpect.EOF, timeout=20)
+        child.close()
+        assert child.exitstatus == 0
+    finally:
+        if child.isalive():
+            child.terminate(force=True)

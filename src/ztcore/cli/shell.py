@@ -54,12 +54,23 @@ def _nwids(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @click.option("--buffer", "buffer_size", default=1000, show_default=True, type=click.IntRange(1, 10**7),
               help="length of each node's ring buffers")  # fmt: skip
 @click.option("--timeout", default=30.0, show_default=True, type=float, help="seconds to wait for the nodes")
+@click.option("--shell", "kind", type=click.Choice(["auto", "ipython", "python"]), default="auto", show_default=True,
+              help="IPython (auto: when installed) or the plain Python shell")  # fmt: skip
 def shell(
-    n: int, nwid: list[int] | None, planet: Path | None, home: Path | None, buffer_size: int, timeout: float
+    n: int,
+    nwid: list[int] | None,
+    planet: Path | None,
+    home: Path | None,
+    buffer_size: int,
+    timeout: float,
+    kind: str,
 ) -> None:
     """Scapy's shell with ZeroTier nodes n1..nN (offline network by default)."""
     if planet is not None and not nwid:
         raise click.UsageError("--planet goes with --nwid (the offline network brings its own planet)")
+    have_ipython = importlib.util.find_spec("IPython") is not None
+    if kind == "ipython" and not have_ipython:
+        raise click.UsageError("--shell ipython: IPython is not installed (pip install ipython)")
     # Scapy is an integration: imported here, never by `ztnode --help` or `import ztcore`.
     from ztcore.workbench import Workbench
 
@@ -69,7 +80,7 @@ def shell(
     except (TimeoutError, OSError) as e:
         raise click.ClickException(f"the workbench did not start: {e}") from e
     try:
-        _interact(bench.namespace(), bench.banner())
+        _interact(bench.namespace(), bench.banner(), ipython=have_ipython and kind != "python")
     finally:
         bench.close()
     sys.exit(0)
@@ -87,8 +98,8 @@ def _namespace(extra: dict[str, Any]) -> dict[str, Any]:
     return ns
 
 
-def _interact(extra: dict[str, Any], banner: str) -> None:
-    if importlib.util.find_spec("IPython") is not None:
+def _interact(extra: dict[str, Any], banner: str, ipython: bool) -> None:
+    if ipython:
         # Scapy's own shell start-up (IPython with Scapy's prompt and completion).
         from scapy.main import interact
 
