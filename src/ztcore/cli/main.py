@@ -20,6 +20,12 @@ _SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "idtool": ("ztcore.cli.idtool", "idtool", "Create and use ZeroTier identities (like zerotier-idtool)."),
     "run": ("ztcore.cli.run", "run", 'Run one node until interrupted; prints "<address> <port>" once it is up.'),
     "world": ("ztcore.cli.world", "world", "Make, sign and inspect planet and moon (world) files."),
+    "shell": ("ztcore.cli.shell", "shell", "Scapy's shell with ZeroTier nodes n1..nN (offline network by default)."),
+    "capture": (
+        "ztcore.cli.capture",
+        "capture",
+        "Write a running node's wire traffic (--wire) or a network's frames (--network) to a pcap file.",
+    ),
 }
 
 

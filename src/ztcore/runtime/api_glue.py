@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from ztcore.api import VirtualFrame
 from ztcore.controller.model import ApiError
+from ztcore.runtime import pcap
 from ztcore.runtime.home import HomeDirectory
 from ztcore.runtime.http_api import ControllerBackend, HttpApiServer
 from ztcore.runtime.service import NodeService
@@ -123,6 +126,33 @@ class NodeServiceApi:
         if not hasattr(self._node, "leave"):
             return False
         return bool(self.service.leave(nwid))
+
+    def capture(self, nwid: int | None, sink: Callable[[bytes, float], None]) -> Callable[[], None]:
+        """Hand `sink` every packet from now on, pcap-ready: the node's UDP datagrams as
+        IP packets (`nwid` None) or a joined network's frames, both directions, as
+        Ethernet. Returns the function that stops it."""
+        svc = self.service
+        if nwid is None:
+
+            def on_wire(direction: str, local: tuple[str, int], remote: tuple[str, int], data: bytes) -> None:
+                src, dst = (remote, local) if direction == "in" else (local, remote)
+                sink(pcap.udp_datagram(src, dst, data), time.time())
+
+            return svc.add_wire_listener(on_wire)
+        if self.network(nwid) is None:
+            raise ApiError(404, f"network {nwid:016x} not joined")
+
+        def on_frame(f: VirtualFrame) -> None:
+            if f.network_id == nwid:
+                sink(pcap.ethernet_frame(f.dest_mac, f.source_mac, f.ethertype, f.data, f.vlan_id), time.time())
+
+        removers = [svc.add_frame_listener(on_frame), svc.add_local_frame_listener(on_frame)]
+
+        def stop() -> None:
+            for remove in removers:
+                remove()
+
+        return stop
 
     def set_network_settings(self, nwid: int, settings: Mapping[str, bool]) -> None:
         setter = getattr(self._node, "set_network_settings", None)

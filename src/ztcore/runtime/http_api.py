@@ -12,7 +12,9 @@ without it), and these routes, with zerotier-one's JSON shapes:
   the controller's address followed by ``______`` creates with a free number),
   ``/controller/network/{nwid}/member`` (``{address: revision}``),
   ``/controller/network/{nwid}/member/{address}`` (GET, POST/PUT, DELETE), and the
-  ``/unstable/controller/...`` listings with member counts.
+  ``/unstable/controller/...`` listings with member counts;
+* ``/unstable/capture`` (ztcore's own): a pcap stream of the node's UDP traffic or of
+  a joined network's frames, for ``ztnode capture``.
 
 Every answer is ``application/json``; bad requests (bad JSON, bad ids, unknown
 network) get a 4xx with ``{"error": ..., "status": ...}``. The API depends on the
@@ -22,6 +24,7 @@ node only through `NodeApi` and on the controller through `ControllerBackend`;
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -45,6 +48,7 @@ from ztcore.controller.model import (
 )
 from ztcore.controller.store import ControllerStore
 from ztcore.errors import ZTError, report_unexpected
+from ztcore.runtime import pcap
 
 __all__ = [
     "ControllerBackend",
@@ -565,6 +569,66 @@ async def _unstable_member_list(request: web.Request) -> web.Response:
     return _json({"data": members, "meta": {"totalCount": len(members), "authorizedCount": authorized}})
 
 
+CAPTURE_QUEUE = 4096  # packets buffered for a slow capture client before drops
+
+
+async def _capture(request: web.Request) -> web.StreamResponse:
+    """GET /unstable/capture[?network=NWID][&count=N][&seconds=S]: a pcap stream of the
+    node's UDP datagrams (raw IP) or of a joined network's frames (Ethernet)."""
+    node = _node(request)
+    subscribe = getattr(node, "capture", None)
+    if subscribe is None:
+        raise ApiError(501, "this node cannot capture")
+    q = request.query
+    try:
+        nwid = parse_nwid(q["network"]) if "network" in q else None
+        count = int(q.get("count", "0"))
+        seconds = float(q.get("seconds", "0"))
+    except ValueError:
+        raise ApiError(400, "network must be 16 hex digits, count an integer, seconds a number") from None
+    if count < 0 or not 0 <= seconds <= 86400:
+        raise ApiError(400, "count and seconds must not be negative (seconds at most a day)")
+    queue: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue(CAPTURE_QUEUE)
+    dropped = 0
+
+    def sink(packet: bytes, when: float) -> None:
+        nonlocal dropped
+        if queue.full():
+            dropped += 1
+        else:
+            queue.put_nowait((packet, when))
+
+    stop = subscribe(nwid, sink)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds if seconds else None
+    written = 0
+    try:
+        resp = web.StreamResponse(headers={"Content-Type": "application/vnd.tcpdump.pcap"})
+        await resp.prepare(request)
+        await resp.write(pcap.file_header(pcap.LINKTYPE_RAW if nwid is None else pcap.LINKTYPE_ETHERNET))
+        while not count or written < count:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                break
+            if request.transport is None or request.transport.is_closing():
+                break  # the client went away while the node was quiet
+            try:
+                # Wake up at least every second to notice a client that left.
+                packet, when = await asyncio.wait_for(queue.get(), timeout=min(left or 1.0, 1.0))
+            except asyncio.TimeoutError:
+                continue
+            await resp.write(pcap.record(packet, when))
+            written += 1
+        await resp.write_eof()
+    except (ConnectionResetError, ConnectionError):
+        log.info("capture client went away after %d packets", written)
+    finally:
+        stop()
+        if dropped:
+            log.warning("capture: %d packets dropped (client too slow)", dropped)
+    return resp
+
+
 def make_app(node: NodeApi | None, controller: ControllerBackend | None, auth_token: str) -> web.Application:
     """The aiohttp application serving the API (no sockets yet: see `HttpApiServer`)."""
     if not auth_token:
@@ -597,6 +661,7 @@ def make_app(node: NodeApi | None, controller: ControllerBackend | None, auth_to
     r.add_delete("/controller/network/{nwid}/member/{address}", _ctl_member_delete)
     r.add_get("/unstable/controller/network", _unstable_network_list)
     r.add_get("/unstable/controller/network/{nwid}/member", _unstable_member_list)
+    r.add_get("/unstable/capture", _capture)
     return app
 
 

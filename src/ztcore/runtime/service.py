@@ -59,6 +59,8 @@ _EVENT_QUEUE_LIMIT = 4096
 
 NodeFactory = Callable[..., Any]
 EventListener = Callable[[Event], None]
+# wire_listener(direction "in" | "out", local (host, port), remote (host, port), datagram)
+WireListener = Callable[[str, tuple[str, int], tuple[str, int], bytes], None]
 
 
 def now_ms() -> int:
@@ -310,6 +312,8 @@ class NodeService:
         self._event_listeners: list[EventListener] = []
         self._frame_listeners: list[Callable[[VirtualFrame], None]] = []
         self._config_listeners: list[Callable[[int, str, object | None], None]] = []
+        self._wire_listeners: list[WireListener] = []
+        self._local_frame_listeners: list[Callable[[VirtualFrame], None]] = []
         self._queues: set[asyncio.Queue[Event | None]] = set()
         self._started = False
         self._stopped = False
@@ -521,6 +525,9 @@ class NodeService:
     def process_virtual_network_frame(
         self, network_id: int, source_mac: int, dest_mac: int, ethertype: int, vlan_id: int, data: bytes
     ) -> None:
+        if self._local_frame_listeners:
+            frame = VirtualFrame(network_id, source_mac, dest_mac, ethertype, vlan_id, bytes(data))
+            self._dispatch(self._local_frame_listeners, frame)
         self._require_node().process_virtual_network_frame(
             self.clock(), network_id, source_mac, dest_mac, ethertype, vlan_id, data
         )
@@ -529,6 +536,9 @@ class NodeService:
         self, network_id: int, source_mac: int, dest_mac: int, ethertype: int, data: bytes
     ) -> None:
         if self.node is not None:
+            if self._local_frame_listeners:
+                frame = VirtualFrame(network_id, source_mac, dest_mac, ethertype, 0, bytes(data))
+                self._dispatch(self._local_frame_listeners, frame)
             self.node.process_virtual_network_frame(
                 self.clock(), network_id, source_mac, dest_mac, ethertype, 0, data
             )
@@ -563,6 +573,16 @@ class NodeService:
     ) -> Callable[[], None]:
         return self._add(self._config_listeners, listener)
 
+    def add_wire_listener(self, listener: WireListener) -> Callable[[], None]:
+        """Observe every UDP datagram received ("in", before the node sees it) or sent
+        ("out", once handed to a socket); for capture and the workbench."""
+        return self._add(self._wire_listeners, listener)
+
+    def add_local_frame_listener(self, listener: Callable[[VirtualFrame], None]) -> Callable[[], None]:
+        """Observe the frames the host side hands to the node (the other direction of
+        `add_frame_listener`); for capture."""
+        return self._add(self._local_frame_listeners, listener)
+
     @staticmethod
     def _add(listeners: list[Any], listener: Any) -> Callable[[], None]:
         listeners.append(listener)
@@ -595,6 +615,10 @@ class NodeService:
         self.counters.bytes_in += len(data)
         if self.node is None or self._stopped:
             return
+        if self._wire_listeners:
+            binding = self._bindings.get(local_socket)
+            local = binding.address if binding is not None else ("", 0)
+            self._dispatch(self._wire_listeners, "in", local, remote, data)
         try:
             self.node.process_wire_packet(self.clock(), local_socket, remote, data)
         except Exception as e:
@@ -633,6 +657,8 @@ class NodeService:
                 sent = True
                 self.counters.packets_out += 1
                 self.counters.bytes_out += len(data)
+                if self._wire_listeners:
+                    self._dispatch(self._wire_listeners, "out", b.address, (host, port), data)
             except (OSError, ValueError, RuntimeError) as e:
                 self.counters.send_errors += 1
                 log.debug("send to %s failed: %s", remote, e)
