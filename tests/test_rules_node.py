@@ -247,3 +247,30 @@ def test_credential_pushes_split_across_packets() -> None:
     for p in packets:
         assert len(p.to_bytes()) + 28 < 10024
     assert packets[0].coms == [] and all(not p.coms for p in packets)
+
+
+def test_rule_changes_reach_an_online_member_within_a_second(
+    identities: list[Identity], tmp_path: Path
+) -> None:
+    """Three rule changes 50 s apart: each reaches member a within a second, although a's
+    last config request grows older than the controller's 120 s window (every push resets
+    a's request timer); the controller counts the packets it hears from a instead."""
+    w = World(identities, tmp_path)
+    w.controller._clock = lambda: w.net.now  # the controller on simulated time
+    w.join_authorized()
+    net_a = w.a.node.get_network(w.nwid)
+    assert net_a is not None
+    for port in (7001, 7002, 7003):
+        w.net.run_for(50_000)
+        rules = [
+            {"type": "MATCH_IP_DEST_PORT_RANGE", "start": port, "end": port, "not": False, "or": False},
+            {"type": "ACTION_DROP"},
+            {"type": "ACTION_ACCEPT"},
+        ]
+        w.backend.post_network(w.nw["id"], {"rules": rules})
+        assert w.net.run_until(
+            lambda port=port: (
+                net_a.config is not None and any(r.type == 40 and r.start == port for r in net_a.config.rules)
+            ),
+            1_000,
+        ), f"change to port {port} did not arrive within a second"

@@ -487,6 +487,12 @@ class Node:
             self.switch.request_whois(self._now, address)
         return identity
 
+    def peer_last_heard(self, address: int) -> int | None:
+        """When an authenticated packet from ``address`` last arrived (None: never);
+        the hosted controller counts members heard from recently as online."""
+        peer = self.topology.get_peer(int(address))
+        return None if peer is None or not peer.last_receive else peer.last_receive
+
     def controller_has_authorized(self, now: int, network_id: int, address: int) -> bool:
         t = self._controller_authorizations.get((int(network_id), int(address)))
         return t is not None and now - t < NETWORK_AUTOCONF_DELAY * 3
