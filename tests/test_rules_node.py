@@ -115,6 +115,14 @@ def test_tags_and_capabilities_decide_frames_end_to_end(identities: list[Identit
     assert _send(w, b, a, 6000, b"same-dept")
     assert w.net.run_until(lambda: _got(a, b"same-dept"), 3_000)
 
+    # Housekeeping keeps members that are peers and forgets the others.
+    net_b = b.node.get_network(w.nwid)
+    assert net_b is not None
+    net_b.clean(lambda addr: addr == int(a.node.address))
+    assert list(net_b.memberships) == [int(a.node.address)] and net_b.memberships[int(a.node.address)].tags
+    net_b.clean(lambda addr: False)
+    assert net_b.memberships == {}
+
 
 def test_tee_target_observes_with_super_accept(identities: list[Identity], tmp_path: Path) -> None:
     w = World(identities, tmp_path)

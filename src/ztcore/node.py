@@ -253,6 +253,8 @@ class Node:
             self._last_housekeeping = now
             self.topology.clean(now)
             self.multicaster.clean(now)
+            for network in self._networks.values():
+                network.clean(lambda a: self.topology.get_peer(a) is not None)
             for key, t in list(self._controller_authorizations.items()):
                 if now - t > NETWORK_AUTOCONF_DELAY * 3:
                     del self._controller_authorizations[key]

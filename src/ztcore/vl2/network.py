@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from ztcore.api import StateObjectType
@@ -250,12 +251,16 @@ class Network:
             )
         return added
 
-    def clean(self) -> None:
-        """Forget members' credentials that fell out of the validity window."""
+    def clean(self, is_known_peer: Callable[[int], bool]) -> None:
+        """Housekeeping (the core's Network::doPeriodicTasks): forget members that are
+        no longer peers, and credentials that fell out of the validity window."""
         if self.config is None:
             return
-        for m in self.memberships.values():
-            m.clean(self.config)
+        for address in list(self.memberships):
+            if not is_known_peer(address):
+                del self.memberships[address]
+            else:
+                self.memberships[address].clean(self.config)
 
     # ------------------------------------------------------------- multicast
     def multicast_groups(self) -> set[MulticastGroup]:
