@@ -175,3 +175,81 @@ def test_random_uses_the_supplied_source() -> None:
     first = evaluate(rules, f, inbound=False, me=ME, rng=lambda: next(draws))
     second = evaluate(rules, f, inbound=False, me=ME, rng=lambda: next(draws))
     assert first.verdict == FilterResult.DROP and second.verdict == FilterResult.ACCEPT
+
+
+def test_verdict_cache_key_determines_the_evaluation() -> None:
+    """Frames with the same rule-visible key get the same evaluation: for every table
+    case, change payload bytes one at a time; whenever the key stays the same, so must
+    the verdict, the deciding rule and the copies."""
+    import random
+
+    from ztcore.vl2.rules import compile_rules
+    from ztcore.vl2.rules.cache import rule_visible_key
+
+    rnd = random.Random(9)
+    checked = 0
+    for case in CASES:
+        base = _frame(case)
+        need = max(
+            [compile_rules(case.rules).payload_need, *(compile_rules(r).payload_need for _, r in case.caps)]
+        )
+        key = rule_visible_key(base.ethertype, base.data, need)
+        want = _run(case)
+        for _ in range(12):
+            data = bytearray(base.data)
+            if not data:
+                break
+            i = rnd.randrange(len(data))
+            data[i] ^= 1 << rnd.randrange(8)
+            if rule_visible_key(base.ethertype, bytes(data), need) != key:
+                continue
+            f = Frame(
+                base.source_address,
+                base.dest_address,
+                base.source_mac,
+                base.dest_mac,
+                base.ethertype,
+                bytes(data),
+                base.vlan_id,
+            )
+            got = evaluate(
+                case.rules,
+                f,
+                inbound=case.direction == "in",
+                me=ME,
+                capabilities=case.caps,
+                local_tags=case.local_tags,
+                remote_tags=case.remote_tags,
+                unsupported_match=case.unsupported,
+                no_tee=case.no_tee,
+                rng=lambda case=case: case.rng,
+                ownership=Ownership(
+                    [ipaddress.ip_address(x).packed for x in case.owned_ips],
+                    case.owned_macs,
+                    [(ipaddress.ip_address(a).packed, n) for a, n in case.ndp_prefixes],
+                ),
+            )
+            assert (got.verdict, got.deciding, got.copies) == (want.verdict, want.deciding, want.copies), (
+                case.name
+            )
+            checked += 1
+    assert checked > 500
+
+
+def test_verdict_cache_key_ignores_per_packet_fields() -> None:
+    from ztcore.vl2.rules.cache import VerdictCache, rule_visible_key
+
+    a = _parsed("tcp22").payload
+    b = bytearray(a)
+    b[4:6] = b"\x12\x34"  # IP id
+    b[8] = 3  # TTL
+    b[10:12] = b"\xff\xff"  # checksum
+    b[24:28] = b"\x00\x00\x00\x09"  # TCP sequence number
+    assert rule_visible_key(0x0800, a) == rule_visible_key(0x0800, bytes(b))
+    b[23] = 23  # destination port
+    assert rule_visible_key(0x0800, a) != rule_visible_key(0x0800, bytes(b))
+    c = VerdictCache(max_entries=2)
+    c.put((1,), "x")
+    c.put((2,), "y")
+    c.put((3,), "z")  # full: starts over
+    assert len(c) == 1 and c.get((3,)) == "z" and c.get((1,)) is None and (c.hits, c.misses) == (1, 1)

@@ -282,3 +282,68 @@ def test_rule_changes_reach_an_online_member_within_a_second(
             ),
             1_000,
         ), f"change to port {port} did not arrive within a second"
+
+
+class _Host:
+    def __init__(self, identity: Identity, controller: Identity) -> None:
+        self.identity = identity
+        self.controller = controller
+        self.traces: list[str] = []
+
+    def state_put(self, kind: object, object_id: object, data: object) -> None:
+        pass
+
+    def network_config_changed(self, network: object, operation: str) -> None:
+        pass
+
+    def lookup_identity(self, address: int) -> Identity | None:
+        return self.controller if int(address) == int(self.controller.address) else None
+
+    def trace(self, kind: str, **fields: object) -> None:
+        self.traces.append(kind)
+
+
+def test_network_remembers_verdicts_until_credentials_change() -> None:
+    from ztcore.vl2.network import Network
+
+    ctl, me, peer = Identity.generate(), Identity.generate(), Identity.generate()
+    nwid = (int(ctl.address) << 24) | 5
+    my_tag = Tag(DEPT, 1, nwid, 1_000_000, me.address)
+    assert my_tag.sign(ctl)
+    config = NetworkConfig(
+        network_id=nwid,
+        issued_to=me.address,
+        timestamp=1_000_000,
+        credential_time_max_delta=10_000,
+        rules=[Rule.match_tags_equal(DEPT, 1), Rule.action_accept(), Rule.action_drop()],
+        tags=[my_tag],
+    )
+    network = Network(_Host(me, ctl), nwid, 1_000_000)
+    assert network.set_configuration(1_000_000, config, save=False) == 2
+    frame = _udp_to(ipaddress.IPv4Address("10.0.0.1"), ipaddress.IPv4Address("10.0.0.2"), 53, b"q")
+
+    def inbound(payload: bytes = frame) -> str:
+        ev = network.filter_frame(
+            inbound=True,
+            peer=int(peer.address),
+            source_mac=1,
+            dest_mac=2,
+            ethertype=0x0800,
+            vlan_id=0,
+            data=payload,
+        )
+        return ev.verdict.name
+
+    assert inbound() == "DROP"  # peer's tag unknown: inbound tag matches are strict
+    assert inbound() == "DROP" and network._verdicts.hits == 1
+    other_id = bytearray(frame)
+    other_id[4:6] = b"\x99\x99"  # another packet of the same flow
+    assert inbound(bytes(other_id)) == "DROP" and network._verdicts.hits == 2
+    their = Tag(DEPT, 1, nwid, 1_000_500, peer.address)
+    assert their.sign(ctl)
+    assert network.add_credential(their) == AddCredentialResult.ACCEPTED_NEW
+    assert inbound() == "ACCEPT"  # new credentials: evaluated afresh
+    rev = Revocation(2, nwid, DEPT, 1_000_500, 0, peer.address, 3)
+    assert rev.sign(ctl)
+    assert network.add_revocation(rev) == AddCredentialResult.ACCEPTED_NEW
+    assert inbound() == "DROP"  # its tag is revoked

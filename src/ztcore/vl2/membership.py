@@ -12,6 +12,7 @@ revocation threshold for it; ``clean`` forgets the ones that fell out.
 from __future__ import annotations
 
 import enum
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -67,6 +68,9 @@ def credential_key(kind: int, credential_id: int) -> int:
 
 
 _C = TypeVar("_C", Tag, Capability, CertificateOfOwnership)
+# Every change to any member's credentials gets a new number, so (member, generation)
+# names one state of its credentials (rule caches are keyed by it).
+_GENERATIONS = itertools.count(1)
 
 _KIND: dict[type, CredentialType] = {
     Tag: CredentialType.TAG,
@@ -156,7 +160,7 @@ class Membership:
         if v != VerifyResult.OK:
             return AddCredentialResult.REJECTED
         table[cred.id] = cred
-        self._generation += 1
+        self._generation = next(_GENERATIONS)
         return AddCredentialResult.ACCEPTED_NEW
 
     def add_tag(self, tag: Tag, lookup: IdentityLookup) -> AddCredentialResult:
@@ -182,10 +186,15 @@ class Membership:
                 self.revocations[key] = rev.threshold
                 # As the real core does, this also raises the COM revocation threshold.
                 self.com_revocation_threshold = rev.threshold
-                self._generation += 1
+                self._generation = next(_GENERATIONS)
                 return AddCredentialResult.ACCEPTED_NEW
             return AddCredentialResult.ACCEPTED_REDUNDANT
         return AddCredentialResult.REJECTED
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever this member's tags, capabilities, COOs or revocations do."""
+        return self._generation
 
     # ---------------------------------------------------------- validity
     def credential_valid(
@@ -212,7 +221,7 @@ class Membership:
         for table in (self.tags, self.capabilities, self.coos):
             for k in [k for k, v in table.items() if not self.credential_valid(config, v)]:  # type: ignore[arg-type]
                 del table[k]
-                self._generation += 1
+                self._generation = next(_GENERATIONS)
 
     def rules_view(
         self, config: NetworkConfig, ndp_prefixes: tuple[tuple[bytes, int], ...] = ()

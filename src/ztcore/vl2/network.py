@@ -39,6 +39,7 @@ from ztcore.vl2.netconf import (
     build_request_metadata,
 )
 from ztcore.vl2.networkid import controller_for, rfc4193_ip, sixplane_ip
+from ztcore.vl2.rules.cache import VerdictCache, rule_visible_key
 from ztcore.vl2.rules.evaluate import (
     CompiledRules,
     DecidingRule,
@@ -112,6 +113,7 @@ class Network:
         self.last_announced_upstream = -MULTICAST_ANNOUNCE_PERIOD
         self.memberships: dict[int, Membership] = {}
         self._rules_cache: tuple[NetworkConfig, _RulesState] | None = None
+        self._verdicts = VerdictCache()
         self.subscriptions: set[MulticastGroup] = set()
         self.settings: dict[str, bool] = {
             "allowManaged": True,
@@ -290,6 +292,7 @@ class Network:
             self.ndp_prefixes(),
         )
         self._rules_cache = (config, view)
+        self._verdicts.clear()
         return view
 
     def ndp_prefixes(self) -> tuple[tuple[bytes, int], ...]:
@@ -335,36 +338,49 @@ class Network:
             return _ACCEPT_ALL_IN if inbound else _ACCEPT_ALL_OUT  # the default table: no need to look
         me = int(self.host.identity.address)
         m = self.memberships.get(peer) if peer else None
-        if inbound:
-            if m is None:
-                m = self.membership(peer)
-            tags, caps, ownership = m.rules_view(config, ndp)
-            frame = Frame(peer, me, source_mac, dest_mac, ethertype, data, vlan_id)
-            return evaluate(
-                rules,
-                frame,
-                inbound=True,
-                me=me,
-                capabilities=caps,
-                local_tags=my_tags,
-                remote_tags=tags,
-                ownership=ownership,
-                unsupported_match=config.rules_result_of_unsupported_match,
+        if inbound and m is None:
+            m = self.membership(peer)
+        if m is not None:
+            remote_tags, their_caps, their_ownership = m.rules_view(config, ndp)
+        else:
+            remote_tags, their_caps, their_ownership = None, [], my_ownership
+        caps = their_caps if inbound else my_caps
+        # Frames of one flow get the same answer: remember it (not for MATCH_RANDOM).
+        key = None
+        if not rules.random and not any(c.random for _, c in caps):
+            need = max([rules.payload_need, *(c.payload_need for _, c in caps)])
+            key = (
+                inbound,
+                peer,
+                no_tee,
+                -1 if m is None else m.generation,
+                source_mac,
+                dest_mac,
+                ethertype,
+                vlan_id,
+                len(data),
+                rule_visible_key(ethertype, data, need),
             )
-        remote_tags = m.rules_view(config, ndp)[0] if m is not None else None
-        frame = Frame(me, peer, source_mac, dest_mac, ethertype, data, vlan_id)
-        return evaluate(
+            ev = self._verdicts.get(key)
+            if ev is not None:
+                return ev  # type: ignore[no-any-return]
+        ev = evaluate(
             rules,
-            frame,
-            inbound=False,
+            Frame(peer, me, source_mac, dest_mac, ethertype, data, vlan_id)
+            if inbound
+            else Frame(me, peer, source_mac, dest_mac, ethertype, data, vlan_id),
+            inbound=inbound,
             me=me,
-            capabilities=my_caps,
+            capabilities=caps,
             local_tags=my_tags,
             remote_tags=remote_tags,
-            ownership=my_ownership,
+            ownership=their_ownership if inbound else my_ownership,
             unsupported_match=config.rules_result_of_unsupported_match,
             no_tee=no_tee,
         )
+        if key is not None:
+            self._verdicts.put(key, ev)
+        return ev
 
     # ------------------------------------------------------------ reporting
     def assigned_addresses(self) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:

@@ -248,6 +248,8 @@ class CompiledRules:
     rules: tuple[Rule, ...]
     compiled: tuple[_C, ...]
     accept_all: bool  # exactly one unconditional ACCEPT: no need to look at frames
+    random: bool = False  # has MATCH_RANDOM: results cannot be remembered
+    payload_need: int = 0  # bytes of payload MATCH_INTEGER_RANGE may read
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -258,7 +260,9 @@ def compile_rules(rules: Sequence[Rule] | CompiledRules) -> CompiledRules:
         return rules
     rs = tuple(rules)
     accept_all = len(rs) == 1 and rs[0].type == RuleType.ACTION_ACCEPT
-    return CompiledRules(rs, tuple(_compile_one(r) for r in rs), accept_all)
+    random = any(r.type == RuleType.MATCH_RANDOM for r in rs)
+    need = max((r.int_idx + 9 for r in rs if r.type == RuleType.MATCH_INTEGER_RANGE), default=0)
+    return CompiledRules(rs, tuple(_compile_one(r) for r in rs), accept_all, random, need)
 
 
 RulesLike = Sequence[Rule] | CompiledRules
