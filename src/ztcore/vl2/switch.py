@@ -192,6 +192,9 @@ class VL2Switch:
             return admitted
         network, flags, ptr = admitted
         p, nwid = packet.payload, network.id
+        if flags & ~(FRAME_FLAG_COM | EXT_FRAME_FLAG_ACK):
+            # TEE/WATCH/REDIRECT copies carry their origin in the flags: count them by kind.
+            self.stats[f"ext_frame_in_flags_{flags & ~FRAME_FLAG_COM:02x}"] += 1
         if len(p) >= ptr + 14:
             to = MAC.from_bytes(p, ptr)
             frm = MAC.from_bytes(p, ptr + 6)
