@@ -347,3 +347,34 @@ def test_network_remembers_verdicts_until_credentials_change() -> None:
     assert rev.sign(ctl)
     assert network.add_revocation(rev) == AddCredentialResult.ACCEPTED_NEW
     assert inbound() == "DROP"  # its tag is revoked
+
+
+def test_multicast_is_filtered_per_recipient(identities: list[Identity], tmp_path: Path) -> None:
+    """OutboundMulticast: the rules run once for the multicast (no recipient), then again
+    for each recipient; a rule naming b as destination keeps the frame from b only."""
+    w = World(identities, tmp_path)
+    b_addr = str(w.b.node.address)
+    w.backend.post_network(
+        w.nw["id"],
+        {
+            "rules": [
+                {"type": "MATCH_DEST_ZEROTIER_ADDRESS", "zt": b_addr, "not": False, "or": False},
+                {"type": "ACTION_DROP"},
+                {"type": "ACTION_ACCEPT"},
+            ]
+        },
+    )
+    w.join_authorized()
+    w.ctl.node.join(w.nwid)
+    w.authorize(w.ctl)
+    assert w.net.run_until(lambda: w.status(w.ctl) == "OK", 70_000)
+    group_mac = 0x01005E00007C
+    for host in (w.b, w.ctl):
+        host.node.multicast_subscribe(w.nwid, group_mac)
+    w.net.run_for(2_000)
+    frame = _udp_frame(w.ipv4(w.a), ipaddress.IPv4Address("239.0.0.124"), b"to the group")
+    assert w.a.node.process_virtual_network_frame(w.net.now, w.nwid, w.mac(w.a), group_mac, 0x0800, 0, frame)
+    assert w.net.run_until(lambda: _got(w.ctl, b"to the group"), 3_000)
+    w.net.run_for(1_000)
+    assert not _got(w.b, b"to the group")
+    assert w.a.node.vl2.drops["filter_blocked_outbound"] >= 1
