@@ -426,6 +426,44 @@ def _rand32() -> int:
     return secrets.randbits(32)
 
 
+# Plain ints for the hot loop (IntEnum comparisons cost more).
+_ACTION_ACCEPT = int(RuleType.ACTION_ACCEPT)
+_ACTION_BREAK = int(RuleType.ACTION_BREAK)
+_ACTION_DROP = int(RuleType.ACTION_DROP)
+_ACTION_PRIORITY = int(RuleType.ACTION_PRIORITY)
+_ACTION_REDIRECT = int(RuleType.ACTION_REDIRECT)
+_ACTION_TEE = int(RuleType.ACTION_TEE)
+_ACTION_WATCH = int(RuleType.ACTION_WATCH)
+_MATCH_CHARACTERISTICS = int(RuleType.MATCH_CHARACTERISTICS)
+_MATCH_DEST_ZEROTIER_ADDRESS = int(RuleType.MATCH_DEST_ZEROTIER_ADDRESS)
+_MATCH_ETHERTYPE = int(RuleType.MATCH_ETHERTYPE)
+_MATCH_FRAME_SIZE_RANGE = int(RuleType.MATCH_FRAME_SIZE_RANGE)
+_MATCH_ICMP = int(RuleType.MATCH_ICMP)
+_MATCH_INTEGER_RANGE = int(RuleType.MATCH_INTEGER_RANGE)
+_MATCH_IPV4_SOURCE = int(RuleType.MATCH_IPV4_SOURCE)
+_MATCH_IPV4_DEST = int(RuleType.MATCH_IPV4_DEST)
+_MATCH_IPV6_SOURCE = int(RuleType.MATCH_IPV6_SOURCE)
+_MATCH_IPV6_DEST = int(RuleType.MATCH_IPV6_DEST)
+_MATCH_IP_DEST_PORT_RANGE = int(RuleType.MATCH_IP_DEST_PORT_RANGE)
+_MATCH_IP_PROTOCOL = int(RuleType.MATCH_IP_PROTOCOL)
+_MATCH_IP_SOURCE_PORT_RANGE = int(RuleType.MATCH_IP_SOURCE_PORT_RANGE)
+_MATCH_IP_TOS = int(RuleType.MATCH_IP_TOS)
+_MATCH_MAC_DEST = int(RuleType.MATCH_MAC_DEST)
+_MATCH_MAC_SOURCE = int(RuleType.MATCH_MAC_SOURCE)
+_MATCH_RANDOM = int(RuleType.MATCH_RANDOM)
+_MATCH_SOURCE_ZEROTIER_ADDRESS = int(RuleType.MATCH_SOURCE_ZEROTIER_ADDRESS)
+_MATCH_TAGS_BITWISE_AND = int(RuleType.MATCH_TAGS_BITWISE_AND)
+_MATCH_TAGS_BITWISE_OR = int(RuleType.MATCH_TAGS_BITWISE_OR)
+_MATCH_TAGS_BITWISE_XOR = int(RuleType.MATCH_TAGS_BITWISE_XOR)
+_MATCH_TAGS_DIFFERENCE = int(RuleType.MATCH_TAGS_DIFFERENCE)
+_MATCH_TAGS_EQUAL = int(RuleType.MATCH_TAGS_EQUAL)
+_MATCH_TAG_RECEIVER = int(RuleType.MATCH_TAG_RECEIVER)
+_MATCH_TAG_SENDER = int(RuleType.MATCH_TAG_SENDER)
+_MATCH_VLAN_DEI = int(RuleType.MATCH_VLAN_DEI)
+_MATCH_VLAN_ID = int(RuleType.MATCH_VLAN_ID)
+_MATCH_VLAN_PCP = int(RuleType.MATCH_VLAN_PCP)
+
+
 def evaluate_rule_set(
     rules: RulesLike,
     frame: Frame,
@@ -466,25 +504,25 @@ def evaluate_rule_set(
     for rn, (t, n, o, a, b, c) in enumerate(cr.compiled):
         if t <= _ACTION_MAX:
             if set_m:
-                if t == RuleType.ACTION_ACCEPT:
+                if t == _ACTION_ACCEPT:
                     result = FilterResult.SUPER_ACCEPT if super_accept else FilterResult.ACCEPT
                     return RuleSetOutcome(result, rn, bytes(log), cc_address, cc_length, cc_watch, 0, qos)
-                if t == RuleType.ACTION_DROP:
+                if t == _ACTION_DROP:
                     if skip_drop:
                         skip_drop = False
                         continue
                     return RuleSetOutcome(
                         FilterResult.DROP, rn, bytes(log), cc_address, cc_length, cc_watch, 0, qos
                     )
-                if t == RuleType.ACTION_PRIORITY:
+                if t == _ACTION_PRIORITY:
                     return RuleSetOutcome(
                         FilterResult.ACCEPT, rn, bytes(log), cc_address, cc_length, cc_watch, 0, a
                     )
-                if t == RuleType.ACTION_BREAK:
+                if t == _ACTION_BREAK:
                     return RuleSetOutcome(
                         FilterResult.NO_MATCH, rn, bytes(log), cc_address, cc_length, cc_watch, 0, qos
                     )
-                if t in (RuleType.ACTION_TEE, RuleType.ACTION_WATCH, RuleType.ACTION_REDIRECT):
+                if t in (_ACTION_TEE, _ACTION_WATCH, _ACTION_REDIRECT):
                     if a == src:
                         pass  # the source is the target: nothing to do
                     elif a == me:
@@ -501,14 +539,14 @@ def evaluate_rule_set(
                             )
                     elif a == dst:
                         pass  # the frame goes there anyway
-                    elif t == RuleType.ACTION_REDIRECT:
+                    elif t == _ACTION_REDIRECT:
                         return RuleSetOutcome(
                             FilterResult.REDIRECT, rn, bytes(log), cc_address, cc_length, cc_watch, a, qos
                         )
                     else:
                         cc_address = a
                         cc_length = flen if b == 0 or flen < b else b
-                        cc_watch = t == RuleType.ACTION_WATCH
+                        cc_watch = t == _ACTION_WATCH
                 # unknown actions: no-ops
             else:
                 if (
@@ -516,9 +554,9 @@ def evaluate_rule_set(
                     and a == me
                     and t
                     in (
-                        RuleType.ACTION_TEE,
-                        RuleType.ACTION_WATCH,
-                        RuleType.ACTION_REDIRECT,
+                        _ACTION_TEE,
+                        _ACTION_WATCH,
+                        _ACTION_REDIRECT,
                     )
                 ):
                     super_accept = True
@@ -531,27 +569,27 @@ def evaluate_rule_set(
 
         hard_no = n
         hard_yes = n ^ 1
-        if t == RuleType.MATCH_SOURCE_ZEROTIER_ADDRESS:
+        if t == _MATCH_SOURCE_ZEROTIER_ADDRESS:
             m = 1 if a == src else 0
-        elif t == RuleType.MATCH_DEST_ZEROTIER_ADDRESS:
+        elif t == _MATCH_DEST_ZEROTIER_ADDRESS:
             m = 1 if a == dst else 0
-        elif t == RuleType.MATCH_ETHERTYPE:
+        elif t == _MATCH_ETHERTYPE:
             m = 1 if a == et else 0
-        elif t == RuleType.MATCH_IPV4_SOURCE or t == RuleType.MATCH_IPV4_DEST:
+        elif t == _MATCH_IPV4_SOURCE or t == _MATCH_IPV4_DEST:
             if is_v4:
-                off = 12 if t == RuleType.MATCH_IPV4_SOURCE else 16
+                off = 12 if t == _MATCH_IPV4_SOURCE else 16
                 ip = int.from_bytes(d[off : off + 4], "big")
                 m = 1 if c or (ip >> b) == (a >> b) else 0
             else:
                 m = hard_no
-        elif t == RuleType.MATCH_IPV6_SOURCE or t == RuleType.MATCH_IPV6_DEST:
+        elif t == _MATCH_IPV6_SOURCE or t == _MATCH_IPV6_DEST:
             if is_v6:
-                off = 8 if t == RuleType.MATCH_IPV6_SOURCE else 24
+                off = 8 if t == _MATCH_IPV6_SOURCE else 24
                 ip = int.from_bytes(d[off : off + 16], "big")
                 m = 1 if (ip & b) == a else 0
             else:
                 m = hard_no
-        elif t == RuleType.MATCH_IP_PROTOCOL:
+        elif t == _MATCH_IP_PROTOCOL:
             if is_v4:
                 m = 1 if a == d[9] else 0
             elif et == ETHERTYPE_IPV6:
@@ -559,8 +597,8 @@ def evaluate_rule_set(
                 m = hard_no if pp is None else (1 if a == pp[1] else 0)
             else:
                 m = hard_no
-        elif t == RuleType.MATCH_IP_SOURCE_PORT_RANGE or t == RuleType.MATCH_IP_DEST_PORT_RANGE:
-            dport = t == RuleType.MATCH_IP_DEST_PORT_RANGE
+        elif t == _MATCH_IP_SOURCE_PORT_RANGE or t == _MATCH_IP_DEST_PORT_RANGE:
+            dport = t == _MATCH_IP_DEST_PORT_RANGE
             if is_v4:
                 hl = 4 * (d[0] & 0x0F)
                 p = -1
@@ -582,7 +620,7 @@ def evaluate_rule_set(
                     m = 1 if p > 0 and a <= p <= b else 0
             else:
                 m = hard_no
-        elif t == RuleType.MATCH_ICMP:
+        elif t == _MATCH_ICMP:
             m = hard_no
             if is_v4:
                 if d[9] == 1:
@@ -593,7 +631,7 @@ def evaluate_rule_set(
                 pp = frame.ipv6_payload()
                 if pp is not None and pp[1] == 0x3A and flen >= pp[0] + 2 and a == d[pp[0]]:
                     m = (1 if d[pp[0] + 1] == b else 0) if b is not None else hard_yes
-        elif t == RuleType.MATCH_IP_TOS:
+        elif t == _MATCH_IP_TOS:
             if is_v4:
                 tos = d[1] & a
                 m = 1 if b <= tos <= c else 0
@@ -602,36 +640,36 @@ def evaluate_rule_set(
                 m = 1 if b <= tos <= c else 0
             else:
                 m = hard_no
-        elif t == RuleType.MATCH_MAC_SOURCE:
+        elif t == _MATCH_MAC_SOURCE:
             m = 1 if a == frame.source_mac else 0
-        elif t == RuleType.MATCH_MAC_DEST:
+        elif t == _MATCH_MAC_DEST:
             m = 1 if a == frame.dest_mac else 0
-        elif t == RuleType.MATCH_VLAN_ID:
+        elif t == _MATCH_VLAN_ID:
             m = 1 if a == (frame.vlan_id & 0xFFFF) else 0
-        elif t == RuleType.MATCH_VLAN_PCP or t == RuleType.MATCH_VLAN_DEI:
+        elif t == _MATCH_VLAN_PCP or t == _MATCH_VLAN_DEI:
             m = 1 if a == 0 else 0  # not supported by the core: matches iff the rule's value is 0
-        elif t == RuleType.MATCH_FRAME_SIZE_RANGE:
+        elif t == _MATCH_FRAME_SIZE_RANGE:
             m = 1 if a <= flen <= b else 0
-        elif t == RuleType.MATCH_CHARACTERISTICS:
+        elif t == _MATCH_CHARACTERISTICS:
             if ownership_mask < 0:
                 ownership_mask = _ownership_mask(frame, inbound, ownership)
             m = 1 if (_characteristics(frame, inbound) | ownership_mask) & a else 0
-        elif t == RuleType.MATCH_RANDOM:
+        elif t == _MATCH_RANDOM:
             m = 1 if (rng() & 0xFFFFFFFF) <= a else 0
-        elif RuleType.MATCH_TAGS_DIFFERENCE <= t <= RuleType.MATCH_TAGS_EQUAL:
+        elif _MATCH_TAGS_DIFFERENCE <= t <= _MATCH_TAGS_EQUAL:
             ltv = local_tags.get(a)
             if ltv is None:
                 m = hard_no
             else:
                 rtv = rtags.get(a)
                 if rtv is not None:
-                    if t == RuleType.MATCH_TAGS_DIFFERENCE:
+                    if t == _MATCH_TAGS_DIFFERENCE:
                         m = 1 if abs(ltv - rtv) <= b else 0
-                    elif t == RuleType.MATCH_TAGS_BITWISE_AND:
+                    elif t == _MATCH_TAGS_BITWISE_AND:
                         m = 1 if (ltv & rtv) == b else 0
-                    elif t == RuleType.MATCH_TAGS_BITWISE_OR:
+                    elif t == _MATCH_TAGS_BITWISE_OR:
                         m = 1 if (ltv | rtv) == b else 0
-                    elif t == RuleType.MATCH_TAGS_BITWISE_XOR:
+                    elif t == _MATCH_TAGS_BITWISE_XOR:
                         m = 1 if (ltv ^ rtv) == b else 0
                     else:
                         m = 1 if ltv == b and rtv == b else 0
@@ -640,16 +678,16 @@ def evaluate_rule_set(
                 else:
                     skip_drop = True
                     m = hard_yes
-        elif t == RuleType.MATCH_TAG_SENDER or t == RuleType.MATCH_TAG_RECEIVER:
+        elif t == _MATCH_TAG_SENDER or t == _MATCH_TAG_RECEIVER:
             if super_accept:
                 skip_drop = True
                 m = hard_yes
-            elif (t == RuleType.MATCH_TAG_SENDER) == inbound:
+            elif (t == _MATCH_TAG_SENDER) == inbound:
                 # the tag of the other member: the sender of an inbound frame, the receiver of an outbound one
                 rtv = rtags.get(a)
                 if rtv is not None:
                     m = 1 if rtv == b else 0
-                elif t == RuleType.MATCH_TAG_RECEIVER:
+                elif t == _MATCH_TAG_RECEIVER:
                     skip_drop = True
                     m = hard_yes
                 else:
@@ -657,7 +695,7 @@ def evaluate_rule_set(
             else:
                 ltv = local_tags.get(a)
                 m = hard_no if ltv is None else (1 if ltv == b else 0)
-        elif t == RuleType.MATCH_INTEGER_RANGE:
+        elif t == _MATCH_INTEGER_RANGE:
             m = 1 if a <= _integer_at(d, c[0], c[1]) <= b else 0
         else:
             m = 1 if unsupported_match else 0
