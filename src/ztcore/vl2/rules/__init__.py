@@ -2,7 +2,9 @@
 
 One module a concern: :mod:`.formats` owns the rule model and its binary and
 JSON forms, :mod:`.evaluate` the evaluation of rules, tags and capabilities for
-one frame (used by the node and by ``ztnode rules test``).
+one frame (used by the node and by ``ztnode rules test``), :mod:`.frame` and
+:mod:`.outcome` what it takes and returns, :mod:`.cache` remembered verdicts per
+flow, and :mod:`.frametext` frames given as Scapy-style text, hex or pcap.
 """
 
 from ztcore.vl2.rules.evaluate import (

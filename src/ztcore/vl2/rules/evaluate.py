@@ -33,7 +33,6 @@ are not logged.
 
 from __future__ import annotations
 
-import enum
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +46,29 @@ from ztcore.vl2.rules.formats import (
     CHARACTERISTICS_SENDER_MAC_AUTHENTICATED,
     Rule,
     RuleType,
+)
+from ztcore.vl2.rules.frame import (
+    ETHERTYPE_ARP,
+    ETHERTYPE_IPV4,
+    ETHERTYPE_IPV6,
+    NO_OWNERSHIP,
+    Frame,
+    Ownership,
+)
+from ztcore.vl2.rules.outcome import (
+    EXT_FRAME_FLAG_INBOUND_REDIRECT,
+    EXT_FRAME_FLAG_INBOUND_TEE,
+    EXT_FRAME_FLAG_INBOUND_WATCH,
+    EXT_FRAME_FLAG_OUTBOUND_REDIRECT,
+    EXT_FRAME_FLAG_OUTBOUND_TEE,
+    EXT_FRAME_FLAG_OUTBOUND_WATCH,
+    Copy,
+    DecidingRule,
+    Evaluation,
+    FilterResult,
+    RuleLogEntry,
+    RuleSetOutcome,
+    decode_rule_log,
 )
 
 __all__ = [
@@ -74,17 +96,6 @@ __all__ = [
     "evaluate_rule_set",
 ]
 
-ETHERTYPE_IPV4 = 0x0800
-ETHERTYPE_ARP = 0x0806
-ETHERTYPE_IPV6 = 0x86DD
-
-# EXT_FRAME flag bytes the real core puts on the copies it sends.
-EXT_FRAME_FLAG_OUTBOUND_TEE = 0x02
-EXT_FRAME_FLAG_OUTBOUND_WATCH = 0x16
-EXT_FRAME_FLAG_OUTBOUND_REDIRECT = 0x04
-EXT_FRAME_FLAG_INBOUND_TEE = 0x08
-EXT_FRAME_FLAG_INBOUND_WATCH = 0x1C
-EXT_FRAME_FLAG_INBOUND_REDIRECT = 0x0A
 
 QOS_DEFAULT_PRIORITY_BUCKET = 4  # PRIORITY with a bucket above 8 lands here
 _BROADCAST = 0xFFFFFFFFFFFF
@@ -92,87 +103,6 @@ _U64 = (1 << 64) - 1
 
 _ACTION_MAX = 15
 _PORT_PROTOCOLS = (6, 17, 132, 136)  # TCP, UDP, SCTP, UDP-Lite: ports first
-
-
-class FilterResult(enum.IntEnum):
-    """The outcome of one rule table (the core's _doZtFilterResult), also used as
-    the final verdict of an evaluation."""
-
-    NO_MATCH = 0
-    DROP = 1
-    REDIRECT = 2
-    ACCEPT = 3
-    SUPER_ACCEPT = 4
-
-
-# --------------------------------------------------------------------- frames
-
-
-class Frame:
-    """One Ethernet frame as the rules see it. ``data`` is the payload after the
-    ethertype; the IPv6 header chain is walked at most once, when a rule needs it."""
-
-    __slots__ = (
-        "source_address",
-        "dest_address",
-        "source_mac",
-        "dest_mac",
-        "ethertype",
-        "vlan_id",
-        "data",
-        "_v6",
-    )
-
-    def __init__(
-        self,
-        source_address: int,
-        dest_address: int,
-        source_mac: int,
-        dest_mac: int,
-        ethertype: int,
-        data: bytes,
-        vlan_id: int = 0,
-    ) -> None:
-        self.source_address = int(source_address)
-        self.dest_address = int(dest_address)
-        self.source_mac = int(source_mac)
-        self.dest_mac = int(dest_mac)
-        self.ethertype = int(ethertype)
-        self.vlan_id = int(vlan_id)
-        self.data = bytes(data)
-        self._v6: tuple[int, int] | None | bool = False  # False: not walked yet
-
-    def ipv6_payload(self) -> tuple[int, int] | None:
-        """(offset, protocol) of the IPv6 payload past the extension headers the core
-        skips (hop-by-hop, routing, destination options, mobility), or None if the
-        header chain is invalid or the frame too short."""
-        v = self._v6
-        if v is False:
-            v = self._v6 = _ipv6_payload(self.data)
-        return v  # type: ignore[return-value]
-
-    def __repr__(self) -> str:
-        return (
-            f"Frame({self.source_address:010x}->{self.dest_address:010x}, "
-            f"{self.source_mac:012x}->{self.dest_mac:012x}, type={self.ethertype:04x}, len={len(self.data)})"
-        )
-
-
-def _ipv6_payload(d: bytes) -> tuple[int, int] | None:
-    n = len(d)
-    if n < 40:
-        return None
-    pos = 40
-    proto = d[6]
-    while pos <= n:
-        if proto in (0, 43, 60, 135):
-            if pos + 8 > n:
-                return None
-            proto = d[pos]
-            pos += d[pos + 1] * 8 + 8
-        else:
-            return pos, proto
-    return None
 
 
 # --------------------------------------------------------------- compilation
@@ -268,157 +198,6 @@ def compile_rules(rules: Sequence[Rule] | CompiledRules) -> CompiledRules:
 RulesLike = Sequence[Rule] | CompiledRules
 
 
-# ------------------------------------------------------------------ ownership
-
-
-class Ownership:
-    """What certificates of ownership say about the frame's sender: the IPs and
-    MACs they name (the sender's own COOs: ours outbound, the remote member's
-    inbound), plus IPv6 prefixes that count as owned under NDP emulation (the
-    core's Membership::_isV6NDPEmulated; inbound only)."""
-
-    __slots__ = ("ips", "macs", "ndp_prefixes")
-
-    def __init__(
-        self,
-        ips: Sequence[bytes] = (),
-        macs: Sequence[int] = (),
-        ndp_prefixes: Sequence[tuple[bytes, int]] = (),
-    ) -> None:
-        self.ips = frozenset(bytes(i) for i in ips)
-        self.macs = frozenset(int(m) for m in macs)
-        self.ndp_prefixes = tuple(ndp_prefixes)  # (16-byte address, prefix length in bytes)
-
-    @classmethod
-    def from_coos(cls, coos: Sequence[Any], ndp_prefixes: Sequence[tuple[bytes, int]] = ()) -> Ownership:
-        """From CertificateOfOwnership objects (things: (type, 16-byte value))."""
-        ips: list[bytes] = []
-        macs: list[int] = []
-        for coo in coos:
-            for t, v in coo.things:
-                if int(t) == 1:
-                    macs.append(int.from_bytes(bytes(v[:6]), "big"))
-                elif int(t) == 2:
-                    ips.append(bytes(v[:4]))
-                elif int(t) == 3:
-                    ips.append(bytes(v[:16]))
-        return cls(ips, macs, ndp_prefixes)
-
-    def owns_ip(self, ip: bytes) -> bool:
-        if ip in self.ips:
-            return True
-        if len(ip) == 16:
-            return any(ip[:n] == p[:n] for p, n in self.ndp_prefixes)
-        return False
-
-    def owns_mac(self, mac: int) -> bool:
-        return mac in self.macs
-
-
-_NO_OWNERSHIP = Ownership()
-
-
-# -------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True, slots=True)
-class RuleLogEntry:
-    index: int
-    rule_matched: bool | None  # None: skipped (AND with a set already false) or an action
-    set_matched: bool | None  # the set's state before this rule (None for actions)
-
-
-@dataclass(frozen=True, slots=True)
-class RuleSetOutcome:
-    """One pass over one rule table (the core's _doZtFilter)."""
-
-    result: FilterResult
-    index: int  # the action that decided; -1 when the table ran out
-    log: bytes  # the 4-bit rule log
-    cc_address: int = 0  # TEE/WATCH target left by the pass (0: none)
-    cc_length: int = 0
-    cc_watch: bool = False
-    redirect_to: int = 0  # REDIRECT target (result REDIRECT)
-    qos_bucket: int | None = None  # set by ACTION_PRIORITY
-
-
-@dataclass(frozen=True, slots=True)
-class DecidingRule:
-    """Which rule decided: ``capability_id`` None for the network's base rules."""
-
-    index: int
-    capability_id: int | None = None
-
-    def __str__(self) -> str:
-        if self.capability_id is None:
-            return f"rule {self.index}"
-        return f"capability {self.capability_id} rule {self.index}"
-
-
-@dataclass(frozen=True, slots=True)
-class Copy:
-    """An EXT_FRAME the node sends because of TEE, WATCH or REDIRECT."""
-
-    action: RuleType
-    address: int
-    length: int  # bytes of the frame payload to send
-    flags: int  # the EXT_FRAME flags byte
-
-
-@dataclass(frozen=True, slots=True)
-class Evaluation:
-    """The full answer for one frame."""
-
-    verdict: FilterResult  # DROP, NO_MATCH (dropped: nothing accepted), ACCEPT, SUPER_ACCEPT, REDIRECT
-    inbound: bool
-    deciding: DecidingRule | None
-    base: RuleSetOutcome
-    capability: RuleSetOutcome | None  # the last capability evaluated (the deciding one if any)
-    capability_id: int | None
-    copies: tuple[Copy, ...]  # TEE/WATCH copies and the REDIRECT, to send as EXT_FRAME
-    qos_bucket: int | None
-
-    @property
-    def accepted(self) -> bool:
-        """The rules let the frame pass (possibly redirected elsewhere)."""
-        return self.verdict in (FilterResult.ACCEPT, FilterResult.SUPER_ACCEPT, FilterResult.REDIRECT)
-
-    @property
-    def deliver(self) -> bool:
-        """The frame goes on to its destination (not dropped, not redirected)."""
-        return self.verdict in (FilterResult.ACCEPT, FilterResult.SUPER_ACCEPT)
-
-    @property
-    def super_accept(self) -> bool:
-        return self.verdict == FilterResult.SUPER_ACCEPT
-
-    @property
-    def redirect_to(self) -> int:
-        for c in self.copies:
-            if c.action == RuleType.ACTION_REDIRECT:
-                return c.address
-        return 0
-
-    @property
-    def rule_log(self) -> list[RuleLogEntry]:
-        return decode_rule_log(self.base.log, -1)
-
-
-def decode_rule_log(log: bytes, count: int = -1) -> list[RuleLogEntry]:
-    """Decode a 4-bit rule log (``count`` rules, or as far as it has nonzero entries)."""
-    n = count if count >= 0 else len(log) * 2
-    out: list[RuleLogEntry] = []
-    for i in range(n):
-        byte = log[i >> 1] if (i >> 1) < len(log) else 0
-        nib = (byte >> ((i & 1) << 2)) & 0x0F
-        s, r = nib & 3, (nib >> 2) & 3
-        out.append(RuleLogEntry(i, None if r == 0 else r == 2, None if s == 0 else s == 2))
-    if count < 0:
-        while out and out[-1].set_matched is None:
-            out.pop()
-    return out
-
-
 # ----------------------------------------------------------------- one table
 
 
@@ -472,7 +251,7 @@ def evaluate_rule_set(
     me: int,
     local_tags: Mapping[int, int],
     remote_tags: Mapping[int, int] | None,
-    ownership: Ownership = _NO_OWNERSHIP,
+    ownership: Ownership = NO_OWNERSHIP,
     unsupported_match: bool = False,
     rng: Callable[[], int] = _rand32,
 ) -> RuleSetOutcome:
@@ -789,7 +568,7 @@ def evaluate(
     capabilities: Sequence[tuple[int, RulesLike]] = (),
     local_tags: Mapping[int, int] | None = None,
     remote_tags: Mapping[int, int] | None = None,
-    ownership: Ownership = _NO_OWNERSHIP,
+    ownership: Ownership = NO_OWNERSHIP,
     unsupported_match: bool = False,
     no_tee: bool = False,
     rng: Callable[[], int] = _rand32,
