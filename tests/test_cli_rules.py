@@ -248,3 +248,30 @@ def test_network_from_a_running_controller(tmp_path: Path) -> None:
         assert r.exit_code == 1 and "404" in r.output
     finally:
         stop_node(node)
+
+
+def test_multicast_has_no_single_recipient_outbound(tmp_path: Path) -> None:
+    net = {
+        "rules": [
+            {"type": "MATCH_DEST_ZEROTIER_ADDRESS", "zt": B, "not": False, "or": False},
+            {"type": "ACTION_DROP"},
+            {"type": "ACTION_ACCEPT"},
+        ]
+    }
+    path = tmp_path / "n.json"
+    path.write_text(json.dumps(net))
+    out = _run_json(
+        "--network-json",
+        str(path),
+        "--from",
+        A,
+        "--to",
+        B,
+        "Ether(dst='01:00:5e:00:00:fb')/IP(src='10.0.0.1', dst='224.0.0.251')/UDP(dport=5353)",
+    )
+    outbound, inbound = out["evaluations"]
+    assert (
+        outbound["verdict"] == "ACCEPT" and outbound["deciding"]["index"] == 2
+    )  # ztDest 0 out of the sender
+    assert inbound["verdict"] == "DROP" and inbound["deciding"]["index"] == 1  # the receiver is B
+    assert out["delivered"] is False

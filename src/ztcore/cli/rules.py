@@ -185,8 +185,11 @@ def run_test(
     dmac = (
         frame.dest_mac if frame.dest_mac is not None else int(MAC.from_address(receiver.address, network_id))
     )
-    dest = 0 if (dmac >> 40) & 1 else receiver.address  # multicast: no single recipient
-    f = Frame(sender.address, dest, smac, dmac, frame.ethertype, frame.payload, frame.vlan_id)
+    # Out of the sender a multicast has no single recipient (the core's first pass uses
+    # address 0); into the receiver the destination is the receiver itself.
+    dest = 0 if (dmac >> 40) & 1 else receiver.address
+    f_out = Frame(sender.address, dest, smac, dmac, frame.ethertype, frame.payload, frame.vlan_id)
+    f_in = Frame(sender.address, receiver.address, smac, dmac, frame.ethertype, frame.payload, frame.vlan_id)
     rng = (lambda: rng_value) if rng_value is not None else None
     results: list[dict[str, Any]] = []
     delivered = True
@@ -203,7 +206,7 @@ def run_test(
             remote_tags = other.tags if sender_knows_receiver_tags and dest else None
         ev = evaluate(
             rules,
-            f,
+            f_in if inbound else f_out,
             inbound=inbound,
             me=me.address,
             capabilities=cap_list,
