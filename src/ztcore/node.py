@@ -254,6 +254,8 @@ class Node:
             self._last_housekeeping = now
             self.topology.clean(now)
             self.multicaster.clean(now)
+            for network in self._networks.values():
+                network.clean(lambda a: self.topology.get_peer(a) is not None)
             for key, t in list(self._controller_authorizations.items()):
                 if now - t > NETWORK_AUTOCONF_DELAY * 3:
                     del self._controller_authorizations[key]
@@ -487,6 +489,12 @@ class Node:
         if identity is None:
             self.switch.request_whois(self._now, address)
         return identity
+
+    def peer_last_heard(self, address: int) -> int | None:
+        """When an authenticated packet from ``address`` last arrived (None: never);
+        the hosted controller counts members heard from recently as online."""
+        peer = self.topology.get_peer(int(address))
+        return None if peer is None or not peer.last_receive else peer.last_receive
 
     def controller_has_authorized(self, now: int, network_id: int, address: int) -> bool:
         t = self._controller_authorizations.get((int(network_id), int(address)))

@@ -26,6 +26,7 @@ _SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "capture",
         "Write a running node's wire traffic (--wire) or a network's frames (--network) to a pcap file.",
     ),
+    "rules": ("ztcore.cli.rules", "rules", "Compile, show and test a network's flow rules, tags and capabilities."),
 }
 
 

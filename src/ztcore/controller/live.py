@@ -102,7 +102,10 @@ log = logging.getLogger(__name__)
 
 # ZT_NETWORK_AUTOCONF_DELAY: members re-request their config this often (ms).
 NETWORK_AUTOCONF_DELAY = 60000
-# A member counts as online (gets pushes and revocations) this long after its last request.
+# A member counts as online (gets pushes and revocations) this long after its last request
+# or, when the hosting node can tell, after any packet from it arrived. (zerotier-one counts
+# requests only; a member resets its request timer when a push arrives, so there a burst of
+# changes can leave it "offline" and waiting up to a minute for the next one.)
 ONLINE_WINDOW = NETWORK_AUTOCONF_DELAY * 2
 # Node::localControllerHasAuthorized: a config sent this recently vouches for the member.
 AUTHORIZATION_WINDOW = NETWORK_AUTOCONF_DELAY * 3
@@ -127,8 +130,9 @@ class MemberStatus:
     metadata: Dictionary | None = None
     last_config_time: int | None = None
 
-    def online(self, now: int) -> bool:
-        return now - self.last_request_time < ONLINE_WINDOW
+    def online(self, now: int, last_heard: int | None = None) -> bool:
+        last = self.last_request_time if last_heard is None else max(self.last_request_time, last_heard)
+        return now - last < ONLINE_WINDOW
 
 
 class _Deny(Exception):
@@ -338,9 +342,17 @@ class EmbeddedController:
 
     def _push(self, now: int, network_id: int, st: MemberStatus) -> None:
         # As zerotier-one: only members that are online and made an authorized request get pushes.
-        if st.identity is None or st.metadata is None or not st.online(now):
+        if st.identity is None or st.metadata is None or not self._online(now, st):
             return
         self.request(now, network_id, None, 0, st.identity, st.metadata)
+
+    def _online(self, now: int, st: MemberStatus) -> bool:
+        """Online: asked for its config, or (if the hosting node tells) was heard from, recently."""
+        last_heard = None
+        heard = getattr(self._sender, "peer_last_heard", None)
+        if heard is not None and st.identity is not None:
+            last_heard = heard(int(st.identity.address))
+        return st.online(now, last_heard)
 
     def _deauthorize(self, now: int, network_id: int, address: int) -> None:
         """Revoke the member's COMs issued before now, telling every member that may hold it."""
@@ -366,7 +378,7 @@ class EmbeddedController:
         # zerotier-one tells the members that are online; we also tell every authorized
         # member on record, so a controller restart (which forgets who is online) does
         # not leave peers trusting the old COM until it expires.
-        recipients = {a for (n, a), s in self._status.items() if n == network_id and s.online(now)}
+        recipients = {a for (n, a), s in self._status.items() if n == network_id and self._online(now, s)}
         try:
             for m in self.store.list_members(format_nwid(network_id)):
                 if _json_bool(m.get("authorized"), False) and isinstance(m.get("id"), str):

@@ -12,16 +12,24 @@ from __future__ import annotations
 import enum
 import ipaddress
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from ztcore.api import StateObjectType
 from ztcore.errors import InvalidFormatError, ZTError, report_unexpected
 from ztcore.identity import Address, Identity
-from ztcore.vl2.credentials import CertificateOfMembership, CredentialType, Revocation, VerifyResult
+from ztcore.vl2.credentials import (
+    Capability,
+    CertificateOfMembership,
+    CertificateOfOwnership,
+    CredentialType,
+    Revocation,
+    Tag,
+    VerifyResult,
+)
 from ztcore.vl2.dictionary import Dictionary
-from ztcore.vl2.filter import Verdict, evaluate, frame_facts
 from ztcore.vl2.mac import BROADCAST_MAC, MAC
+from ztcore.vl2.membership import MULTICAST_ANNOUNCE_PERIOD, AddCredentialResult, Membership
 from ztcore.vl2.multicast_group import MulticastGroup
 from ztcore.vl2.netconf import (
     DEFAULT_MTU,
@@ -30,8 +38,19 @@ from ztcore.vl2.netconf import (
     NetworkConfigChunkError,
     build_request_metadata,
 )
-from ztcore.vl2.networkid import controller_for
-from ztcore.vl2.rules import Rule
+from ztcore.vl2.networkid import controller_for, rfc4193_ip, sixplane_ip
+from ztcore.vl2.rules.cache import VerdictCache, rule_visible_key
+from ztcore.vl2.rules.evaluate import (
+    CompiledRules,
+    DecidingRule,
+    Evaluation,
+    FilterResult,
+    Frame,
+    Ownership,
+    RuleSetOutcome,
+    compile_rules,
+    evaluate,
+)
 
 if TYPE_CHECKING:
     from ztcore.vl1.peer import Peer
@@ -39,11 +58,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NETWORK_AUTOCONF_DELAY = 60_000  # ZT_NETWORK_AUTOCONF_DELAY
-MULTICAST_ANNOUNCE_PERIOD = 60_000  # ZT_MULTICAST_ANNOUNCE_PERIOD
 PEER_CREDENTIALS_REQUEST_RATE_LIMIT = 1_000
 PEER_ACTIVITY_TIMEOUT = 500_000
-_ACCEPT_ALL = Rule.action_accept()
-_ACCEPTED = Verdict(True, 0, "accept")
+_NO_CONFIG = Evaluation(
+    FilterResult.NO_MATCH, False, None, RuleSetOutcome(FilterResult.NO_MATCH, -1, b""), None, None, (), None
+)
+_ACCEPTED_BY_0 = RuleSetOutcome(FilterResult.ACCEPT, 0, b"")
+_ACCEPT_ALL_IN = Evaluation(FilterResult.ACCEPT, True, DecidingRule(0), _ACCEPTED_BY_0, None, None, (), None)
+_ACCEPT_ALL_OUT = Evaluation(
+    FilterResult.ACCEPT, False, DecidingRule(0), _ACCEPTED_BY_0, None, None, (), None
+)
+# Compiled base rules, our tags, our capabilities, our ownership, NDP-emulated prefixes.
+_RulesState = tuple[
+    CompiledRules, dict[int, int], list[tuple[int, CompiledRules]], Ownership, tuple[tuple[bytes, int], ...]
+]
 
 
 class NetworkStatus(enum.IntEnum):
@@ -72,48 +100,6 @@ class NetworkHost(Protocol):
     def trace(self, kind: str, /, **fields: object) -> None: ...
 
 
-@dataclass(eq=False)
-class Membership:
-    """What we know of one other member: its COM and revocations, and when we
-    last pushed our credentials to it or announced our multicast groups."""
-
-    com: CertificateOfMembership | None = None
-    com_revocation_threshold: int = 0
-    last_pushed_credentials: int = -(10**15)
-    last_updated_multicast: int = -(10**15)
-    revocations: dict[int, int] = field(default_factory=dict)  # (type << 32 | credential id) -> threshold
-    # The answer of is_allowed() for the exact objects it was computed from: the check
-    # runs for every frame, while COMs change rarely.
-    _allowed_for: tuple[object, object, int, object] | None = None
-    _allowed: bool = False
-
-    def is_allowed(self, config: NetworkConfig, identity: Identity) -> bool:
-        if config.is_public:
-            return True
-        com, ours = self.com, config.com
-        if com is None or ours is None:
-            return False
-        k = self._allowed_for
-        if (
-            k is not None
-            and k[0] is ours
-            and k[1] is com
-            and k[2] == self.com_revocation_threshold
-            and k[3] is identity
-        ):
-            return self._allowed
-        allowed = com.timestamp > self.com_revocation_threshold and ours.agrees_with(com, identity)
-        self._allowed_for = (ours, com, self.com_revocation_threshold, identity)
-        self._allowed = allowed
-        return allowed
-
-    def multicast_like_gate(self, now: int) -> bool:
-        if now - self.last_updated_multicast >= MULTICAST_ANNOUNCE_PERIOD:
-            self.last_updated_multicast = now
-            return True
-        return False
-
-
 class Network:
     def __init__(self, host: NetworkHost, network_id: int, now: int, saved: bytes | None = None) -> None:
         self.host = host
@@ -126,6 +112,8 @@ class Network:
         self.last_config_request = -NETWORK_AUTOCONF_DELAY
         self.last_announced_upstream = -MULTICAST_ANNOUNCE_PERIOD
         self.memberships: dict[int, Membership] = {}
+        self._rules_cache: tuple[NetworkConfig, _RulesState] | None = None
+        self._verdicts = VerdictCache()
         self.subscriptions: set[MulticastGroup] = set()
         self.settings: dict[str, bool] = {
             "allowManaged": True,
@@ -223,51 +211,60 @@ class Network:
             return True
         return False
 
-    def add_com(self, com: CertificateOfMembership) -> str:
-        """Add a member's COM: "accepted", "rejected" or "need_identity"."""
+    def add_com(self, com: CertificateOfMembership) -> AddCredentialResult:
+        """Network::addCredential(COM): filed under the member it was issued to."""
         if com.network_id != self.id:
-            return "rejected"
-        result = com.verify(self._controller_identity)
-        if result == VerifyResult.NEED_IDENTITY:
-            return "need_identity"
-        if result != VerifyResult.OK:
+            return AddCredentialResult.REJECTED
+        result = self.membership(int(com.issued_to)).add_com(com, self._controller_identity)
+        if result == AddCredentialResult.REJECTED:
             self.host.trace(
-                "credential_rejected", network=f"{self.id:016x}", credential="COM", reason="bad signature"
+                "credential_rejected", network=f"{self.id:016x}", credential="COM", reason="rejected"
             )
-            return "rejected"
-        m = self.membership(int(com.issued_to))
-        if m.com is not None and m.com.timestamp > com.timestamp:
-            return "accepted"  # older than what we have: redundant
-        if com.timestamp <= m.com_revocation_threshold:
-            return "rejected"
-        m.com = com
-        return "accepted"
+        return result
 
-    def add_revocation(self, revocation: Revocation) -> str:
+    def add_credential(self, cred: Tag | Capability | CertificateOfOwnership) -> AddCredentialResult:
+        """A member's tag, capability or certificate of ownership from NETWORK_CREDENTIALS."""
+        if cred.network_id != self.id:
+            return AddCredentialResult.REJECTED
+        m = self.membership(int(cred.issued_to))
+        if isinstance(cred, Tag):
+            result = m.add_tag(cred, self._controller_identity)
+        elif isinstance(cred, Capability):
+            result = m.add_capability(cred, self._controller_identity)
+        else:
+            result = m.add_coo(cred, self._controller_identity)
+        if result == AddCredentialResult.REJECTED:
+            self.host.trace(
+                "credential_rejected", network=f"{self.id:016x}", kind=type(cred).__name__, id=cred.id
+            )
+        return result
+
+    def add_revocation(self, revocation: Revocation) -> AddCredentialResult:
         if revocation.network_id != self.id:
-            return "rejected"
+            return AddCredentialResult.REJECTED
         result = revocation.verify(self._controller_identity)
         if result == VerifyResult.NEED_IDENTITY:
-            return "need_identity"
+            return AddCredentialResult.DEFERRED_FOR_WHOIS
         if result != VerifyResult.OK:
-            return "rejected"
+            return AddCredentialResult.REJECTED
         m = self.membership(int(revocation.target))
-        kind = revocation.credential_type
-        if kind == CredentialType.COM:
-            if revocation.threshold > m.com_revocation_threshold:
-                m.com_revocation_threshold = revocation.threshold
-                self.host.trace(
-                    "member_revoked", network=f"{self.id:016x}", member=str(Address(int(revocation.target)))
-                )
-            return "accepted"
-        if kind in (CredentialType.CAPABILITY, CredentialType.TAG, CredentialType.COO):
-            key = (int(kind) << 32) | revocation.credential_id
-            if m.revocations.get(key, -(2**63)) < revocation.threshold:
-                m.revocations[key] = revocation.threshold
-                # As the real core does, this also raises the COM revocation threshold.
-                m.com_revocation_threshold = revocation.threshold
-            return "accepted"
-        return "rejected"
+        added = m.add_revocation(revocation)
+        if added == AddCredentialResult.ACCEPTED_NEW and revocation.credential_type == CredentialType.COM:
+            self.host.trace(
+                "member_revoked", network=f"{self.id:016x}", member=str(Address(int(revocation.target)))
+            )
+        return added
+
+    def clean(self, is_known_peer: Callable[[int], bool]) -> None:
+        """Housekeeping (the core's Network::doPeriodicTasks): forget members that are
+        no longer peers, and credentials that fell out of the validity window."""
+        if self.config is None:
+            return
+        for address in list(self.memberships):
+            if not is_known_peer(address):
+                del self.memberships[address]
+            else:
+                self.memberships[address].clean(self.config)
 
     # ------------------------------------------------------------- multicast
     def multicast_groups(self) -> set[MulticastGroup]:
@@ -282,26 +279,110 @@ class Network:
         return groups
 
     # ----------------------------------------------------------------- rules
+    def _rules_state(self) -> _RulesState:
+        """Our rules, tags, capabilities and ownership compiled once per config."""
+        config = self.config
+        assert config is not None
+        st = self._rules_cache
+        if st is not None and st[0] is config:
+            return st[1]
+        view = (
+            compile_rules(config.rules),
+            {t.id: t.value for t in config.tags},
+            [(c.id, compile_rules(c.rules)) for c in config.capabilities],
+            Ownership.from_coos(config.certificates_of_ownership),
+            self.ndp_prefixes(),
+        )
+        self._rules_cache = (config, view)
+        self._verdicts.clear()
+        return view
+
+    def ndp_prefixes(self) -> tuple[tuple[bytes, int], ...]:
+        """IPv6 prefixes a member owns by NDP emulation (Membership::_isV6NDPEmulated):
+        the /40 of our 6PLANE and the /88 of our RFC4193 address, when assigned."""
+        config = self.config
+        if config is None or not config.ndp_emulation:
+            return ()
+        me = int(self.host.identity.address)
+        mine = {sip.ip for sip in config.static_ips}
+        out: list[tuple[bytes, int]] = []
+        six = sixplane_ip(self.id, me)
+        if six in mine:
+            out.append((six.packed, 5))
+        rfc = rfc4193_ip(self.id, me)
+        if rfc in mine:
+            out.append((rfc.packed, 11))
+        return tuple(out)
+
     def filter_frame(
         self,
-        source_address: int,
-        dest_address: int,
+        *,
+        inbound: bool,
+        peer: int,
         source_mac: int,
         dest_mac: int,
         ethertype: int,
         vlan_id: int,
         data: bytes,
-    ) -> Verdict:
-        """The rule-evaluation point for every frame on this network, in and out."""
+        no_tee: bool = False,
+    ) -> Evaluation:
+        """The rule-evaluation point for every frame on this network.
+
+        Inbound (filterIncomingPacket) ``peer`` is the sender and this node the
+        destination; outbound (filterOutgoingPacket) ``peer`` is the recipient
+        (0 for a multicast before it is split per recipient).
+        """
         config = self.config
         if config is None:
-            return Verdict(False, -1, "no configuration")
-        rules = config.rules
-        if len(rules) == 1 and rules[0] == _ACCEPT_ALL:
-            return _ACCEPTED  # the default table: no need to look inside the frame
-        return evaluate(
-            rules, frame_facts(source_address, dest_address, source_mac, dest_mac, ethertype, vlan_id, data)
+            return _NO_CONFIG
+        rules, my_tags, my_caps, my_ownership, ndp = self._rules_state()
+        if rules.accept_all:
+            return _ACCEPT_ALL_IN if inbound else _ACCEPT_ALL_OUT  # the default table: no need to look
+        me = int(self.host.identity.address)
+        m = self.memberships.get(peer) if peer else None
+        if inbound and m is None:
+            m = self.membership(peer)
+        if m is not None:
+            remote_tags, their_caps, their_ownership = m.rules_view(config, ndp)
+        else:
+            remote_tags, their_caps, their_ownership = None, [], my_ownership
+        caps = their_caps if inbound else my_caps
+        # Frames of one flow get the same answer: remember it (not for MATCH_RANDOM).
+        key = None
+        if not rules.random and not any(c.random for _, c in caps):
+            need = max([rules.payload_need, *(c.payload_need for _, c in caps)])
+            key = (
+                inbound,
+                peer,
+                no_tee,
+                -1 if m is None else m.generation,
+                source_mac,
+                dest_mac,
+                ethertype,
+                vlan_id,
+                len(data),
+                rule_visible_key(ethertype, data, need),
+            )
+            ev = self._verdicts.get(key)
+            if ev is not None:
+                return ev  # type: ignore[no-any-return]
+        ev = evaluate(
+            rules,
+            Frame(peer, me, source_mac, dest_mac, ethertype, data, vlan_id)
+            if inbound
+            else Frame(me, peer, source_mac, dest_mac, ethertype, data, vlan_id),
+            inbound=inbound,
+            me=me,
+            capabilities=caps,
+            local_tags=my_tags,
+            remote_tags=remote_tags,
+            ownership=their_ownership if inbound else my_ownership,
+            unsupported_match=config.rules_result_of_unsupported_match,
+            no_tee=no_tee,
         )
+        if key is not None:
+            self._verdicts.put(key, ev)
+        return ev
 
     # ------------------------------------------------------------ reporting
     def assigned_addresses(self) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:

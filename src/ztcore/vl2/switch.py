@@ -14,19 +14,21 @@ from __future__ import annotations
 import struct
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ztcore.errors import InvalidFormatError
 from ztcore.identity import Address, Identity
 from ztcore.vl1.packet import Dearmored, ErrorCode, PacketError, Verb
 from ztcore.vl2.credentials import CertificateOfMembership, NetworkCredentials
 from ztcore.vl2.dictionary import Dictionary
-from ztcore.vl2.filter import ETHERTYPE_ARP, ETHERTYPE_IPV6
 from ztcore.vl2.mac import MAC
+from ztcore.vl2.membership import AddCredentialResult, credential_packets
 from ztcore.vl2.multicast_group import MulticastGroup
 from ztcore.vl2.multicaster import Multicaster
+from ztcore.vl2.ndp import emulated_advertisement
 from ztcore.vl2.network import PEER_ACTIVITY_TIMEOUT, PEER_CREDENTIALS_REQUEST_RATE_LIMIT, Network
 from ztcore.vl2.networkid import controller_for
+from ztcore.vl2.rules.evaluate import ETHERTYPE_ARP, ETHERTYPE_IPV6, Evaluation
 
 if TYPE_CHECKING:
     from ztcore.vl1.path import Path
@@ -176,7 +178,7 @@ class VL2Switch:
         (ethertype,) = struct.unpack_from(">H", p, 8)
         data = bytes(p[10:])
         source_mac = MAC.from_address(int(peer.address), nwid)
-        self._receive(network, peer, source_mac, network.mac, ethertype, data)
+        self._receive(now, network, peer, source_mac, network.mac, ethertype, data)
         return True
 
     def _admit(self, now: int, peer: Peer, packet: Dearmored) -> tuple[Network, int, int] | bool:
@@ -207,6 +209,9 @@ class VL2Switch:
             return admitted
         network, flags, ptr = admitted
         p, nwid = packet.payload, network.id
+        if flags & ~(FRAME_FLAG_COM | EXT_FRAME_FLAG_ACK):
+            # TEE/WATCH/REDIRECT copies carry their origin in the flags: count them by kind.
+            self.stats[f"ext_frame_in_flags_{flags & ~FRAME_FLAG_COM:02x}"] += 1
         if len(p) >= ptr + 14:
             to = MAC.from_bytes(p, ptr)
             frm = MAC.from_bytes(p, ptr + 6)
@@ -216,16 +221,24 @@ class VL2Switch:
             assert config is not None
             if frm == 0 or frm == network.mac:
                 self._drop("invalid_source_mac")
-            elif frm != MAC.from_address(int(peer.address), nwid) and not config.is_active_bridge(
-                int(peer.address)
-            ):
-                self._drop("bridging_not_allowed_remote")
-            elif to != network.mac and not to.is_multicast and not config.is_active_bridge(self._me):
-                self._drop("bridging_not_allowed_local")
-            elif to.is_multicast and config.multicast_limit == 0:
-                self._drop("multicast_disabled")
             else:
-                self._receive(network, peer, frm, to, ethertype, data)
+                # As _doEXT_FRAME: the rules first; a super-accept (we are a TEE/WATCH/
+                # REDIRECT target) skips the bridging and multicast checks.
+                ev = self._filter_inbound(now, network, peer, frm, to, ethertype, data)
+                if ev is None:
+                    pass
+                elif ev.super_accept:
+                    self._deliver(network, frm, to, ethertype, data)
+                elif frm != MAC.from_address(int(peer.address), nwid) and not config.is_active_bridge(
+                    int(peer.address)
+                ):
+                    self._drop("bridging_not_allowed_remote")
+                elif to != network.mac and not to.is_multicast and not config.is_active_bridge(self._me):
+                    self._drop("bridging_not_allowed_local")
+                elif to.is_multicast and config.multicast_limit == 0:
+                    self._drop("multicast_disabled")
+                else:
+                    self._deliver(network, frm, to, ethertype, data)
         if flags & EXT_FRAME_FLAG_ACK:
             self._send(
                 now,
@@ -275,7 +288,7 @@ class VL2Switch:
         ):
             self._drop("bridging_not_allowed_remote")
         elif data:
-            self._receive(network, peer, frm, group.mac, ethertype, data)
+            self._receive(now, network, peer, frm, group.mac, ethertype, data)
         if gather_limit:
             total, members = self.host.multicaster.gather(now, int(peer.address), nwid, group, gather_limit)
             if members:
@@ -288,21 +301,75 @@ class VL2Switch:
                 self._send(now, int(peer.address), Verb.OK, out)
         return True
 
-    def _receive(
-        self, network: Network, peer: Peer, source_mac: int, dest_mac: int, ethertype: int, data: bytes
-    ) -> None:
-        verdict = network.filter_frame(int(peer.address), self._me, source_mac, dest_mac, ethertype, 0, data)
-        if not verdict.accept:
+    def _filter_inbound(
+        self,
+        now: int,
+        network: Network,
+        peer: Peer,
+        source_mac: int,
+        dest_mac: int,
+        ethertype: int,
+        data: bytes,
+    ) -> Evaluation | None:
+        """filterIncomingPacket: the evaluation if the frame is to be delivered here,
+        else None (dropped or redirected; copies and redirects are sent)."""
+        ev = network.filter_frame(
+            inbound=True,
+            peer=int(peer.address),
+            source_mac=source_mac,
+            dest_mac=dest_mac,
+            ethertype=ethertype,
+            vlan_id=0,
+            data=data,
+        )
+        if ev.copies:
+            self.send_rule_copies(now, network, ev, source_mac, dest_mac, ethertype, data)
+        if not ev.deliver:
             self._drop(
-                "filter_blocked_inbound",
+                "filter_redirected_inbound" if ev.accepted else "filter_blocked_inbound",
                 network=f"{network.id:016x}",
-                rule=verdict.rule_index,
-                why=verdict.reason,
+                rule=str(ev.deciding) if ev.deciding is not None else "none matched",
                 peer=str(peer.identity.address),
             )
-            return
+            return None
+        return ev
+
+    def _deliver(self, network: Network, source_mac: int, dest_mac: int, ethertype: int, data: bytes) -> None:
         self.stats["frames_in"] += 1
         self.host.deliver_frame(network, source_mac, dest_mac, ethertype, 0, data)
+
+    def _receive(
+        self,
+        now: int,
+        network: Network,
+        peer: Peer,
+        source_mac: int,
+        dest_mac: int,
+        ethertype: int,
+        data: bytes,
+    ) -> None:
+        if self._filter_inbound(now, network, peer, source_mac, dest_mac, ethertype, data) is not None:
+            self._deliver(network, source_mac, dest_mac, ethertype, data)
+
+    def send_rule_copies(
+        self,
+        now: int,
+        network: Network,
+        ev: Evaluation,
+        source_mac: int,
+        dest_mac: int,
+        ethertype: int,
+        data: bytes,
+    ) -> None:
+        """The EXT_FRAMEs a TEE, WATCH or REDIRECT asks for, with the core's flags."""
+        head = MAC(dest_mac).to_bytes() + MAC(source_mac).to_bytes() + struct.pack(">H", ethertype)
+        for c in ev.copies:
+            if c.address == self._me:
+                continue
+            self.push_credentials(now, network, c.address)
+            payload = struct.pack(">QB", network.id, c.flags) + head + data[: c.length]
+            self._send(now, c.address, Verb.EXT_FRAME, payload)
+            self.stats["rule_copies_sent"] += 1
 
     def _do_multicast_like(self, now: int, peer: Peer, p: bytes) -> None:
         last_nwid = None
@@ -358,24 +425,29 @@ class VL2Switch:
     def _do_network_credentials(self, now: int, peer: Peer, p: bytes) -> bool:
         creds, _ = NetworkCredentials.from_bytes(p)
         accepted = False
-        for com in creds.coms:
-            network = self.host.get_network(com.network_id)
-            if network is None:
-                continue
-            result = network.add_com(com)
-            if result == "need_identity":
-                self.host.switch.request_whois(now, int(controller_for(com.network_id)))
-                return False
-            accepted |= result == "accepted"
-        for rev in creds.revocations:
-            network = self.host.get_network(rev.network_id)
-            if network is None:
-                continue
-            result = network.add_revocation(rev)
-            if result == "need_identity":
-                self.host.switch.request_whois(now, int(controller_for(rev.network_id)))
-                return False
-            accepted |= result == "accepted"
+        # In the order the core applies them: COMs, capabilities, tags, revocations, COOs.
+        batches: list[tuple[str, list[Any]]] = [
+            ("com", creds.coms),
+            ("cred", creds.capabilities),
+            ("cred", creds.tags),
+            ("rev", creds.revocations),
+            ("cred", creds.coos),
+        ]
+        for kind, items in batches:
+            for cred in items:
+                network = self.host.get_network(cred.network_id)
+                if network is None:
+                    continue
+                if kind == "com":
+                    result = network.add_com(cred)
+                elif kind == "rev":
+                    result = network.add_revocation(cred)
+                else:
+                    result = network.add_credential(cred)
+                if result == AddCredentialResult.DEFERRED_FOR_WHOIS:
+                    self.host.switch.request_whois(now, int(controller_for(cred.network_id)))
+                    return False
+                accepted |= result.accepted
         if accepted:
             self._mark_trust(now, peer)
             # Frames that were refused for lack of this peer's COM can go through now.
@@ -519,15 +591,10 @@ class VL2Switch:
         limit = PEER_CREDENTIALS_REQUEST_RATE_LIMIT if force else PEER_ACTIVITY_TIMEOUT
         if m.last_pushed_credentials >= network.last_config_update and since <= limit:
             return
-        creds = NetworkCredentials(
-            coms=[config.com] if config.com else [],
-            capabilities=list(config.capabilities),
-            tags=list(config.tags),
-            coos=list(config.certificates_of_ownership),
-        )
         m.last_pushed_credentials = now
-        self.stats["credentials_pushed"] += 1
-        self._send(now, to, Verb.NETWORK_CREDENTIALS, creds.to_bytes())
+        for creds in credential_packets(config):
+            self.stats["credentials_pushed"] += 1
+            self._send(now, to, Verb.NETWORK_CREDENTIALS, creds.to_bytes())
 
     def announce_multicast_groups(self, now: int, network: Network, force: bool = False) -> None:
         """Network::_sendUpdatesToMembers: LIKEs to the controller, the roots and
@@ -599,9 +666,7 @@ class VL2Switch:
             if config.multicast_limit == 0:
                 self._drop("multicast_disabled")
                 return False
-            verdict = network.filter_frame(self._me, 0, source_mac, dest_mac, ethertype, vlan_id, data)
-            if not verdict.accept:
-                self._drop("filter_blocked_outbound", rule=verdict.rule_index, why=verdict.reason)
+            if not self._filter_outbound(now, network, 0, source_mac, dest_mac, ethertype, vlan_id, data):
                 return False
             self.send_multicast(now, network, group, source_mac if bridged else 0, ethertype, data)
             return True
@@ -610,9 +675,7 @@ class VL2Switch:
             return True
         if dest_mac.is_for_network(network.id):
             to = int(dest_mac.to_address(network.id))
-            verdict = network.filter_frame(self._me, to, source_mac, dest_mac, ethertype, vlan_id, data)
-            if not verdict.accept:
-                self._drop("filter_blocked_outbound", rule=verdict.rule_index, why=verdict.reason)
+            if not self._filter_outbound(now, network, to, source_mac, dest_mac, ethertype, vlan_id, data):
                 return False
             self.push_credentials(now, network, to)
             if bridged:
@@ -627,46 +690,62 @@ class VL2Switch:
         if not bridges:
             self._drop("no_route_to_mac", mac=str(dest_mac))
             return False
+        sent = False
         for b in bridges[:8]:
+            # Bridge replication: filtered per bridge, without TEE/WATCH copies.
+            if not self._filter_outbound(
+                now, network, b, source_mac, dest_mac, ethertype, vlan_id, data, no_tee=True
+            ):
+                continue
             payload = struct.pack(">QB", network.id, 0) + dest_mac.to_bytes() + source_mac.to_bytes()
             self._send(now, b, Verb.EXT_FRAME, payload + struct.pack(">H", ethertype) + data)
+            sent = True
+        return sent
+
+    def _filter_outbound(
+        self,
+        now: int,
+        network: Network,
+        to: int,
+        source_mac: int,
+        dest_mac: int,
+        ethertype: int,
+        vlan_id: int,
+        data: bytes,
+        no_tee: bool = False,
+    ) -> bool:
+        """filterOutgoingPacket: True if the frame goes on to ``to`` (0: a multicast
+        before it is split per recipient); copies and redirects are sent here."""
+        ev = network.filter_frame(
+            inbound=False,
+            peer=to,
+            source_mac=source_mac,
+            dest_mac=dest_mac,
+            ethertype=ethertype,
+            vlan_id=vlan_id,
+            data=data,
+            no_tee=no_tee,
+        )
+        if ev.copies:
+            self.send_rule_copies(now, network, ev, source_mac, dest_mac, ethertype, data)
+        if not ev.deliver:
+            self._drop(
+                "filter_redirected_outbound" if ev.accepted else "filter_blocked_outbound",
+                network=f"{network.id:016x}",
+                rule=str(ev.deciding) if ev.deciding is not None else "none matched",
+                to=f"{to:010x}",
+            )
+            return False
         return True
 
     def _emulate_ndp(self, network: Network, source_mac: int, data: bytes) -> bool:
-        """NDP emulation, as the real core does for its own IPv6 address schemes: a
-        neighbor solicitation for an RFC4193 (/88) or 6PLANE (/40) address embeds the
-        target's ZeroTier address, so the advertisement is forged locally and no NS
-        goes out. Returns True if it answered."""
-        if len(data) < 40 + 8 + 16 or data[6] != 0x3A or data[40] != 0x87:
+        """Answer a neighbour solicitation locally when NDP emulation can (vl2.ndp)."""
+        assert network.config is not None
+        answer = emulated_advertisement(network.config, network.id, self._me, data)
+        if answer is None:
             return False
-        config = network.config
-        assert config is not None
-        target = bytes(data[48:64])
-        nwid32 = (network.id ^ (network.id >> 32)) & 0xFFFFFFFF
-        embedded = None
-        mine = b""
-        for sip in config.static_ips:
-            if sip.ip.version != 6:
-                continue
-            my6 = sip.ip.packed
-            if sip.port == 88 and my6[0] == 0xFD and my6[9:11] == b"\x99\x93" and target[:11] == my6[:11]:
-                embedded, mine = int.from_bytes(target[11:16], "big"), my6
-                break
-            if sip.port == 40 and my6[0] == 0xFC and my6[1:5] == nwid32.to_bytes(4, "big") and target[:5] == my6[:5]:
-                embedded, mine = int.from_bytes(target[5:10], "big"), my6
-                break
-        if embedded is None or embedded == self._me:
-            return False
-        peer_mac = MAC.from_address(embedded, network.id)
-        icmp = bytearray(b"\x88\x00\x00\x00\x60\x00\x00\x00") + target + b"\x02\x01" + peer_mac.to_bytes()
-        pseudo = target + mine + struct.pack(">II", len(icmp), 0x3A) + bytes(icmp)
-        total = sum(struct.unpack(f">{len(pseudo) // 2}H", pseudo))
-        while total >> 16:
-            total = (total & 0xFFFF) + (total >> 16)
-        struct.pack_into(">H", icmp, 2, ~total & 0xFFFF)
-        advert = struct.pack(">IHBB", 0x60000000, len(icmp), 0x3A, 0xFF) + target + mine + bytes(icmp)
         self.stats["ndp_emulated"] += 1
-        self.host.deliver_frame(network, peer_mac, source_mac, ETHERTYPE_IPV6, 0, advert)
+        self.host.deliver_frame(network, answer[0], source_mac, ETHERTYPE_IPV6, 0, answer[1])
         return True
 
     def send_multicast(
@@ -709,10 +788,24 @@ class VL2Switch:
         if pending.source_mac:
             head += MAC(pending.source_mac).to_bytes()
         body = head + pending.group.to_bytes() + struct.pack(">H", pending.ethertype) + pending.data
+        source_mac = pending.source_mac or network.mac
         for a in members:
             if a in pending.sent_to or a == self._me or len(pending.sent_to) >= config.multicast_limit:
                 continue
             pending.sent_to.add(a)
+            # OutboundMulticast::sendOnly: the rules once more for each recipient (no copies).
+            if not self._filter_outbound(
+                now,
+                network,
+                a,
+                source_mac,
+                pending.group.mac,
+                pending.ethertype,
+                0,
+                pending.data,
+                no_tee=True,
+            ):
+                continue
             self.push_credentials(now, network, a)
             self._send(now, a, Verb.MULTICAST_FRAME, body)
             self.stats["multicast_frames_out"] += 1

@@ -50,6 +50,7 @@ class Driver:
         self.api_port = 0
         self.token = ""
         self.sockets: dict[int, Any] = {}
+        self.frames: list[dict[str, Any]] = []
         self.stopping = asyncio.Event()
 
     # ---------------------------------------------------------------- commands
@@ -64,6 +65,7 @@ class Driver:
                 emit({"type": "event", "name": ev.type.name, "data": {k: str(v) for k, v in ev.data.items()}})
 
         svc.add_event_listener(on_event)
+        svc.add_frame_listener(self._on_frame)
         await svc.start()
         self.service = svc
         if a.get("controller"):
@@ -187,6 +189,33 @@ class Driver:
         sock = self.sockets[int(a["fd"])]
         data, (ip, port) = await sock.recvfrom(timeout=float(a.get("timeout_s", 5)))
         return {"data_hex": data.hex(), "ip": ip, "port": port}
+
+    def _on_frame(self, frame: Any) -> None:
+        """Remember IPv4 frames delivered to the host side (what got through the rules)."""
+        d = frame.data
+        if frame.ethertype != 0x0800 or len(d) < 20:
+            return
+        hl = 4 * (d[0] & 0x0F)
+        proto = d[9]
+        dport = int.from_bytes(d[hl + 2 : hl + 4], "big") if proto in (6, 17) and len(d) >= hl + 4 else -1
+        flags = d[hl + 13] if proto == 6 and len(d) > hl + 13 else 0
+        if len(self.frames) < 10_000:
+            self.frames.append(
+                {
+                    "src": ".".join(str(b) for b in d[12:16]),
+                    "dst": ".".join(str(b) for b in d[16:20]),
+                    "proto": proto,
+                    "dport": dport,
+                    "tcp_flags": flags,
+                    "icmp_type": d[hl] if proto == 1 and len(d) > hl else -1,
+                    "dest_mac": f"{frame.dest_mac:012x}",
+                }
+            )
+
+    async def cmd_frames(self, a: dict[str, Any]) -> dict[str, Any]:
+        """IPv4 frames delivered since the last call (and forget them)."""
+        out, self.frames = self.frames, []
+        return {"frames": out}
 
     async def cmd_stop(self, a: dict[str, Any]) -> dict[str, Any]:
         self.stopping.set()

@@ -1,10 +1,27 @@
 """Network flow rules, the way the real core's rules engine sees them.
 
 One module a concern: :mod:`.formats` owns the rule model and its binary and
-JSON forms (the evaluator, the rules-language compiler, rendering and tracing
-live beside it as they are built).
+JSON forms, :mod:`.evaluate` the evaluation of rules, tags and capabilities for
+one frame (used by the node and by ``ztnode rules test``), :mod:`.frame` and
+:mod:`.outcome` what it takes and returns, :mod:`.cache` remembered verdicts per
+flow, and :mod:`.frametext` frames given as Scapy-style text, hex or pcap.
 """
 
+from ztcore.vl2.rules.evaluate import (
+    CompiledRules,
+    Copy,
+    DecidingRule,
+    Evaluation,
+    FilterResult,
+    Frame,
+    Ownership,
+    RuleLogEntry,
+    RuleSetOutcome,
+    compile_rules,
+    decode_rule_log,
+    evaluate,
+    evaluate_rule_set,
+)
 from ztcore.vl2.rules.formats import (
     CHARACTERISTICS_BROADCAST,
     CHARACTERISTICS_INBOUND,
@@ -47,9 +64,22 @@ __all__ = [
     "CHARACTERISTICS_TCP_URG",
     "RULE_FLAG_NOT",
     "RULE_FLAG_OR",
+    "CompiledRules",
+    "Copy",
+    "DecidingRule",
+    "Evaluation",
+    "FilterResult",
+    "Frame",
+    "Ownership",
+    "RuleLogEntry",
+    "RuleSetOutcome",
     "Rule",
     "RuleType",
+    "compile_rules",
+    "decode_rule_log",
     "deserialize_rules",
+    "evaluate",
+    "evaluate_rule_set",
     "rules_from_json",
     "rules_to_json",
     "serialize_rules",
