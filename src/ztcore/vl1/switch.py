@@ -331,6 +331,8 @@ class Switch:
         else:
             # NOP, ACK, QOS_MEASUREMENT, REMOTE_TRACE, PATH_NEGOTIATION_REQUEST and
             # unknown verbs: authenticated, so they count as received.
+            if verb == Verb.REMOTE_TRACE and hasattr(self.host, "on_remote_trace"):
+                self.host.on_remote_trace(now, int(peer.address), pkt.payload)
             self._peer_received(now, peer, path, pkt.header.hops, verb)
         return True
 
@@ -365,7 +367,10 @@ class Switch:
                 if verb == Verb.OK:
                     if peer.learn_path(path, now):
                         self.host.trace(
-                            "peer_learned_new_path", peer=str(peer.identity.address), path=str(path.address)
+                            "peer_learned_new_path",
+                            peer=str(peer.identity.address),
+                            path=str(path.address),
+                            local_socket=path.local_socket,
                         )
                 else:
                     key = (path.local_socket, path.address)

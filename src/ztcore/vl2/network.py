@@ -232,7 +232,12 @@ class Network:
             return "need_identity"
         if result != VerifyResult.OK:
             self.host.trace(
-                "credential_rejected", network=f"{self.id:016x}", kind="COM", reason="bad signature"
+                "credential_rejected",
+                network=f"{self.id:016x}",
+                kind="COM",
+                reason="bad signature",
+                credential_timestamp=com.timestamp,
+                issued_to=int(com.issued_to),
             )
             return "rejected"
         m = self.membership(int(com.issued_to))

@@ -273,6 +273,9 @@ class VL2Switch:
                 rule=verdict.rule_index,
                 why=verdict.reason,
                 peer=str(peer.identity.address),
+                source_mac=int(source_mac),
+                dest_mac=int(dest_mac),
+                ethertype=ethertype,
             )
             return
         self.stats["frames_in"] += 1
@@ -571,7 +574,17 @@ class VL2Switch:
                 return False
             verdict = network.filter_frame(self._me, 0, source_mac, dest_mac, ethertype, vlan_id, data)
             if not verdict.accept:
-                self._drop("filter_blocked_outbound", rule=verdict.rule_index, why=verdict.reason)
+                self._drop(
+                    "filter_blocked_outbound",
+                    rule=verdict.rule_index,
+                    why=verdict.reason,
+                    network=f"{network.id:016x}",
+                    source_mac=int(source_mac),
+                    dest_mac=int(dest_mac),
+                    ethertype=ethertype,
+                    vlan_id=vlan_id,
+                    frame_len=len(data),
+                )
                 return False
             self.send_multicast(now, network, group, source_mac if bridged else 0, ethertype, data)
             return True
@@ -582,7 +595,17 @@ class VL2Switch:
             to = int(dest_mac.to_address(network.id))
             verdict = network.filter_frame(self._me, to, source_mac, dest_mac, ethertype, vlan_id, data)
             if not verdict.accept:
-                self._drop("filter_blocked_outbound", rule=verdict.rule_index, why=verdict.reason)
+                self._drop(
+                    "filter_blocked_outbound",
+                    rule=verdict.rule_index,
+                    why=verdict.reason,
+                    network=f"{network.id:016x}",
+                    source_mac=int(source_mac),
+                    dest_mac=int(dest_mac),
+                    ethertype=ethertype,
+                    vlan_id=vlan_id,
+                    frame_len=len(data),
+                )
                 return False
             self.push_credentials(now, network, to)
             if bridged:
