@@ -199,9 +199,10 @@ class Node:
         self.callbacks.event(Event(kind, {} if data is None else data))  # type: ignore[arg-type]
 
     # ------------------------------------------------------------- tracing
-    def trace(self, kind: str, **fields: object) -> None:
+    def trace(self, kind: str, /, **fields: object) -> None:
         """What VL1/VL2 report: mapped to a typed event (ztcore.tracing), kept in the
-        ring buffer, posted as EventType.TRACE and sent to remote targets that want it."""
+        ring buffer, posted as EventType.TRACE and sent to remote targets that want it.
+        (`kind` is positional-only: a field may itself be called ``kind``.)"""
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s %s", self.identity.address, kind, fields)
         self.tracer.record_kind(self._now, kind, fields)

@@ -18,6 +18,7 @@ _SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("ztcore.cli.demo", "demo"),
     "cli": ("ztcore.cli.client", "cli"),
     "controller": ("ztcore.cli.controller", "controller"),
+    "trace": ("ztcore.cli.trace", "trace"),
 }
 
 
