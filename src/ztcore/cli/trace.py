@@ -28,7 +28,7 @@ import click
 from ztcore.cli.client import ApiClient, RequestError, api_options, make_settings
 from ztcore.errors import report_unexpected
 from ztcore.tracing import rule_log_entries
-from ztcore.vl2.rules import Rule, rules_from_json, rules_to_json
+from ztcore.vl2.rules import Rule, RuleType, rules_from_json, rules_to_json
 
 __all__ = ["deciding_rule_index", "render_line", "render_rule", "trace"]
 
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 _VERDICTS = ("drop", "accept", "all")
+_NON_TERMINAL = frozenset((RuleType.ACTION_TEE, RuleType.ACTION_WATCH))
 _NAME_BY_EVENT = {
     "1000": "paths reset",
     "1001": "unknown path",
@@ -56,17 +57,28 @@ _NAME_BY_EVENT = {
 
 
 def deciding_rule_index(rules: list[Rule], rule_log: bytes) -> int | None:
-    """The index of the action that decided a frame, from a rules trace's log.
+    """The index of the action that decided a frame, replayed from a rules trace's log.
 
-    The core logs match rules only; evaluation stops at the first action whose
-    matches held, so the deciding action is the first action after the last logged
-    entry. None if no action follows (the table ran out: dropped by default).
+    The core logs each match rule it evaluated (four bits: did the rule match, did
+    its set match so far) and no action; an action is taken when its set matched,
+    and every action but TEE/WATCH ends the evaluation. None if the log shows the
+    table ran out (dropped by default) or does not fit the rules.
     """
-    entries = rule_log_entries(rule_log)
-    last = entries[-1][0] if entries else -1
-    for i in range(last + 1, len(rules)):
-        if rules[i].is_action:
-            return i
+
+    def nibble(i: int) -> int:
+        return (rule_log[i >> 1] >> ((i & 1) * 4)) & 0xF if (i >> 1) < len(rule_log) else 0
+
+    this_set = True
+    for i, rule in enumerate(rules):
+        if rule.is_action:
+            if this_set and rule.type not in _NON_TERMINAL:
+                return i
+            this_set = True
+        else:
+            nib = nibble(i)
+            if not nib:
+                return None  # never evaluated: the log is not of these rules
+            this_set = (nib & 3) == 2
     return None
 
 
@@ -114,6 +126,7 @@ def normalize(obj: dict[str, Any], from_controller: bool) -> dict[str, Any]:
             "cap_id": _hexint(obj.get("filterMatchingCapId")) if "filterMatchingCapId" in obj else None,
             "frame": _unhex(frame),
             "kind": None,
+            "physical": obj.get("remotePhyAddr"),
         }
     return {
         "event": obj.get("event") or "",
@@ -133,6 +146,7 @@ def normalize(obj: dict[str, Any], from_controller: bool) -> dict[str, Any]:
         "cap_id": obj.get("matchingCapId") if isinstance(obj.get("matchingCapId"), int) else None,
         "frame": _unhex(obj.get("frameData")),
         "kind": obj.get("kind"),
+        "physical": obj.get("remotePhysical") or obj.get("at") or obj.get("path"),
     }
 
 
@@ -169,7 +183,10 @@ def frame_summary(n: dict[str, Any]) -> str | None:
     if not frame:
         return None
     try:
-        from scapy.layers.l2 import Ether  # lazily: Scapy takes a while to import
+        # Lazily: Scapy takes a while to import. inet/inet6 bind IP and IPv6 under Ether.
+        import scapy.layers.inet
+        import scapy.layers.inet6  # noqa: F401
+        from scapy.layers.l2 import Ether
 
         raw = n["dest_mac"].to_bytes(6, "big") + n["source_mac"].to_bytes(6, "big")
         raw += int(n["ethertype"] & 0xFFFF).to_bytes(2, "big") + frame
@@ -177,6 +194,10 @@ def frame_summary(n: dict[str, Any]) -> str | None:
     except Exception as e:  # noqa: BLE001 - a frame Scapy cannot dissect still gets its line
         report_unexpected(log, "ztnode trace: frame summary", e)
         return f"{len(frame)} bytes"
+
+
+def _mac(m: int) -> str:
+    return ":".join(f"{(m >> s) & 0xFF:02x}" for s in range(40, -8, -8))
 
 
 def _addr(a: int | None, names: dict[int, str]) -> str:
@@ -190,7 +211,7 @@ def render_line(
     n: dict[str, Any],
     *,
     names: dict[int, str] | None = None,
-    rules: dict[int, tuple[list[Rule], dict[int, list[Rule]]]] | None = None,
+    rules: dict[int, tuple[list[Rule], dict[int, list[Rule]]] | None] | None = None,
 ) -> str:
     """One readable line for a normalized event."""
     names = names or {}
@@ -210,11 +231,17 @@ def render_line(
         arrow = "<-" if n["inbound"] else "->"
         if n["event"] == "2006" and n["inbound"]:
             parts.append(f"{_addr(dst, names)} {arrow} {_addr(src, names)}")
-        else:
+        elif dst:
             parts.append(f"{_addr(src, names)} -> {_addr(dst, names)}")
+        else:
+            parts.append(f"peer {_addr(src, names)}")
     summary = frame_summary(n)
     if summary:
         parts.append(f"[{summary}]")
+    elif n["event"] in ("2000", "2002") and (n["source_mac"] or n["dest_mac"]):
+        parts.append(f"[{_mac(n['source_mac'])} > {_mac(n['dest_mac'])}" + (f" type {n['ethertype']:#06x}]" if n["ethertype"] else "]"))
+    if n["physical"]:
+        parts.append(f"via {n['physical']}")
     verdict = verdict_of(n)
     if verdict:
         parts.append(verdict.upper())
@@ -225,7 +252,9 @@ def render_line(
     return "  ".join(parts)
 
 
-def _deciding_text(n: dict[str, Any], rules: dict[int, tuple[list[Rule], dict[int, list[Rule]]]]) -> str:
+def _deciding_text(
+    n: dict[str, Any], rules: dict[int, tuple[list[Rule], dict[int, list[Rule]]] | None]
+) -> str:
     known = rules.get(n["network"])
     if n["cap_id"] is not None and n["cap_rule_log"] is not None:
         table = known[1].get(n["cap_id"]) if known else None
@@ -277,7 +306,8 @@ class _Source:
         self.since_ts = 0
         self.seen: set[Any] = set()
         self.names: dict[int, str] = {}
-        self.rules: dict[int, tuple[list[Rule], dict[int, list[Rule]]]] = {}
+        # None: asked, but this API is not the network's controller (rules unknown).
+        self.rules: dict[int, tuple[list[Rule], dict[int, list[Rule]]] | None] = {}
 
     def poll(self, limit: int = 1000) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         q = urlencode({"after": self.after, "limit": limit})
@@ -311,7 +341,7 @@ class _Source:
         """Member names and rules of `network`, if this node is its controller."""
         if network in self.rules or not network:
             return
-        self.rules[network] = ([], {})
+        self.rules[network] = None
         resp = self.client.request("GET", f"/controller/network/{network:016x}")
         if not resp.ok:
             return
@@ -326,7 +356,6 @@ class _Source:
             self.rules[network] = (base, caps)
         except (RequestError, ValueError, TypeError, AttributeError) as e:
             log.debug("rules of %016x unusable: %s", network, e)
-            self.rules.pop(network, None)
         resp = self.client.request("GET", f"/unstable/controller/network/{network:016x}/member")
         if resp.ok:
             try:
