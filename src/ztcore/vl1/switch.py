@@ -377,6 +377,13 @@ class Switch:
                     peer.tried_paths = {k: t for k, t in peer.tried_paths.items() if now - t <= 1000}
                     if key not in peer.tried_paths:
                         peer.tried_paths[key] = now
+                        self.host.trace(
+                            "peer_confirming_unknown_path",
+                            peer=str(peer.identity.address),
+                            path=str(path.address),
+                            local_socket=path.local_socket,
+                            verb=int(verb),
+                        )
                         self.attempt_to_contact_at(
                             now, peer, path.local_socket, path.address, full_hello=True
                         )
