@@ -245,3 +245,21 @@ def test_trace_store_is_bounded_and_queryable(identities: list[Identity], tmp_pa
     store.close()
     again = TraceStore(ControllerStore(tmp_path))
     assert again.count() == 5
+
+
+def test_trace_intake_is_rate_bounded_per_member(tmp_path: Path) -> None:
+    from ztcore.controller.traces import INTAKE_BURST, INTAKE_RATE
+
+    store = ControllerStore(tmp_path)
+    backend = StoreControllerBackend(store, 0x1234567890)
+    nw = backend.create_network({"name": "n"})
+    backend.post_member(nw["id"], "aaaaaaaaaa", {"authorized": True})
+    backend.post_member(nw["id"], "bbbbbbbbbb", {"authorized": True})
+    traces = TraceStore(store, max_traces=100_000)
+    data = encode_payload(OutgoingNetworkFrameDropped(0, network=int(nw["id"], 16)))[:-1]
+    kept = sum(traces.add(1, RemoteTrace(0xAAAAAAAAAA, data, None), now=5000) is not None for _ in range(INTAKE_BURST + 30))
+    assert kept == INTAKE_BURST and traces.stats["rate_limited"] == 30
+    # Another member has its own allowance; a second later the first has INTAKE_RATE more.
+    assert traces.add(1, RemoteTrace(0xBBBBBBBBBB, data, None), now=5000) is not None
+    kept = sum(traces.add(1, RemoteTrace(0xAAAAAAAAAA, data, None), now=6000) is not None for _ in range(INTAKE_RATE + 10))
+    assert kept == INTAKE_RATE

@@ -8,7 +8,8 @@ bounded (the oldest go first) and queryable by network, node and time.
 
 Only traces that concern this controller are kept: the sender must be a member
 of the network the trace names (or, for a trace naming no network, of any of our
-networks), so that an arbitrary peer cannot fill the table.
+networks), so that an arbitrary peer cannot fill the table, and at most `INTAKE_RATE` a
+second from each (after a burst of `INTAKE_BURST`), since each is a durable write.
 """
 
 from __future__ import annotations
@@ -24,12 +25,16 @@ from ztcore.controller.store import ControllerStore
 from ztcore.errors import InvalidFormatError
 from ztcore.tracing import RemoteTrace, controller_record
 
-__all__ = ["DEFAULT_MAX_TRACES", "TraceStore"]
+__all__ = ["DEFAULT_MAX_TRACES", "INTAKE_BURST", "INTAKE_RATE", "TraceStore"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TRACES = 10000
 MAX_QUERY = 10000
+# Each stored trace is a durable SQLite write: a member may not make more than this
+# many a second (after a burst), whatever it sends.
+INTAKE_BURST = 200
+INTAKE_RATE = 100
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS trace (
@@ -53,6 +58,7 @@ class TraceStore:
         self.max_traces = max(1, int(max_traces))
         self.stats: Counter[str] = Counter()
         self._counter = itertools.count()
+        self._buckets: dict[int, tuple[float, int]] = {}
         with store.transaction():
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
@@ -67,9 +73,22 @@ class TraceStore:
         rows = self.store.execute("SELECT 1 FROM member WHERE address=? LIMIT 1", (node,))
         return bool(rows)
 
+    def _allow(self, origin: int, now: int) -> bool:
+        tokens, last = self._buckets.get(origin, (float(INTAKE_BURST), now))
+        tokens = min(float(INTAKE_BURST), tokens + max(0, now - last) * INTAKE_RATE / 1000.0)
+        ok = tokens >= 1.0
+        self._buckets[origin] = (tokens - 1.0 if ok else tokens, now)
+        if len(self._buckets) > 4096:
+            self._buckets.clear()
+        return ok
+
     def add(self, controller: int, trace: RemoteTrace, now: int | None = None) -> dict[str, Any] | None:
-        """Keep one received trace; returns its JSON record, or None if it was refused."""
+        """Keep one received trace; returns its JSON record, or None if it was refused
+        (malformed, not from a member, or over the member's rate)."""
         now = now_ms() if now is None else now
+        if not self._allow(trace.origin, now):
+            self.stats["rate_limited"] += 1
+            return None
         try:
             rec = controller_record(
                 trace.data, origin=trace.origin, controller=controller, now=now, counter=next(self._counter)
