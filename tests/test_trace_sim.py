@@ -263,3 +263,40 @@ def test_trace_intake_is_rate_bounded_per_member(tmp_path: Path) -> None:
     assert traces.add(1, RemoteTrace(0xBBBBBBBBBB, data, None), now=5000) is not None
     kept = sum(traces.add(1, RemoteTrace(0xAAAAAAAAAA, data, None), now=6000) is not None for _ in range(INTAKE_RATE + 10))
     assert kept == INTAKE_RATE
+
+
+def test_one_packet_may_carry_several_traces_and_a_broken_controller_is_contained(
+    identities: list[Identity], tmp_path: Path
+) -> None:
+    from ztcore.errors import UNEXPECTED
+
+    w = World(identities, tmp_path)
+    w.join(w.a)
+    one = encode_payload(OutgoingNetworkFrameDropped(0, network=w.nwid, reason="one"))
+    two = encode_payload(OutgoingNetworkFrameDropped(0, network=w.nwid, reason="two"))
+    w.a.node.switch.send(w.net.now, int(w.ctl.node.address), Verb.REMOTE_TRACE, one + two)
+    assert w.net.run_until(lambda: len(w.stored()) == 2, 3_000)
+    assert [r["reason"] for r in w.stored()] == ["one", "two"]
+
+    def broken(now: int, trace: RemoteTrace) -> None:
+        raise RuntimeError("controller bug")
+
+    w.controller.handle_remote_trace = broken  # type: ignore[method-assign]
+    before = UNEXPECTED["node: controller remote trace"]
+    w.a.node.switch.send(w.net.now, int(w.ctl.node.address), Verb.REMOTE_TRACE, one)
+    assert w.net.run_until(lambda: UNEXPECTED["node: controller remote trace"] == before + 1, 3_000)
+    # The node goes on: the event was still posted, and packets still flow.
+    assert len(_remote_traces(w.ctl)) == 3
+    assert w.ctl.node.echo(w.net.now, int(w.a.node.address))
+
+
+def test_a_node_that_is_its_own_target_traces_into_its_own_controller(
+    identities: list[Identity], tmp_path: Path
+) -> None:
+    w = World(identities, tmp_path, remoteTraceLevel=int(TraceLevel.VERBOSE))
+    ctl = f"{int(w.ctl.node.address):010x}"
+    w.backend.post_network(w.nw["id"], {"remoteTraceTarget": ctl})
+    w.join(w.ctl, w.a)
+    assert not w.send(w.ctl, w.a, 6000)
+    recs = w.stored(node=ctl)
+    assert len(recs) == 1 and recs[0]["event"] == "2000" and recs[0]["reason"] == "filter blocked"
