@@ -378,8 +378,17 @@ class _Source:
     "remote traces) instead of the node's own.",
     metavar="NWID",
 )
-@click.option("-n", "--network", default=None, callback=_hex_option(16, "network id"), help="Only this network.")
-@click.option("-m", "--member", default=None, callback=_hex_option(10, "address"), help="Only events naming this address.")
+@click.option(
+    "-n", "--network", default=None, callback=_hex_option(16, "network id"), metavar="NWID", help="Only this network."
+)
+@click.option(
+    "-m",
+    "--member",
+    default=None,
+    callback=_hex_option(10, "address"),
+    metavar="ADDRESS",
+    help="Only events naming this address (sender, destination or reporter).",
+)
 @click.option("--verdict", type=click.Choice(_VERDICTS), default="all", show_default=True, help="Only dropped or accepted frames.")
 @click.option("-f", "--follow", is_flag=True, help="Keep polling for new events.")
 @click.option("--count", type=click.IntRange(1), default=None, help="Stop after N events.")
