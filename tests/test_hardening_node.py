@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,8 +37,13 @@ def _bad_com(w: VL2World) -> bytes:
     return bytes(raw)
 
 
-def _traces(host, kind: str) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
-    return [e.data for e in host.events_of(EventType.TRACE) if e.data.get("kind") == kind]
+def _traces(host, name: str) -> list[Any]:  # type: ignore[no-untyped-def]
+    """Typed trace events (ztcore.tracing) by event name, or by kind for local-only notes."""
+    return [
+        e.data
+        for e in host.events_of(EventType.TRACE)
+        if e.data.NAME == name or getattr(e.data, "kind", None) == name
+    ]
 
 
 def test_bad_com_in_gather_frame_and_credentials_is_a_counted_rejection(world: VL2World) -> None:
@@ -54,16 +60,16 @@ def test_bad_com_in_gather_frame_and_credentials_is_a_counted_rejection(world: V
     creds = bad + good + b"\x00"
     send_as(w.ctl, a, Verb.NETWORK_CREDENTIALS, creds)
     assert internal_errors(a) == 0, a.node.drops
-    rejected = _traces(a, "credential_rejected")
+    rejected = _traces(a, "credentialRejected")
     assert len(rejected) >= 3  # the refused EXT_FRAME is re-run when credentials arrive
-    assert all(t["credential"] == "COM" for t in rejected)
+    assert all(t.credential_type == 1 for t in rejected)  # 1: a COM
 
 
 def test_trace_fields_never_collide_with_the_trace_kind(world: VL2World) -> None:
     a = world.members[0]
     a.node.trace("something", kind="field", reason="x")
     (t,) = _traces(a, "something")
-    assert t["reason"] == "x"
+    assert t.reason == "x" and ("kind", "field") in t.details
     a.node.switch._drop("a_reason", reason="other")  # noqa: SLF001 - the drop helper itself
     assert a.node.drops["a_reason"] == 1
 

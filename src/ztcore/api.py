@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class StateObjectType(enum.IntEnum):
@@ -43,8 +43,8 @@ class EventType(enum.IntEnum):
 class Event:
     type: EventType
     # USER_MESSAGE: {"source": Address, "type_id": int, "data": bytes}
-    # TRACE: {"kind": str, "message": str, ...}
-    data: dict[str, object] = field(default_factory=dict)
+    # TRACE: a ztcore.tracing.TraceEvent; REMOTE_TRACE: a ztcore.tracing.RemoteTrace
+    data: Any = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ztcore.api import Event, EventType, NodeCallbacks, StateObjectType, VirtualFrame
-from ztcore.errors import InvalidFormatError, ZTError
+from ztcore.errors import InvalidFormatError, ZTError, report_unexpected
 from ztcore.identity import Address, Identity
+from ztcore.tracing import RemoteTrace, TraceEvent, Tracer, decode, split_payload
 from ztcore.vl1.inetaddress import InetAddress, IpScope
 from ztcore.vl1.packet import PROTO_VERSION, ErrorCode, Verb
 from ztcore.vl1.path import PATH_HEARTBEAT_PERIOD
@@ -123,6 +124,7 @@ class Node:
         self.callbacks = callbacks
         self.allow_loopback = allow_loopback
         self.trace_enabled = trace
+        self.tracer = Tracer(self, lambda ev: self.post_event(EventType.TRACE, ev))
         self._now = now
         self.identity = identity if identity is not None else self._load_or_create_identity()
         if not self.identity.has_private:
@@ -193,15 +195,105 @@ class Node:
     def put_packet(self, local_socket: int, address: InetAddress, data: bytes, ttl: int = 0) -> bool:
         return self.callbacks.wire_packet_send(local_socket, _to_tuple(address), data, ttl)
 
-    def post_event(self, kind: EventType, data: dict[str, object] | None = None) -> None:
-        self.callbacks.event(Event(kind, data or {}))
+    def post_event(self, kind: EventType, data: object = None) -> None:
+        self.callbacks.event(Event(kind, {} if data is None else data))  # type: ignore[arg-type]
 
+    # ------------------------------------------------------------- tracing
     def trace(self, kind: str, /, **fields: object) -> None:
+        """What VL1/VL2 report: mapped to a typed event (ztcore.tracing), kept in the
+        ring buffer, posted as EventType.TRACE and sent to remote targets that want it.
+        (`kind` is positional-only: a field may itself be called ``kind``.)"""
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s %s", self.identity.address, kind, fields)
-        if self.trace_enabled:
-            # The trace kind wins over a field of the same name (fields are free-form).
-            self.post_event(EventType.TRACE, {**fields, "kind": kind})
+        self.tracer.record_kind(self._now, kind, fields)
+
+    def trace_network_filter(
+        self,
+        now: int,
+        network_id: int,
+        *,
+        source: int,
+        dest: int,
+        source_mac: int,
+        dest_mac: int,
+        ethertype: int,
+        vlan_id: int,
+        no_tee: bool,
+        inbound: bool,
+        result: int,
+        base_rule_log: bytes,
+        cap_rule_log: bytes | None = None,
+        matching_cap_id: int | None = None,
+        frame: bytes = b"",
+    ) -> TraceEvent:
+        """Trace::networkFilter, for the rules engine: one frame's verdict (0 drop,
+        1 accept, 2 super-accept) with the base and capability rule logs. The real
+        core calls it only when `filter_trace_wanted` (the network names a trace target)."""
+        return self.tracer.network_filter(
+            now,
+            network_id,
+            source=source,
+            dest=dest,
+            source_mac=source_mac,
+            dest_mac=dest_mac,
+            ethertype=ethertype,
+            vlan_id=vlan_id,
+            no_tee=no_tee,
+            inbound=inbound,
+            result=result,
+            base_rule_log=base_rule_log,
+            cap_rule_log=cap_rule_log,
+            matching_cap_id=matching_cap_id,
+            frame=frame,
+        )
+
+    def filter_trace_wanted(self, network_id: int) -> bool:
+        """True if frames on this network should be traced through the rules: its config
+        names a remote trace target (as the real core), or local tracing is on."""
+        return self.trace_enabled or bool(self.remote_trace_targets(network_id))
+
+    def remote_trace_targets(self, network_id: int | None) -> list[tuple[int, int]]:
+        """(target, level) named by one joined network's config (``tt``/``tl``), or by all."""
+        if network_id is None:
+            nets = list(self._networks.values())
+        else:
+            one = self._networks.get(int(network_id))
+            nets = [one] if one is not None else []
+        out: list[tuple[int, int]] = []
+        for n in nets:
+            c = n.config
+            if c is not None and int(c.remote_trace_target):
+                out.append((int(c.remote_trace_target), int(c.remote_trace_level)))
+        return out
+
+    def send_remote_trace(self, now: int, destination: int, payload: bytes) -> None:
+        if int(destination) == int(self.address):
+            self.on_remote_trace(now, int(destination), payload)  # we are our own target
+        else:
+            self.switch.send(now, int(destination), Verb.REMOTE_TRACE, payload)
+
+    def on_remote_trace(self, now: int, source: int, payload: bytes) -> None:
+        """A VERB_REMOTE_TRACE from `source`: each dictionary is posted as
+        EventType.REMOTE_TRACE (a `RemoteTrace`) and handed to our controller, if any."""
+        for data in split_payload(bytes(payload)):
+            try:
+                event: TraceEvent | None = decode(data, timestamp=now)
+            except InvalidFormatError as e:
+                self.switch.drops["remote_trace_malformed"] += 1
+                log.debug("remote trace from %010x: %s", int(source), e)
+                event = None
+            rt = RemoteTrace(int(source), data, event, now)
+            self.post_event(EventType.REMOTE_TRACE, rt)
+            handler = getattr(self.controller, "handle_remote_trace", None)
+            if handler is not None:
+                try:
+                    handler(now, rt)
+                except Exception as e:  # noqa: BLE001 - a controller bug must not stop packet processing
+                    report_unexpected(log, "node: controller remote trace", e)
+
+    def traces(self, since: int = 0, limit: int = 1024) -> list[tuple[int, TraceEvent]]:
+        """The ring buffer's events newer than sequence number `since`, oldest first."""
+        return self.tracer.since(since, limit)
 
     def should_use_path(self, address: int, local_socket: int, remote: InetAddress) -> bool:
         """Node::shouldUsePathForZeroTierTraffic: the real core never uses loopback

@@ -378,7 +378,7 @@ class WorkbenchNode:
 
     def _on_event(self, event: Event) -> None:
         if event.type == EventType.TRACE:
-            self.traced.append({"time": time.time(), **event.data})
+            self.traced.append(event.data)  # a typed event (ztcore.tracing): repr and .to_json()
         elif event.type == EventType.USER_MESSAGE:
             self.messages.append({"time": time.time(), **event.data})
 

@@ -27,6 +27,7 @@ _SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "Write a running node's wire traffic (--wire) or a network's frames (--network) to a pcap file.",
     ),
     "rules": ("ztcore.cli.rules", "rules", "Compile, show and test a network's flow rules, tags and capabilities."),
+    "trace": ("ztcore.cli.trace", "trace", "Follow trace events: the node's own, or (-c NWID) its controller's collected ones."),
 }
 
 

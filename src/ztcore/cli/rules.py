@@ -45,7 +45,7 @@ from ztcore.vl2.rules.frametext import (
     parse_hex,
     parse_pcap,
 )
-from ztcore.vl2.rules.render import RuleRenderError, render_rule
+from ztcore.vl2.rules.render import RuleRenderError, render_rule, render_statement
 
 __all__ = ["MemberView", "rules", "run_test"]
 
@@ -337,16 +337,10 @@ def _show(result: dict[str, Any]) -> None:
 
 
 def _statement_source(table: Sequence[Rule], index: int) -> str | None:
-    """The statement that rule `index` (an action) ends, as source (``drop not chr ipauth``):
-    the matches after the previous action, then this one; None if the language cannot write it."""
-    if not 0 <= index < len(table):
-        return None
-    start = index
-    while start > 0 and not table[start - 1].is_action:
-        start -= 1
+    """The deciding statement as source, or None where the language cannot write it."""
     try:
-        return render_rule(list(table[start : index + 1]))
-    except RuleRenderError:
+        return render_statement(table, index)
+    except (RuleRenderError, IndexError):
         return None
 
 

@@ -33,7 +33,7 @@ def _load_planet(path: Path) -> Any:
 
 def _log_event(event: Event) -> None:
     if event.type == EventType.TRACE:
-        log.debug("trace: %s", event.data.get("message", event.data))
+        log.debug("trace: %s", event.data)
     elif event.type == EventType.USER_MESSAGE:
         data = event.data.get("data", b"")
         source = event.data.get("source", 0)
@@ -43,6 +43,8 @@ def _log_event(event: Event) -> None:
             event.data.get("type_id"),
             len(data) if isinstance(data, (bytes, bytearray)) else 0,
         )
+    elif event.type == EventType.REMOTE_TRACE:
+        log.debug("remote trace: %s", event.data)
     else:
         log.info("event %s%s", event.type.name, f" {event.data}" if event.data else "")
 

@@ -42,8 +42,10 @@ from ztcore.controller.model import (
     now_ms,
 )
 from ztcore.controller.store import ControllerStore
+from ztcore.controller.traces import TraceStore
 from ztcore.errors import InvalidFormatError, report_unexpected
 from ztcore.identity import Address, Identity
+from ztcore.tracing import RemoteTrace
 from ztcore.vl1.inetaddress import InetAddress
 from ztcore.vl2.controller_api import ControllerError, ControllerSender
 from ztcore.vl2.credentials import (
@@ -203,6 +205,7 @@ class EmbeddedController:
         self._lock = threading.RLock()
         self._status: dict[tuple[int, int], MemberStatus] = {}
         self.stats: Counter[str] = Counter()
+        self._traces: TraceStore | None = None
 
     # ------------------------------------------------------------------------------------
     # NetworkController
@@ -275,6 +278,26 @@ class EmbeddedController:
             st.last_config_time = now
             self.stats["configs_sent"] += 1
             self._sender.nc_send_config(network_id, request_packet_id, identity.address, config)
+
+    def handle_remote_trace(self, now: int, trace: RemoteTrace) -> None:
+        """EmbeddedNetworkController::handleRemoteTrace: keep a member's trace (the node
+        hands us every VERB_REMOTE_TRACE it receives) in the store's trace table."""
+        if self._identity is None:
+            self.stats["traces_ignored"] += 1
+            return
+        with self._lock:
+            if self._traces is None:
+                self._traces = TraceStore(self.store)
+            rec = self._traces.add(int(self._identity.address), trace, self._clock())
+        self.stats["traces_stored" if rec is not None else "traces_refused"] += 1
+
+    @property
+    def traces(self) -> TraceStore:
+        """The collected remote traces."""
+        with self._lock:
+            if self._traces is None:
+                self._traces = TraceStore(self.store)
+            return self._traces
 
     def authorized_recently(self, now: int, network_id: int, address: int) -> bool:
         """True if we sent this member a config in the last three autoconf periods

@@ -192,6 +192,11 @@ class ControllerStore:
         with self._lock:
             return self._conn.execute(sql, args).fetchall()
 
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """One statement under the store's lock, for tables other modules own (the
+        ``trace`` table of `ztcore.controller.traces`); wrap writes in `transaction()`."""
+        return self._query(sql, args)
+
     # ---------------------------------------------------------------------------------------
     # Networks
 

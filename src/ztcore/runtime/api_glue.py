@@ -154,6 +154,13 @@ class NodeServiceApi:
 
         return stop
 
+    def traces(self, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """The node's ring buffer of trace events newer than `after`, as JSON objects."""
+        getter = getattr(self._node, "traces", None)
+        if getter is None:
+            return []
+        return [{"seq": seq, **ev.to_json()} for seq, ev in getter(after, limit)]
+
     def set_network_settings(self, nwid: int, settings: Mapping[str, bool]) -> None:
         setter = getattr(self._node, "set_network_settings", None)
         if setter is None:

@@ -629,6 +629,72 @@ async def _capture(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+# ---- trace routes (ztcore's own: zerotier-one serves no traces over its API)
+#
+# GET /trace?after=SEQ&limit=N: the node's own recent trace events (its ring buffer),
+#   a JSON array of events, each with its sequence number ``seq``; poll with the last
+#   ``seq`` seen as ``after``.
+# GET /controller/network/{nwid}/trace?node=ADDR&since=MS&until=MS&after=SEQ&limit=N:
+#   the remote traces this controller collected for the network, as zerotier-one's
+#   controller records them (``objtype: "trace"``, ``nodeId``, ``ts``, ...); header
+#   ``X-ZT-Trace-Seq`` gives the sequence number to pass as ``after`` next time.
+
+_TRACE_LIMIT_MAX = 10000
+
+
+def _int_query(request: web.Request, name: str, default: int | None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        v = int(raw, 10)
+    except ValueError:
+        raise ApiError(400, f"{name}: expected a decimal integer") from None
+    if v < 0:
+        raise ApiError(400, f"{name}: must not be negative")
+    return v
+
+
+async def _trace_list(request: web.Request) -> web.Response:
+    getter = getattr(_node(request), "traces", None)
+    if getter is None:
+        raise ApiError(501, "this node keeps no traces")
+    after = _int_query(request, "after", 0) or 0
+    limit = min(_int_query(request, "limit", 1000) or 0, _TRACE_LIMIT_MAX)
+    return _json(getter(after, limit))
+
+
+async def _ctl_trace_list(request: web.Request) -> web.Response:
+    from ztcore.controller.traces import TraceStore
+
+    nwid = _nwid_param(request)
+    ctl = _controller(request)
+    store = getattr(ctl, "store", None)
+    if not isinstance(store, ControllerStore):
+        raise ApiError(501, "this controller keeps no traces")
+    if ctl.get_network(nwid) is None:
+        raise ApiError(404, f"network {nwid} not found")
+    node = request.query.get("node")
+    if node is not None:
+        node = format_address(parse_address(node))
+    rows = TraceStore(store).query(
+        nwid=nwid,
+        node=node,
+        since_ts=_int_query(request, "since", None),
+        until_ts=_int_query(request, "until", None),
+        after_seq=_int_query(request, "after", 0) or 0,
+        limit=min(_int_query(request, "limit", 1000) or 0, _TRACE_LIMIT_MAX),
+    )
+    resp = _json([rec for _, rec in rows])
+    resp.headers["X-ZT-Trace-Seq"] = str(rows[-1][0] if rows else (_int_query(request, "after", 0) or 0))
+    return resp
+
+
+def _add_trace_routes(r: web.UrlDispatcher) -> None:
+    r.add_get("/trace", _trace_list)
+    r.add_get("/controller/network/{nwid}/trace", _ctl_trace_list)
+
+
 def make_app(node: NodeApi | None, controller: ControllerBackend | None, auth_token: str) -> web.Application:
     """The aiohttp application serving the API (no sockets yet: see `HttpApiServer`)."""
     if not auth_token:
@@ -662,6 +728,7 @@ def make_app(node: NodeApi | None, controller: ControllerBackend | None, auth_to
     r.add_get("/unstable/controller/network", _unstable_network_list)
     r.add_get("/unstable/controller/network/{nwid}/member", _unstable_member_list)
     r.add_get("/unstable/capture", _capture)
+    _add_trace_routes(r)
     return app
 
 

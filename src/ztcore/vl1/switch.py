@@ -333,6 +333,8 @@ class Switch(Outbound):
         else:
             # NOP, ACK, QOS_MEASUREMENT, REMOTE_TRACE, PATH_NEGOTIATION_REQUEST and
             # unknown verbs: authenticated, so they count as received.
+            if verb == Verb.REMOTE_TRACE and hasattr(self.host, "on_remote_trace"):
+                self.host.on_remote_trace(now, int(peer.address), pkt.payload)
             self._peer_received(now, peer, path, pkt.header.hops, verb)
         return True
 
@@ -367,13 +369,23 @@ class Switch(Outbound):
                 if verb == Verb.OK:
                     if peer.learn_path(path, now):
                         self.host.trace(
-                            "peer_learned_new_path", peer=str(peer.identity.address), path=str(path.address)
+                            "peer_learned_new_path",
+                            peer=str(peer.identity.address),
+                            path=str(path.address),
+                            local_socket=path.local_socket,
                         )
                 else:
                     key = (path.local_socket, path.address)
                     peer.tried_paths = {k: t for k, t in peer.tried_paths.items() if now - t <= 1000}
                     if key not in peer.tried_paths:
                         peer.tried_paths[key] = now
+                        self.host.trace(
+                            "peer_confirming_unknown_path",
+                            peer=str(peer.identity.address),
+                            path=str(path.address),
+                            local_socket=path.local_socket,
+                            verb=int(verb),
+                        )
                         self.attempt_to_contact_at(
                             now, peer, path.local_socket, path.address, full_hello=True
                         )

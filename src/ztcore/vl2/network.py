@@ -218,7 +218,12 @@ class Network:
         result = self.membership(int(com.issued_to)).add_com(com, self._controller_identity)
         if result == AddCredentialResult.REJECTED:
             self.host.trace(
-                "credential_rejected", network=f"{self.id:016x}", credential="COM", reason="rejected"
+                "credential_rejected",
+                network=f"{self.id:016x}",
+                credential="COM",
+                reason="rejected",
+                credential_timestamp=com.timestamp,
+                issued_to=int(com.issued_to),
             )
         return result
 
@@ -234,8 +239,15 @@ class Network:
         else:
             result = m.add_coo(cred, self._controller_identity)
         if result == AddCredentialResult.REJECTED:
+            name = "TAG" if isinstance(cred, Tag) else "CAPABILITY" if isinstance(cred, Capability) else "COO"
             self.host.trace(
-                "credential_rejected", network=f"{self.id:016x}", kind=type(cred).__name__, id=cred.id
+                "credential_rejected",
+                network=f"{self.id:016x}",
+                credential=name,
+                credential_id=cred.id,
+                credential_timestamp=cred.timestamp,
+                issued_to=int(cred.issued_to),
+                reason="rejected",
             )
         return result
 

@@ -61,6 +61,10 @@ class VL2Host(Protocol):
 
     def trace(self, kind: str, /, **fields: object) -> None: ...
 
+    def filter_trace_wanted(self, network_id: int) -> bool: ...
+
+    def trace_network_filter(self, now: int, network_id: int, **fields: Any) -> object: ...
+
 
 def _need(p: bytes, length: int, reason: str) -> None:
     """Refuse a payload shorter than the fixed part about to be read (a counted drop)."""
@@ -324,12 +328,17 @@ class VL2Switch:
         )
         if ev.copies:
             self.send_rule_copies(now, network, ev, source_mac, dest_mac, ethertype, data)
+        self._trace_filter(now, network, ev, int(peer.address), self._me, source_mac, dest_mac, ethertype, 0, data)
         if not ev.deliver:
             self._drop(
                 "filter_redirected_inbound" if ev.accepted else "filter_blocked_inbound",
                 network=f"{network.id:016x}",
                 rule=str(ev.deciding) if ev.deciding is not None else "none matched",
                 peer=str(peer.identity.address),
+                source_mac=int(source_mac),
+                dest_mac=int(dest_mac),
+                ethertype=ethertype,
+                frame_len=len(data),
             )
             return None
         return ev
@@ -728,15 +737,58 @@ class VL2Switch:
         )
         if ev.copies:
             self.send_rule_copies(now, network, ev, source_mac, dest_mac, ethertype, data)
+        self._trace_filter(now, network, ev, self._me, to, source_mac, dest_mac, ethertype, vlan_id, data, no_tee)
         if not ev.deliver:
             self._drop(
                 "filter_redirected_outbound" if ev.accepted else "filter_blocked_outbound",
                 network=f"{network.id:016x}",
                 rule=str(ev.deciding) if ev.deciding is not None else "none matched",
                 to=f"{to:010x}",
+                source_mac=int(source_mac),
+                dest_mac=int(dest_mac),
+                ethertype=ethertype,
+                vlan_id=vlan_id,
+                frame_len=len(data),
             )
             return False
         return True
+
+    def _trace_filter(
+        self,
+        now: int,
+        network: Network,
+        ev: Evaluation,
+        source: int,
+        dest: int,
+        source_mac: int,
+        dest_mac: int,
+        ethertype: int,
+        vlan_id: int,
+        data: bytes,
+        no_tee: bool = False,
+    ) -> None:
+        """Trace::networkFilter (event 2006) when the network wants it traced: the
+        verdict (0 drop, 1 accept, 2 super-accept) with both 4-bit rule logs."""
+        if not self.host.filter_trace_wanted(network.id):
+            return
+        cap = ev.capability
+        self.host.trace_network_filter(
+            now,
+            network.id,
+            source=source,
+            dest=dest,
+            source_mac=int(source_mac),
+            dest_mac=int(dest_mac),
+            ethertype=ethertype,
+            vlan_id=vlan_id,
+            no_tee=no_tee,
+            inbound=ev.inbound,
+            result=2 if ev.super_accept else 1 if ev.deliver else 0,
+            base_rule_log=ev.base.log,
+            cap_rule_log=cap.log if cap is not None else None,
+            matching_cap_id=ev.deciding.capability_id if ev.deciding is not None else None,
+            frame=data,
+        )
 
     def _emulate_ndp(self, network: Network, source_mac: int, data: bytes) -> bool:
         """Answer a neighbour solicitation locally when NDP emulation can (vl2.ndp)."""

@@ -61,7 +61,7 @@ class Driver:
         svc = NodeService(home, port=int(a.get("port", 9993)), bind=a.get("bind") or None, planet=planet)
 
         def on_event(ev: Event) -> None:
-            if ev.type != EventType.TRACE:
+            if ev.type not in (EventType.TRACE, EventType.REMOTE_TRACE):
                 emit({"type": "event", "name": ev.type.name, "data": {k: str(v) for k, v in ev.data.items()}})
 
         svc.add_event_listener(on_event)

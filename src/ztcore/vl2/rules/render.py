@@ -408,6 +408,19 @@ def _tag_lines(name: str, tag: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def render_statement(rules: Sequence[Rule], index: int, *, tags: object = None) -> str:
+    """The statement that the action at `index` ends, as source: the matches after the
+    previous action, then the action (``drop not chr ipauth``) — how a deciding rule
+    from a rule log or an evaluation reads. Raises `RuleRenderError` for what the
+    language cannot write, and IndexError for an index outside `rules`."""
+    if not 0 <= index < len(rules):
+        raise IndexError(f"rule {index} of {len(rules)}")
+    start = index
+    while start > 0 and not rules[start - 1].is_action:
+        start -= 1
+    return render_rule(list(rules[start : index + 1]), tags=tags)
+
+
 def render_rules(rules: Sequence[RuleLike], *, capabilities: object = None, tags: object = None) -> str:
     """A whole rule set as source: tag definitions, capabilities, then the base rules.
 
