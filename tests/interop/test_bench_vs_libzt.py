@@ -1,4 +1,4 @@
-"""bench/bench_vs_libzt.py stays honest: a tiny run (1 s transfers, 5 echoes) prints every row
+"""bench/bench_vs_libzt.py stays honest: a tiny run (one 1 s transfer each, 5 echoes) prints every row
 with a number, the load it was taken under and the command that reproduces it.
 
 Only the shape is checked, never a speed (speed goals live in the bench's own output).
@@ -57,10 +57,10 @@ def ztcore_has_tcp() -> bool:
 
 def test_tiny_run_prints_every_row_with_a_number(harness: HarnessPaths) -> None:
     before = set(list_namespaces())
-    rc, out, err = run_bench("--seconds", "1", "--pings", "5", "--max-seconds", "120")
+    rc, out, err = run_bench("--seconds", "1", "--runs", "1", "--pings", "5", "--max-seconds", "120")
     report = f"\n--- stdout\n{out}\n--- stderr (tail)\n{err[-3000:]}"
     assert rc == 0, f"exit {rc}{report}"
-    assert "command: python bench/bench_vs_libzt.py --seconds 1 --size 1400 --pings 5 --udp-rate 0" in out, report
+    assert "command: python bench/bench_vs_libzt.py --seconds 1 --runs 1 --size 1400 --pings 5 --udp-rate 0" in out, report
     assert re.search(r"load average \d+\.\d\d \d+\.\d\d \d+\.\d\d at start", out), report
     assert re.search(r"load average \d+\.\d\d \d+\.\d\d \d+\.\d\d at end; \d+ s in all; command: ", out), report
 
