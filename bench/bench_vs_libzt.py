@@ -20,7 +20,7 @@ For each pair, A -> B (libzt A -> libzt B, then ztcore A -> ztcore B, same minut
   ``open_connection``; otherwise the row says n/a).
 * Receiver CPU per Mbit: utime + stime of the receiving process (/proc/PID/stat, all its
   threads) from just before the sender starts to the receiver's last count, divided by the
-  Mbit delivered.
+  Mbit delivered (the detail adds its idle share of a core, read over 1 s before the runs).
 
 and the ratios ztcore / real core against the targets of issue 13: UDP throughput >= 0.5,
 RTT <= 2x, receiver CPU per Mbit <= 3x. Each row carries the 1-minute load average when it
@@ -450,7 +450,14 @@ def tcp_run(world: World, pair: str, seconds: float, port: int) -> Run:
     return Run(mbit=int(got["bytes"]) * 8 / 1e6, span=float(got["span_s"]), cpu=cpu, wall=wall, relayed=relayed)
 
 
-def throughput_rows(pair: str, kind: str, runs: list[Run], load: float, what: str) -> list[Row]:
+def idle_cpu(member: Member, seconds: float = 1.0) -> float:
+    """Share of a core the process uses with no traffic (timers, polling threads)."""
+    c0, t0 = cpu_seconds(member.pid), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_seconds(member.pid) - c0) / (time.monotonic() - t0)
+
+
+def throughput_rows(pair: str, kind: str, runs: list[Run], load: float, what: str, idle: float) -> list[Row]:
     """The median run's Mbit/s, and receiver CPU per Mbit over all runs together."""
     rates = [r.rate for r in runs if r.rate]
     relayed = sum(r.relayed for r in runs)
@@ -467,7 +474,10 @@ def throughput_rows(pair: str, kind: str, runs: list[Run], load: float, what: st
     if mbit <= 0:
         rows.append(Row(pair, f"{kind}_cpu", None, "CPU ms/Mbit", load, "nothing delivered"))
     else:
-        cpu_detail = f"receiver process {cpu:.2f} CPU s over {wall:.2f} s ({100 * cpu / wall:.0f} % of a core) for {mbit:,.0f} Mbit, /proc/PID/stat"
+        cpu_detail = (
+            f"receiver process {cpu:.2f} CPU s over {wall:.2f} s ({100 * cpu / wall:.0f} % of a core) for "
+            f"{mbit:,.0f} Mbit, /proc/PID/stat; idle {100 * idle:.1f} % of a core"
+        )
         rows.append(Row(pair, f"{kind}_cpu", 1000 * cpu / mbit, "CPU ms/Mbit", load, cpu_detail))
     return rows
 
@@ -475,6 +485,7 @@ def throughput_rows(pair: str, kind: str, runs: list[Run], load: float, what: st
 def measure_throughput(world: World, kind: str, args: argparse.Namespace) -> list[Row]:
     """``args.runs`` transfers per pair, the pairs taking turns (same minutes for both)."""
     load = {pair: load1() for pair in PAIRS}
+    idle = {pair: idle_cpu(world.pairs[pair][1]) for pair in PAIRS}
     runs: dict[str, list[Run]] = {pair: [] for pair in PAIRS}
     tcp_ok = kind != "tcp" or ztcore_has_tcp()
     for i in range(args.runs):
@@ -495,10 +506,10 @@ def measure_throughput(world: World, kind: str, args: argparse.Namespace) -> lis
         elif kind == "udp":
             mode = f"paced at {args.udp_rate:g} Mbit/s" if args.udp_rate > 0 else "open loop"
             what = f"{args.size:,}-byte datagrams of random bytes, {mode}, {args.seconds:g} s each"
-            rows += throughput_rows(pair, kind, runs[pair], load[pair], what)
+            rows += throughput_rows(pair, kind, runs[pair], load[pair], what, idle[pair])
         else:
             what = f"one connection writing random bytes for {args.seconds:g} s each"
-            rows += throughput_rows(pair, kind, runs[pair], load[pair], what)
+            rows += throughput_rows(pair, kind, runs[pair], load[pair], what, idle[pair])
     return rows
 
 
