@@ -12,7 +12,8 @@ line-based JSON protocol:
 
 Commands: hello, start, status, peers, join, leave, net, addrs, udp_bind, udp_sendto,
 udp_recvfrom, tcp_listen, tcp_accept, tcp_connect, send, recv, send_random, recv_hash,
-compute_addrs, icmp_echo, core_net, close, stop.
+compute_addrs, icmp_echo, core_net, close, stop, and bench_udp_blast, bench_udp_sink,
+bench_tcp_blast, bench_tcp_sink (timed runs for bench/bench_vs_libzt.py).
 Byte payloads travel as hex. Network ids and node ids travel as lower-case hex strings.
 
 It must stay Python 3.9 compatible and import nothing from ztcore. Every blocking operation
@@ -686,6 +687,143 @@ def cmd_compute_addrs(cmd: dict) -> dict:
         _check(fn(nwid, node, s, size), "zts_addr_compute_" + key)
         out[key] = s.value.decode()
     return out
+
+
+# ---- timed runs for bench/bench_vs_libzt.py (same commands in driver_ztcore.py)
+#
+# The data stays in this process (the JSON protocol only starts a run and reports it), and
+# every wait blocks inside lwIP (a blocking socket with SO_RCVTIMEO / SO_SNDTIMEO of one tick)
+# instead of polling from Python, so the CPU time of the process is the node's, not the driver's.
+
+_lib.zts_set_blocking.argtypes = [ctypes.c_int, ctypes.c_int]
+_lib.zts_set_recv_timeout.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+_lib.zts_set_send_timeout.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+_BENCH_TICK_US = 50000
+
+
+def _bench_blocking(fd: int, on: bool) -> None:
+    _check(_lib.zts_set_blocking(fd, 1 if on else 0), "zts_set_blocking")
+    if on:
+        _check(_lib.zts_set_recv_timeout(fd, 0, _BENCH_TICK_US), "zts_set_recv_timeout")
+        _check(_lib.zts_set_send_timeout(fd, 0, _BENCH_TICK_US), "zts_set_send_timeout")
+
+
+def _bench_would_block() -> bool:
+    return _zts_errno() in (libzt.ZTS_EAGAIN, getattr(libzt, "ZTS_EWOULDBLOCK", libzt.ZTS_EAGAIN))
+
+
+def cmd_bench_udp_blast(cmd: dict) -> dict:
+    """``size``-byte datagrams of random bytes from socket ``fd`` to (ip, port) for ``seconds``:
+    open loop (``rate_pps`` 0, ``burst`` per round) or paced at ``rate_pps``."""
+    _require_started()
+    fd = int(cmd["fd"])
+    size = int(cmd.get("size", 1400))
+    payload = os.urandom(size)
+    sa, ln = _saddr(cmd["ip"], int(cmd["port"]))
+    rate, burst = float(cmd.get("rate_pps", 0)), int(cmd.get("burst", 16))
+    sent = errors = 0
+    t0 = time.perf_counter()
+    end = t0 + float(cmd.get("seconds", 3))
+    _bench_blocking(fd, True)
+    try:
+        while True:
+            now = time.perf_counter()
+            if now >= end:
+                break
+            n = burst if rate <= 0 else min(burst, int((now - t0) * rate) - sent)
+            if n <= 0:
+                time.sleep(0.0005)
+            for _ in range(n):
+                if _lib.zts_bsd_sendto(fd, payload, size, 0, sa, ln) == size:
+                    sent += 1
+                else:
+                    errors += 1
+    finally:
+        _bench_blocking(fd, False)
+    return {"sent": sent, "errors": errors, "seconds": time.perf_counter() - t0}
+
+
+def cmd_bench_udp_sink(cmd: dict) -> dict:
+    """Count datagrams arriving on socket ``fd`` until ``seconds`` pass, or ``idle_s`` after
+    the last one once any arrived."""
+    _require_started()
+    fd = int(cmd["fd"])
+    seconds, idle = float(cmd.get("seconds", 10)), float(cmd.get("idle_s", 0.3))
+    size = 65536
+    buf = ctypes.create_string_buffer(size)
+    count = nbytes = 0
+    first = last = 0.0
+    deadline = time.perf_counter() + seconds
+    _bench_blocking(fd, True)
+    try:
+        while True:
+            n = _lib.zts_bsd_recvfrom(fd, buf, size, 0, None, None)
+            now = time.perf_counter()
+            if n >= 0:
+                if not count:
+                    first = now
+                count += 1
+                nbytes += n
+                last = now
+            elif not _bench_would_block():
+                raise CommandError(f"recvfrom failed after {count} datagrams: zts_errno={_zts_errno()}")
+            if now >= deadline or (count and n < 0 and now - last >= idle):
+                break
+    finally:
+        _bench_blocking(fd, False)
+    return {"received": count, "bytes": nbytes, "span_s": last - first}
+
+
+def cmd_bench_tcp_sink(cmd: dict) -> dict:
+    """Accept one connection on listener ``fd`` and count its bytes until EOF or ``seconds``."""
+    _require_started()
+    lfd = int(cmd["fd"])
+    seconds = float(cmd.get("seconds", 10))
+    deadline = time.perf_counter() + seconds
+    cfd = _retry(lambda: _lib.zts_bsd_accept(lfd, None, None), seconds, "accept")
+    size = 1 << 18
+    buf = ctypes.create_string_buffer(size)
+    nbytes = 0
+    first = last = 0.0
+    _bench_blocking(cfd, True)
+    try:
+        while True:
+            n = _lib.zts_bsd_recv(cfd, buf, size, 0)
+            now = time.perf_counter()
+            if n == 0:
+                break  # the sender closed
+            if n > 0:
+                if not nbytes:
+                    first = now
+                nbytes += n
+                last = now
+            elif not _bench_would_block():
+                raise CommandError(f"recv failed after {nbytes} bytes: zts_errno={_zts_errno()}")
+            if now >= deadline:
+                break
+    finally:
+        _lib.zts_bsd_close(cfd)
+    return {"bytes": nbytes, "span_s": last - first}
+
+
+def cmd_bench_tcp_blast(cmd: dict) -> dict:
+    """Connect to (ip, port) and send random bytes for ``seconds``, then close."""
+    fd = cmd_tcp_connect(cmd)["fd"]
+    chunk = os.urandom(int(cmd.get("chunk", 65536)))
+    sent = 0
+    t0 = time.perf_counter()
+    end = t0 + float(cmd.get("seconds", 3))
+    try:
+        _bench_blocking(fd, True)
+        while time.perf_counter() < end:
+            n = _lib.zts_bsd_send(fd, chunk, len(chunk), 0)
+            if n > 0:
+                sent += n  # a partial send just shortens this chunk: the bytes are random anyway
+            elif not _bench_would_block():
+                raise CommandError(f"send failed after {sent} bytes: zts_errno={_zts_errno()}")
+    finally:
+        _lib.zts_bsd_close(fd)
+    return {"sent": sent, "seconds": time.perf_counter() - t0}
 
 
 # ---- ICMP echo from the node's own IP stack

@@ -106,6 +106,163 @@ class Driver:
             "vl2_drops": dict(node.vl2.drops),
         }
 
+    # ------------------------------------------------ timed runs for bench/bench_vs_libzt.py
+    # The data stays in this process (the JSON protocol only starts a run and reports it), so
+    # what the bench measures is the node, not the harness. Same commands in driver_libzt.py.
+
+    def _bench_fd(self, obj: Any) -> int:
+        fd = max(self.sockets, default=0) + 1
+        self.sockets[fd] = obj
+        return fd
+
+    @staticmethod
+    async def _bench_wait(got: list[Any], seconds: float, idle_s: float) -> None:
+        """Until ``seconds`` pass, or ``idle_s`` after the last arrival once anything arrived."""
+        deadline = time.perf_counter() + seconds
+        while True:
+            now = time.perf_counter()
+            if now >= deadline or (got[0] and now - got[3] >= idle_s):
+                return
+            await asyncio.sleep(0.05)
+
+    async def cmd_bench_udp_blast(self, a: dict[str, Any]) -> dict[str, Any]:
+        """``size``-byte datagrams of random bytes from socket ``fd`` to (ip, port) for
+        ``seconds``: open loop (``rate_pps`` 0, ``burst`` per loop iteration) or paced."""
+        svc = self._svc()
+        sock = self.sockets[int(a["fd"])]
+        payload = os.urandom(int(a.get("size", 1400)))
+        dest = (str(a["ip"]), int(a["port"]))
+        rate, burst = float(a.get("rate_pps", 0)), int(a.get("burst", 16))
+        sent = errors = 0
+        t0 = time.perf_counter()
+        end = t0 + float(a.get("seconds", 3))
+        while (now := time.perf_counter()) < end:
+            n = burst if rate <= 0 else min(burst, int((now - t0) * rate) - sent)
+            clock = svc.clock()
+            for _ in range(n):
+                try:
+                    sock.sendto(payload, dest, now=clock)
+                    sent += 1
+                except OSError:
+                    errors += 1
+            await asyncio.sleep(0 if n > 0 else 0.0005)
+        return {"sent": sent, "errors": errors, "seconds": time.perf_counter() - t0}
+
+    async def cmd_bench_udp_sink(self, a: dict[str, Any]) -> dict[str, Any]:
+        """Count datagrams arriving on socket ``fd`` (see :meth:`_bench_wait` for the end)."""
+        sock = self.sockets[int(a["fd"])]
+        got: list[Any] = [0, 0, 0.0, 0.0]  # datagrams, bytes, first and last arrival
+
+        def arrived(data: bytes, addr: tuple[str, int]) -> None:
+            t = time.perf_counter()
+            if not got[0]:
+                got[2] = t
+            got[0] += 1
+            got[1] += len(data)
+            got[3] = t
+
+        sock.set_handler(arrived)
+        try:
+            await self._bench_wait(got, float(a.get("seconds", 10)), float(a.get("idle_s", 0.3)))
+        finally:
+            sock.set_handler(None)
+        return {"received": got[0], "bytes": got[1], "span_s": got[3] - got[2]}
+
+    async def cmd_bench_ping(self, a: dict[str, Any]) -> dict[str, Any]:
+        """``count`` ICMP echoes to ``ip``, one at a time, each timed with perf_counter from the
+        request to the reply reaching the userspace responder (the handle's own clock is in ms)."""
+        svc = self._svc()
+        responder = svc.responder(int(a["nwid"], 16))
+        if responder is None:
+            raise RuntimeError("no userspace responder for that network (not configured yet?)")
+        timeout = float(a.get("timeout_s", 2))
+        payload = bytes.fromhex(a.get("payload_hex", "")) or bytes(56)
+        rtts: list[float] = []
+        errors: list[str] = []
+        for seq in range(int(a.get("count", 10))):
+            replied: asyncio.Future[float] = self.loop.create_future()
+
+            def done(handle: Any, fut: asyncio.Future[float] = replied) -> None:
+                if not fut.done():
+                    fut.set_result(time.perf_counter())
+
+            t0 = time.perf_counter()
+            handle = responder.ping(
+                a["ip"], svc.clock(), seq=seq & 0xFFFF, payload=payload, timeout=int(timeout * 1000), on_reply=done
+            )
+            try:
+                t1 = await asyncio.wait_for(replied, timeout + 1)
+            except asyncio.TimeoutError:
+                errors.append("no answer")
+                continue
+            if handle.error:
+                errors.append(str(handle.error))
+            else:
+                rtts.append((t1 - t0) * 1000)
+            await asyncio.sleep(float(a.get("interval_s", 0.02)))
+        return {"rtt_ms": rtts, "lost": len(errors), "errors": errors}
+
+    def _bench_tcp(self) -> NodeService:
+        svc = self._svc()
+        if not hasattr(svc, "open_connection"):
+            raise RuntimeError("no TCP in this tree (NodeService has no open_connection)")
+        return svc
+
+    async def cmd_bench_tcp_listen(self, a: dict[str, Any]) -> dict[str, Any]:
+        svc: Any = self._bench_tcp()
+        accepted: asyncio.Queue[Any] = asyncio.Queue()
+        server = await svc.start_server(
+            lambda reader, writer: accepted.put_nowait((reader, writer)), int(a["port"]), network=int(a["nwid"], 16)
+        )
+        return {"fd": self._bench_fd((server, accepted))}
+
+    async def cmd_bench_tcp_sink(self, a: dict[str, Any]) -> dict[str, Any]:
+        """Accept one connection on listener ``fd`` and count its bytes until EOF or ``seconds``."""
+        server, accepted = self.sockets.pop(int(a["fd"]))
+        seconds = float(a.get("seconds", 10))
+        deadline = time.perf_counter() + seconds
+        got: list[Any] = [0, 0, 0.0, 0.0]  # reads, bytes, first and last arrival
+        try:
+            reader, writer = await asyncio.wait_for(accepted.get(), seconds)
+            try:
+                while (left := deadline - time.perf_counter()) > 0:
+                    try:
+                        data = await asyncio.wait_for(reader.read(1 << 18), left)
+                    except asyncio.TimeoutError:
+                        break
+                    if not data:
+                        break
+                    t = time.perf_counter()
+                    if not got[0]:
+                        got[2] = t
+                    got[0] += 1
+                    got[1] += len(data)
+                    got[3] = t
+            finally:
+                writer.close()
+        finally:
+            server.close()
+        return {"bytes": got[1], "span_s": got[3] - got[2]}
+
+    async def cmd_bench_tcp_blast(self, a: dict[str, Any]) -> dict[str, Any]:
+        """Connect to (ip, port) and write random bytes for ``seconds``, then close."""
+        svc: Any = self._bench_tcp()
+        _reader, writer = await svc.open_connection(
+            a["ip"], int(a["port"]), network=int(a["nwid"], 16), timeout=float(a.get("timeout_s", 10))
+        )
+        chunk = os.urandom(int(a.get("chunk", 65536)))
+        sent = 0
+        t0 = time.perf_counter()
+        end = t0 + float(a.get("seconds", 3))
+        try:
+            while time.perf_counter() < end:
+                writer.write(chunk)
+                sent += len(chunk)
+                await asyncio.wait_for(writer.drain(), 30)
+        finally:
+            writer.close()
+        return {"sent": sent, "seconds": time.perf_counter() - t0}
+
     async def cmd_echo(self, a: dict[str, Any]) -> dict[str, Any]:
         svc = self._svc()
         fut: asyncio.Future[int] = self.loop.create_future()
