@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ztcore.vl2.filter import evaluate, frame_facts
 
 from ztcore.cli.trace import deciding_rule_index
-from ztcore.vl2.rules import rules_from_json
+from ztcore.vl2.rules import Frame, evaluate, rules_from_json
 
 from .harness import Lan, LibztNode
 from .harness.ztcore_node import ZtcoreNode
@@ -138,19 +137,21 @@ def test_real_core_traces_reach_the_ztcore_controller(world: dict[str, Any]) -> 
     for r in recs:
         if r.get("event") != "2006" or "frameData" not in r:
             continue
-        facts = frame_facts(
+        frame = Frame(
             int(r["sourceZtAddr"], 16),
             int(r["destZtAddr"], 16),
             int(r["sourceMac"], 16),
             int(r["destMac"], 16),
             int(r["etherType"], 16),
-            int(r["vlanId"], 16),
             bytes.fromhex(r["frameData"]),
+            vlan_id=int(r["vlanId"], 16),
         )
-        ours = evaluate(rules, facts)
+        # The real node traced its own outbound frames (filterInbound 0): evaluate as it did.
+        ours = evaluate(rules, frame, inbound=False, me=int(r["sourceZtAddr"], 16))
         theirs = int(r["filterResult"], 16) if not r["filterResult"].startswith("-") else -1
-        assert ours.accept == (theirs > 0), (r, ours)
-        if not ours.accept:
-            assert ours.rule_index == deciding_rule_index(rules, bytes.fromhex(r["filterBaseRuleLog"]))
+        assert ours.deliver == (theirs > 0), (r, ours)
+        if not ours.deliver:
+            assert ours.deciding is not None and ours.deciding.capability_id is None
+            assert ours.deciding.index == deciding_rule_index(rules, bytes.fromhex(r["filterBaseRuleLog"]))
         compared += 1
     assert compared >= 1
