@@ -14,6 +14,7 @@ import random
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ztcore.api import Event, EventType, NodeCallbacks, StateObjectType, VirtualFrame
 from ztcore.errors import InvalidFormatError, ZTError, report_unexpected
@@ -207,45 +208,12 @@ class Node:
             log.debug("%s %s %s", self.identity.address, kind, fields)
         self.tracer.record_kind(self._now, kind, fields)
 
-    def trace_network_filter(
-        self,
-        now: int,
-        network_id: int,
-        *,
-        source: int,
-        dest: int,
-        source_mac: int,
-        dest_mac: int,
-        ethertype: int,
-        vlan_id: int,
-        no_tee: bool,
-        inbound: bool,
-        result: int,
-        base_rule_log: bytes,
-        cap_rule_log: bytes | None = None,
-        matching_cap_id: int | None = None,
-        frame: bytes = b"",
-    ) -> TraceEvent:
+    def trace_network_filter(self, now: int, network_id: int, **fields: Any) -> TraceEvent:
         """Trace::networkFilter, for the rules engine: one frame's verdict (0 drop,
-        1 accept, 2 super-accept) with the base and capability rule logs. The real
-        core calls it only when `filter_trace_wanted` (the network names a trace target)."""
-        return self.tracer.network_filter(
-            now,
-            network_id,
-            source=source,
-            dest=dest,
-            source_mac=source_mac,
-            dest_mac=dest_mac,
-            ethertype=ethertype,
-            vlan_id=vlan_id,
-            no_tee=no_tee,
-            inbound=inbound,
-            result=result,
-            base_rule_log=base_rule_log,
-            cap_rule_log=cap_rule_log,
-            matching_cap_id=matching_cap_id,
-            frame=frame,
-        )
+        1 accept, 2 super-accept) with the base and capability rule logs; the fields
+        are `Tracer.network_filter`'s. The real core traces only when the network
+        names a trace target (`filter_trace_wanted`)."""
+        return self.tracer.network_filter(now, network_id, **fields)
 
     def filter_trace_wanted(self, network_id: int) -> bool:
         """True if frames on this network should be traced through the rules: its config
