@@ -317,3 +317,25 @@ def test_root_gate_spares_identities_known_in_this_process_but_not_strangers() -
     online = sum(h.node.online for h in strangers)
     assert 1 <= online <= 10  # the gate still holds for identities never seen here
     assert net.run_until(lambda: all(h.node.online for h in strangers), timeout_ms=30_000)
+
+
+def test_expected_replies_scale_with_the_peers_a_node_serves() -> None:
+    """A root pinging thousands of leaves must remember every HELLO it sent (the table
+    overflowed at 4,096 and OK(HELLO)s from the rest were dropped as unexpected)."""
+    from ztcore.vl1.outbound import EXPECTING_REPLIES_MAX, EXPECTING_REPLIES_PER_PEER
+
+    net = SimNetwork()
+    root_id = Identity.generate()
+    ep = net.allocate_endpoint("10.0.0.1")
+    planet, _ = make_planet([(root_id, [ep])])
+    sw = net.add_node(identity=root_id, planet=planet, endpoint=ep).node.switch
+    assert sw.expecting_replies_bound() == EXPECTING_REPLIES_MAX
+    peers = sw.host.topology.peers
+    peers.update({0x1000000000 + i: None for i in range(3000)})  # stand-ins: only their count matters here
+    bound = sw.expecting_replies_bound()
+    assert bound == 3000 * EXPECTING_REPLIES_PER_PEER > EXPECTING_REPLIES_MAX
+    for packet_id in range(1, bound + 1):
+        sw.expect_reply_to(packet_id, net.now)
+    assert sw.expecting_reply_to(1) and sw.expecting_reply_to(bound)
+    sw.expect_reply_to(bound + 1, net.now)  # one more: the oldest goes
+    assert not sw.expecting_reply_to(1) and sw.table_sizes()["expecting_replies"] == (bound, bound)

@@ -33,7 +33,12 @@ SOFTWARE_VERSION = (1, 14, 1)
 
 WHOIS_RETRY_DELAY = 500  # ZT_WHOIS_RETRY_DELAY
 TX_QUEUE_SIZE = 32  # ZT_TX_QUEUE_SIZE
+# Requests awaiting an OK/ERROR: at least this many, and at most EXPECTING_REPLIES_PER_PEER
+# per known peer beyond that (a root pinging 10,000 leaves has ~10,000 HELLOs out at
+# once); entries also age out after the switch's EXPECTING_REPLY_TIMEOUT. The peer count
+# itself is bounded by the identity-verification budget, so this stays bounded too.
 EXPECTING_REPLIES_MAX = 4096
+EXPECTING_REPLIES_PER_PEER = 4
 
 
 @dataclass(slots=True)
@@ -63,8 +68,11 @@ class Outbound:
     def expect_reply_to(self, packet_id: int, now: int) -> None:
         self._expecting[packet_id] = now
         self._expecting.move_to_end(packet_id)  # kept in time order for expiry
-        if len(self._expecting) > EXPECTING_REPLIES_MAX:
+        if len(self._expecting) > self.expecting_replies_bound():
             self._expecting.popitem(last=False)
+
+    def expecting_replies_bound(self) -> int:
+        return max(EXPECTING_REPLIES_MAX, EXPECTING_REPLIES_PER_PEER * len(self.host.topology.peers))
 
     def expecting_reply_to(self, packet_id: int) -> bool:
         return packet_id in self._expecting

@@ -30,7 +30,6 @@ from ztcore.identity import Address, Identity
 from ztcore.vl1.fragment import Reassembler
 from ztcore.vl1.inetaddress import InetAddress
 from ztcore.vl1.outbound import (
-    EXPECTING_REPLIES_MAX,
     SOFTWARE_VERSION,
     TX_QUEUE_SIZE,
     WHOIS_RETRY_DELAY,
@@ -181,7 +180,7 @@ class Switch(Outbound):
             "pending_whois": (len(self._last_whois), PER_REMOTE_TABLE_MAX),
             "identity_gate": (len(self._identity_gate), PER_REMOTE_TABLE_MAX),
             "unite_gate": (len(self._last_unite), PER_REMOTE_TABLE_MAX),
-            "expecting_replies": (len(self._expecting), EXPECTING_REPLIES_MAX),
+            "expecting_replies": (len(self._expecting), self.expecting_replies_bound()),
             "reassembly": (len(self.reassembler), self.reassembler.max_pending),
             "rx_queue": (len(self._rx_queue), RX_QUEUE_SIZE),
             "tx_queue": (len(self._tx_queue), TX_QUEUE_SIZE),
