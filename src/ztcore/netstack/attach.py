@@ -28,6 +28,18 @@ class NetworkStacks:
         self._clock = clock
         self.responders: dict[int, Responder] = {}
         self.enabled = True
+        # Told the earliest time a responder's TCP needs its timers run (see TcpEndpoints.wakeup).
+        self._wakeup: Callable[[int], None] | None = None
+
+    def set_wakeup(self, wakeup: Callable[[int], None] | None) -> None:
+        self._wakeup = wakeup
+        for responder in self.responders.values():
+            responder.tcp.wakeup = wakeup
+
+    def next_deadline(self) -> int | None:
+        """The earliest TCP timer over all networks (None: nothing scheduled)."""
+        deadlines = [d for r in self.responders.values() if (d := r.tcp.next_deadline()) is not None]
+        return min(deadlines) if deadlines else None
 
     def on_network_config(self, network_id: int, operation: str, info: object | None) -> None:
         if operation == "destroy" or not isinstance(info, dict):
@@ -50,7 +62,10 @@ class NetworkStacks:
 
             responder = Responder(int(mac), send, mtu=mtu)
             responder.enabled = self.enabled
+            responder.tcp.wakeup = self._wakeup
             self.responders[network_id] = responder
+        elif responder.mtu != mtu:
+            responder.set_mtu(mtu)
         responder.set_addresses(addresses)
 
     def on_frame(self, frame: VirtualFrame) -> bool:
