@@ -1,0 +1,282 @@
+"""TCP and UDP between ztcore nodes over a real (offline, loopback) ZeroTier
+network: the asyncio API of NodeService and the blocking one of NodeHandle."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import random
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from tests.vnet import VNet, start_vnet, until
+from ztcore.runtime import NodeService, ThreadedRuntime
+from ztcore.runtime.facade import NodeHandle
+
+
+def run(coro_fn: Callable[[], Awaitable[None]], timeout: float = 120) -> None:
+    asyncio.run(asyncio.wait_for(coro_fn(), timeout))  # type: ignore[arg-type]
+
+
+def lossy(svc: NodeService, rng: random.Random, loss: float, reorder: float) -> dict[str, int]:
+    """Drop ``loss`` of the node's outgoing UDP datagrams and hold back ``reorder``
+    of them by 1-6 ms, so later ones overtake them (this kernel has no netem)."""
+    loop = asyncio.get_running_loop()
+    orig = svc._send
+    stats = {"dropped": 0, "delayed": 0}
+
+    def send(local_socket: int, remote: tuple[str, int], data: bytes, ttl: int) -> bool:
+        x = rng.random()
+        if x < loss:
+            stats["dropped"] += 1
+            return True
+        if x < loss + reorder:
+            stats["delayed"] += 1
+            loop.call_later(rng.uniform(0.001, 0.006), orig, local_socket, remote, data, ttl)
+            return True
+        return orig(local_socket, remote, data, ttl)
+
+    svc._send = send  # type: ignore[method-assign]
+    return stats
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+def test_tcp_streams_over_ipv4_rfc4193_and_6plane() -> None:
+    async def main() -> None:
+        v = await start_vnet(2)
+        try:
+            a, b = v.members
+            server = await b.start_server(_echo, 7, network=v.nwid)
+            assert server.is_serving()
+            for host in (v.ipv4(b), v.rfc4193(b), v.sixplane(b)):
+                reader, writer = await a.open_connection(host, 7, network=v.nwid, timeout=10)
+                assert writer.get_extra_info("peername") == (host, 7)
+                payload = random.Random(host).randbytes(200_000)
+                writer.write(payload)
+                await writer.drain()
+                writer.write_eof()  # half-close: the echo server sees EOF, echoes, closes
+                echoed = await asyncio.wait_for(reader.read(-1), 20)
+                assert echoed == payload
+                writer.close()
+                await writer.wait_closed()
+            # network may be left out: the destination picks it (or the only one).
+            reader, writer = await a.open_connection(v.ipv4(b), 7)
+            writer.write(b"ping")
+            assert await asyncio.wait_for(reader.readexactly(4), 5) == b"ping"
+            writer.close()
+            server.close()
+            await server.wait_closed()
+            assert not server.is_serving()
+        finally:
+            await v.close()
+
+    run(main)
+
+
+def test_connect_refused_unreachable_and_bad_network() -> None:
+    async def main() -> None:
+        v = await start_vnet(2, sixplane=False)
+        try:
+            a, b = v.members
+            with pytest.raises(ConnectionRefusedError):
+                await a.open_connection(v.ipv4(b), 9, network=v.nwid, timeout=10)
+            with pytest.raises(TimeoutError):
+                await a.open_connection("10.147.17.254", 9, network=v.nwid, timeout=1.5)
+            with pytest.raises(OSError) as ei:
+                await a.open_connection(v.ipv4(b), 9, network=0x1122334455667788, timeout=1)
+            assert ei.value.errno == errno.ENETUNREACH
+            server = await b.start_server(_echo, 7, network=v.nwid)
+            with pytest.raises(OSError) as ei:
+                await b.start_server(_echo, 7, network=v.nwid)
+            assert ei.value.errno == errno.EADDRINUSE
+            server.close()
+        finally:
+            await v.close()
+
+    run(main)
+
+
+def test_transport_protocol_api_with_half_close_and_reset() -> None:
+    class Collect(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.data = bytearray()
+            self.eof = asyncio.get_running_loop().create_future()
+            self.lost = asyncio.get_running_loop().create_future()
+            self.transport: asyncio.Transport | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport  # type: ignore[assignment]
+
+        def data_received(self, data: bytes) -> None:
+            self.data += data
+
+        def eof_received(self) -> bool:
+            self.eof.set_result(bytes(self.data))
+            return True  # keep our side open to answer
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if not self.lost.done():
+                self.lost.set_result(exc)
+
+    async def main() -> None:
+        v = await start_vnet(2, sixplane=False)
+        try:
+            a, b = v.members
+            accepted: list[Collect] = []
+
+            def factory() -> Collect:
+                p = Collect()
+                accepted.append(p)
+                return p
+
+            server = await b.create_server(factory, 8000, network=v.nwid)
+            transport, client = await a.create_connection(Collect, v.ipv4(b), 8000, network=v.nwid)
+            assert isinstance(client, Collect) and client.transport is transport
+            assert transport.can_write_eof()
+            transport.write(b"request")
+            transport.write_eof()
+            await until(lambda: bool(accepted), 5, "accept")
+            srv = accepted[0]
+            assert await asyncio.wait_for(srv.eof, 5) == b"request"
+            assert srv.transport is not None
+            assert srv.transport.get_extra_info("peername")[0] == v.ipv4(a)
+            srv.transport.write(b"response")
+            srv.transport.close()
+            assert await asyncio.wait_for(client.eof, 5) == b"response"
+            assert await asyncio.wait_for(client.lost, 5) is None
+            # An abort reaches the peer as a reset.
+            transport2, client2 = await a.create_connection(Collect, v.ipv4(b), 8000, network=v.nwid)
+            await until(lambda: len(accepted) == 2, 5, "second accept")
+            assert accepted[1].transport is not None
+            accepted[1].transport.abort()
+            exc = await asyncio.wait_for(client2.lost, 5)
+            assert isinstance(exc, ConnectionResetError)
+            server.close()
+        finally:
+            await v.close()
+
+    run(main)
+
+
+def test_udp_datagrams_up_to_8k_both_ways_ipv4_and_ipv6() -> None:
+    class Queue(asyncio.DatagramProtocol):
+        def __init__(self) -> None:
+            self.q: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
+
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+            self.q.put_nowait((data, addr))
+
+    async def main() -> None:
+        v = await start_vnet(2, sixplane=False)
+        try:
+            a, b = v.members
+            for family, addr_of in ((4, v.ipv4), (6, v.rfc4193)):
+                ta, pa = await a.create_datagram_endpoint(Queue, 5000, network=v.nwid, family=family)
+                tb, pb = await b.create_datagram_endpoint(Queue, 5000, network=v.nwid, family=family)
+                for size in (1, 1400, 2772, 2773, 4000, 8192):
+                    msg = random.Random(size).randbytes(size)
+                    ta.sendto(msg, (addr_of(b), 5000))
+                    data, src = await asyncio.wait_for(pb.q.get(), 5)
+                    assert data == msg and src == (addr_of(a), 5000)
+                    tb.sendto(msg[::-1], src)
+                    data, src = await asyncio.wait_for(pa.q.get(), 5)
+                    assert data == msg[::-1] and src == (addr_of(b), 5000)
+                ta.close()
+                tb.close()
+            ra = a.responder(v.nwid)
+            assert ra.reassembler.counters["reassembled"] >= 6
+        finally:
+            await v.close()
+
+    run(main)
+
+
+def test_ten_megabytes_byte_exact_with_loss_and_reordering() -> None:
+    size = 10 * 1024 * 1024
+
+    async def main() -> None:
+        v = await start_vnet(2, sixplane=False)
+        try:
+            a, b = v.members
+            digest: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+
+            async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                h = hashlib.sha256()
+                n = 0
+                while chunk := await reader.read(1 << 16):
+                    h.update(chunk)
+                    n += len(chunk)
+                digest.set_result((n, h.digest()))
+                writer.close()
+
+            await b.start_server(sink, 9000, network=v.nwid)
+            rng = random.Random(5)
+            stats = [lossy(m, rng, 0.05, 0.05) for m in (a, b)]
+            reader, writer = await a.open_connection(v.ipv4(b), 9000, network=v.nwid, timeout=20)
+            data = random.Random(1).randbytes(size)
+            for i in range(0, size, 1 << 16):
+                writer.write(data[i : i + (1 << 16)])
+                await writer.drain()
+            writer.write_eof()
+            n, got = await asyncio.wait_for(digest, 240)
+            assert n == size and got == hashlib.sha256(data).digest()
+            assert all(s["dropped"] > 100 and s["delayed"] > 100 for s in stats)
+            conn = writer.get_extra_info("tcp_connection")
+            assert conn.counters["retransmits"] > 0
+            writer.close()
+        finally:
+            await v.close()
+
+    run(main, timeout=300)
+
+
+def test_blocking_sockets_through_the_thread_facade() -> None:
+    rt = ThreadedRuntime()
+    v: VNet | None = None
+    try:
+        v = rt.run(start_vnet(2, sixplane=False), timeout=60)
+        ha, hb = NodeHandle(rt, v.members[0]), NodeHandle(rt, v.members[1])
+        ip_a, ip_b = v.ipv4(v.members[0]), v.ipv4(v.members[1])
+        with hb.listen(7100, network=v.nwid) as listener:
+            with pytest.raises(TimeoutError):
+                listener.accept(timeout=0.2)
+            client = ha.connect(ip_b, 7100, network=v.nwid, timeout=10)
+            conn, peer = listener.accept(timeout=10)
+            assert peer[0] == ip_a and client.getpeername() == (ip_b, 7100)
+            client.sendall(b"x" * 100_000)
+            got = b""
+            while len(got) < 100_000:
+                got += conn.recv(65536, timeout=10)
+            assert got == b"x" * 100_000
+            client.settimeout(0.2)
+            with pytest.raises(TimeoutError):
+                client.recv(10)
+            conn.send(b"bye")
+            conn.close()
+            assert client.recv_exactly(3, timeout=5) == b"bye"
+            assert client.recv(10, timeout=5) == b""  # end of stream
+            client.close()
+            with pytest.raises(OSError):
+                client.recv(1)
+        with pytest.raises(ConnectionRefusedError):
+            ha.connect(ip_b, 7100, network=v.nwid, timeout=10)
+        ua, ub = ha.udp_socket(6000, network=v.nwid), hb.udp_socket(6000, network=v.nwid)
+        ua.sendto(b"u" * 8000, (ip_b, 6000))
+        data, addr = ub.recvfrom(timeout=5)
+        assert data == b"u" * 8000 and addr == (ip_a, 6000)
+        with pytest.raises(TimeoutError):
+            ua.recvfrom(timeout=0.2)
+        ua.close()
+        ub.close()
+    finally:
+        if v is not None:
+            rt.run(v.close(), timeout=30)
+        rt.close()
