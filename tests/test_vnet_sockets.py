@@ -10,8 +10,8 @@ import random
 from collections.abc import Awaitable, Callable
 
 import pytest
-
 from tests.vnet import VNet, start_vnet, until
+
 from ztcore.runtime import NodeService, ThreadedRuntime
 from ztcore.runtime.facade import NodeHandle
 

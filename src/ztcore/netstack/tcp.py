@@ -13,8 +13,8 @@ NewReno congestion control (RFC 5681, RFC 6582) with limited transmit
 (RFC 3042) and an initial window of ten segments (RFC 6928), delayed ACKs,
 zero-window probing, keepalive (RFC 1122), orderly close with half-close,
 abort, TIME_WAIT, and RST / SYN handling hardened as RFC 5961 asks
-(challenge ACKs). Not done: SACK-based recovery, timestamps, urgent data,
-ECN.
+(challenge ACKs), and SACK (RFC 2018) with SACK-based loss recovery after
+RFC 6675. Not done: timestamps, urgent data, ECN.
 
 Sequence numbers are kept as unbounded integers internally (``iss`` plus the
 distance travelled) and only reduced mod 2**32 on the wire, which keeps
@@ -27,6 +27,7 @@ import enum
 import errno
 from dataclasses import dataclass
 
+from ztcore.netstack.tcpsack import SackSender, Scoreboard, receiver_blocks
 from ztcore.netstack.tcpwire import ACK, FIN, PSH, RST, SYN, TcpSegment
 
 MASK = 0xFFFFFFFF
@@ -90,6 +91,7 @@ class TcpConfig:
     rcv_buf: int = 1 << 20
     nodelay: bool = True  # no Nagle by default, like asyncio's TCP transports
     window_scaling: bool = True
+    sack: bool = True
     initial_window_segments: int = 10  # RFC 6928
     rto_initial_ms: int = 1000  # RFC 6298 2.1
     rto_min_ms: int = 200  # Linux; RFC 6298 suggests 1 s, far too slow for a LAN-like network
@@ -118,7 +120,7 @@ def _choose_wscale(rcv_buf: int) -> int:
     return shift
 
 
-class TcpConnection:
+class TcpConnection(SackSender):
     """One connection; see the module docstring. ``local`` and ``remote`` are
     opaque to the machine (the endpoint table keys connections by them)."""
 
@@ -180,6 +182,13 @@ class TcpConnection:
         self._rto_recover = iss  # RFC 6582 3.2 step 2: no fast retransmit for data sent before an RTO
         self._in_recovery = False
         self._ws_ok = False
+        self._sack_ok = False
+        self._scoreboard = Scoreboard()
+        self._high_rxt = iss  # RFC 6675 HighRxt: retransmitted up to here in this recovery
+        self._last_ooo: int | None = None
+        self._rxt_marks: dict[int, int] = {}  # hole retransmitted -> snd_max at that moment
+        self._pto_at: int | None = None  # tail loss probe (RFC 8985 7)
+        self._tlp_out = False
         # timers (absolute ms, None = off)
         self._rto_at: int | None = None
         self._delack_at: int | None = None
@@ -208,6 +217,7 @@ class TcpConnection:
             t
             for t in (
                 self._rto_at,
+                self._pto_at,
                 self._delack_at,
                 self._persist_at,
                 self._keepalive_at,
@@ -255,6 +265,7 @@ class TcpConnection:
         peer_mss = syn.mss if syn.mss else (DEFAULT_MSS_V6 if self.v6 else DEFAULT_MSS_V4)
         self.send_mss = max(64, min(peer_mss, self.config.mss))
         self._ws_ok = syn.wscale is not None and self.config.window_scaling
+        self._sack_ok = syn.sack_permitted and self.config.sack
         if self._ws_ok:
             self.snd_wscale = syn.wscale or 0
             self.rcv_wscale = self._rcv_wscale_offer
@@ -272,8 +283,11 @@ class TcpConnection:
             seg.ack = self.rcv_nxt & MASK
             if self._ws_ok:  # RFC 7323 1.3: only answer a window scale option with one
                 seg.wscale = self.rcv_wscale
-        elif self.config.window_scaling:
-            seg.wscale = self._rcv_wscale_offer
+            seg.sack_permitted = self._sack_ok
+        else:
+            if self.config.window_scaling:
+                seg.wscale = self._rcv_wscale_offer
+            seg.sack_permitted = self.config.sack
         seg.window = min(self.config.rcv_buf - self.unread, 0xFFFF)  # never scaled in a SYN
         if self.state is State.SYN_RECEIVED:
             self.rcv_adv = max(self.rcv_adv, self.rcv_nxt + seg.window)
@@ -345,8 +359,11 @@ class TcpConnection:
                 self._finish(None)
                 return
         if self._rto_at is not None and now >= self._rto_at:
-            self._rto_at = None
+            self._rto_at = self._pto_at = None
             self._on_rto(now)
+        if self._pto_at is not None and now >= self._pto_at:
+            self._pto_at = None
+            self._on_pto(now)
         if self._delack_at is not None and now >= self._delack_at:
             self._delack_at = None
             self._send_ack(now)
@@ -376,14 +393,60 @@ class TcpConnection:
             return
         if self._retries == 1 or not self._in_recovery:
             flight = self.snd_max - self.snd_una
+            if self._sack_ok:
+                flight = min(flight, self.cwnd)
             self.ssthresh = max(flight // 2, 2 * self.send_mss)
         self.cwnd = self.send_mss
         self._rto_recover = self.snd_max
+        self._high_rxt = self.snd_una
+        self._rxt_marks.clear()
         self._in_recovery = False
         self._dupacks = 0
         self.snd_nxt = self.snd_una  # go back N
         self.counters["retransmits"] += 1
         self._output(now, force_one=True)
+        self._rto_at = now + self.rto
+
+    def _arm_pto(self, now: int) -> None:
+        """Schedule a tail loss probe (RFC 8985 7.2) while data is outstanding outside recovery."""
+        if (
+            self._in_recovery
+            or self._tlp_out
+            or self.snd_una >= self.snd_max
+            or self.srtt is None
+            or self.state not in _SYNCHRONIZED
+        ):
+            self._pto_at = None
+            return
+        one_segment = self.snd_max - self.snd_una <= self.send_mss
+        pto = max(int(2 * self.srtt + (self.config.delayed_ack_ms if one_segment else 0)), 10)
+        if self._rto_at is not None and now + pto >= self._rto_at:
+            self._pto_at = None
+            return
+        self._pto_at = now + pto
+
+    def _on_pto(self, now: int) -> None:
+        """Send new data if the window allows, else the last segment again, to draw an ACK
+        (with SACK) that turns a silent tail loss into fast recovery instead of an RTO."""
+        if self._in_recovery or self.snd_una >= self.snd_max or self.state not in _SYNCHRONIZED:
+            return
+        self._tlp_out = True
+        before = len(self._segments)
+        if self._unsent() and self.snd_nxt == self.snd_max and self.snd_una + self.snd_wnd > self.snd_nxt:
+            saved, self.cwnd = self.cwnd, max(self.cwnd, self.snd_nxt - self.snd_una + self.send_mss)
+            self._output(now)
+            self.cwnd = saved
+        if len(self._segments) == before:
+            data_end = min(self._data_seq(len(self._sndq)), self.snd_max)
+            last = max(self.snd_una, data_end - self.send_mss)
+            offset = last - self._data_seq(0)
+            n = data_end - last
+            if n > 0:
+                fin = FIN if self._fin_seq is not None and last + n == self._fin_seq else 0
+                self._segments.append(self._seg(ACK | PSH | fin, last, bytes(self._sndq[offset : offset + n])))
+            elif self._fin_seq is not None:
+                self._segments.append(self._seg(ACK | FIN, self._fin_seq))
+        self.counters["tail_loss_probes"] = self.counters.get("tail_loss_probes", 0) + 1
         self._rto_at = now + self.rto
 
     def _on_persist(self, now: int) -> None:
@@ -479,6 +542,9 @@ class TcpConnection:
             self._send_ack(now)  # acknowledges something never sent
             return
         window = seg.window << self.snd_wscale
+        if self._sack_ok and seg.sack_blocks and ack >= self.snd_una:
+            blocks = [(_seq_abs(ack, left), _seq_abs(ack, right)) for left, right in seg.sack_blocks]
+            self._scoreboard.add(blocks, ack, self.snd_max)
         if ack > self.snd_una:
             self._new_ack(ack, now)
         elif (
@@ -492,6 +558,11 @@ class TcpConnection:
         if self._snd_wl1 < seq or (self._snd_wl1 == seq and self._snd_wl2 <= ack):
             self._snd_wl1, self._snd_wl2 = seq, ack
             self._set_snd_wnd(window)
+        if self._sack_ok and self._scoreboard:
+            if not self._in_recovery and self._sack_loss_detected():
+                self._enter_recovery(now)
+            elif self._in_recovery:
+                self._mark_lost_retransmissions()
         fin_acked = self._fin_seq is not None and self.snd_una > self._fin_seq
         if self.state is State.FIN_WAIT_1 and fin_acked:
             self.state = State.FIN_WAIT_2
@@ -559,11 +630,13 @@ class TcpConnection:
         self.snd_una = ack
         if self.snd_nxt < ack:
             self.snd_nxt = ack
+        self._scoreboard.advance(ack)
         if self._rtt_seq is not None and ack >= self._rtt_seq:
             self._rtt_sample(now - self._rtt_time)
             self._rtt_seq = None
         self._retries = 0
         self._persist_backoff = 0
+        self._tlp_out = False
         mss = self.send_mss
         if self._in_recovery:
             if ack >= self._recover:
@@ -571,6 +644,8 @@ class TcpConnection:
                 self.cwnd = min(self.ssthresh, max(self.snd_max - self.snd_una, mss) + mss)
                 self._in_recovery = False
                 self._dupacks = 0
+            elif self._sack_ok:
+                self._rto_at = now + self.rto  # holes are resent from _output, as the pipe allows
             else:
                 # Partial ACK: retransmit the next hole, deflate the window.
                 self._retransmit_first(now)
@@ -591,17 +666,29 @@ class TcpConnection:
 
     def _dup_ack(self, now: int) -> None:
         self._dupacks += 1
+        post_rto = self.snd_una < self._rto_recover and not self._sack_ok
+        if self._dupacks == 3 and not self._in_recovery and not post_rto:
+            self._enter_recovery(now)
+        elif self._in_recovery and not self._sack_ok:
+            self.cwnd += self.send_mss  # NewReno inflation; SACK recovery counts the pipe instead
+
+    def _enter_recovery(self, now: int) -> None:
         mss = self.send_mss
-        if self._dupacks == 3 and not self._in_recovery and self.snd_una >= self._rto_recover:
-            flight = self.snd_max - self.snd_una
-            self.ssthresh = max(flight // 2, 2 * mss)
-            self._recover = self.snd_max
-            self._in_recovery = True
-            self.counters["fast_retransmits"] += 1
-            self._retransmit_first(now)
+        flight = self.snd_max - self.snd_una
+        if self._sack_ok:
+            flight = min(flight, self.cwnd)  # shortly after an RTO the flight is mostly SACKed
+        self.ssthresh = max(flight // 2, 2 * mss)
+        self._rxt_marks.clear()
+        self._recover = self.snd_max
+        self._in_recovery = True
+        self.counters["fast_retransmits"] += 1
+        self._retransmit_first(now)
+        if self._sack_ok:
+            self.cwnd = self.ssthresh
+            self._high_rxt = self.snd_una + min(mss, len(self._sndq))
+            self._rxt_marks[self.snd_una] = self.snd_max
+        else:
             self.cwnd = self.ssthresh + 3 * mss
-        elif self._in_recovery:
-            self.cwnd += mss
 
     def _rtt_sample(self, r: int) -> None:
         r = max(r, 1)
@@ -626,6 +713,7 @@ class TcpConnection:
             return
         if seq > self.rcv_nxt:
             # Out of order: keep it (bounded by the window) and say what we miss at once.
+            self._last_ooo = seq
             if seq not in self._ooo or len(self._ooo[seq]) < len(payload):
                 self._ooo_bytes += len(payload) - len(self._ooo.get(seq, b""))
                 self._ooo[seq] = payload
@@ -717,7 +805,7 @@ class TcpConnection:
     def _seg(self, flags: int, seq: int, payload: bytes = b"") -> TcpSegment:
         self._delack_at = None
         self._unacked_segments = 0
-        return TcpSegment(
+        seg = TcpSegment(
             self.local[1],
             self.remote[1],
             seq & MASK,
@@ -726,6 +814,9 @@ class TcpConnection:
             self._window_field(),
             payload,
         )
+        if self._sack_ok and self._ooo:
+            seg.sack_blocks = [(s & MASK, e & MASK) for s, e in receiver_blocks(self._ooo, self._last_ooo)]
+        return seg
 
     def _send_ack(self, now: int) -> None:
         if self.state is State.CLOSED or self.state is State.SYN_SENT:
@@ -748,12 +839,22 @@ class TcpConnection:
             return
         mss = self.send_mss
         allowance = min(self._dupacks, 2) * mss if not self._in_recovery else 0  # RFC 3042
+        sack_recovery = self._in_recovery and self._sack_ok
+        if sack_recovery:
+            self._retransmit_holes(now)
         sent_any = False
         while True:
+            if self._scoreboard and self.snd_nxt < self.snd_max:
+                skip_to = self._scoreboard.covering(self.snd_nxt)
+                if skip_to is not None:  # resending after an RTO: the peer has this part
+                    self.snd_nxt = skip_to
+                    continue
             window = min(self.cwnd + allowance, self.snd_wnd)
             if force_one and not sent_any:
                 window = max(window, min(mss, max(self.snd_wnd, 1)))
             usable = self.snd_una + window - self.snd_nxt
+            if sack_recovery:
+                usable = min(self.cwnd - self._pipe(), self.snd_una + self.snd_wnd - self.snd_nxt)
             offset = self.snd_nxt - self._data_seq(0)
             available = len(self._sndq) - offset
             if available > 0:
@@ -784,6 +885,7 @@ class TcpConnection:
                 self.snd_max = self.snd_nxt
         if self.snd_una < self.snd_max and self._rto_at is None:
             self._rto_at = now + self.rto
+        self._arm_pto(now)
         if self.snd_wnd == 0 and self._unsent() and self.snd_nxt == self.snd_una:
             if self._persist_at is None:
                 self._persist_at = now + self.rto
