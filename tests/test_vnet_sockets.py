@@ -166,6 +166,38 @@ def test_transport_protocol_api_with_half_close_and_reset() -> None:
     run(main)
 
 
+def test_leaving_the_network_ends_connections_and_sockets() -> None:
+    class Lost(asyncio.DatagramProtocol):
+        def __init__(self) -> None:
+            self.lost: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.lost.set_result(exc)
+
+    async def main() -> None:
+        v = await start_vnet(2, sixplane=False)
+        try:
+            a, b = v.members
+            await b.start_server(_echo, 7, network=v.nwid)
+            reader, writer = await a.open_connection(v.ipv4(b), 7, network=v.nwid)
+            _t, udp = await a.create_datagram_endpoint(Lost, 5000, network=v.nwid)
+            pending = asyncio.ensure_future(reader.read(10))
+            await asyncio.sleep(0.05)
+            a.leave(v.nwid)
+            with pytest.raises(OSError) as ei:
+                await asyncio.wait_for(pending, 5)
+            assert ei.value.errno == errno.ENETDOWN
+            exc = await asyncio.wait_for(udp.lost, 5)
+            assert isinstance(exc, OSError) and exc.errno == errno.ENETDOWN
+            with pytest.raises(OSError):
+                await a.open_connection(v.ipv4(b), 7, network=v.nwid, timeout=1)
+            writer.close()
+        finally:
+            await v.close()
+
+    run(main)
+
+
 def test_udp_datagrams_up_to_8k_both_ways_ipv4_and_ipv6() -> None:
     class Queue(asyncio.DatagramProtocol):
         def __init__(self) -> None:

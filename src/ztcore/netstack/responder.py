@@ -114,6 +114,12 @@ class Responder:
         self.reassembler = Reassembler()
         self.tcp = TcpEndpoints(self._tcp_output, is_local=self._is_local, mtu=mtu)
 
+    def close(self, error: OSError) -> None:
+        """The network is gone: end TCP connections with ``error``, close UDP sockets."""
+        self.tcp.close_all(error)
+        for sock in list(self._sockets.values()):
+            sock.close()
+
     def set_mtu(self, mtu: int) -> None:
         self.mtu = mtu
         self.tcp.mtu = mtu
@@ -456,6 +462,7 @@ class Responder:
 
     def _tcp_output(self, src: bytes, dst: bytes, segment: bytes) -> None:
         ethertype, packet = self._build_ip(src, dst, IPPROTO_TCP, segment)
+        self._now = max(self._now, self.tcp.now)  # application calls carry the time too
         self._transmit(dst, src, ethertype, packet, self._now)
 
     def _transmit_fragmented(

@@ -101,6 +101,11 @@ class TcpEndpoints:
 
     # --- queries ---------------------------------------------------------------------------------
 
+    @property
+    def now(self) -> int:
+        """The latest time the table was given."""
+        return self._now
+
     def connections(self) -> list[TcpConnection]:
         return list(self._conns.values())
 
@@ -180,6 +185,15 @@ class TcpEndpoints:
         self._handlers.pop(id(conn), None)
         conn.abort(now)
         self._after(conn)
+
+    def close_all(self, error: OSError) -> None:
+        """Close every listener and end every connection with ``error`` (network left, node stopped)."""
+        for listener in list(self._listeners.values()):
+            listener.close()
+        for conn in list(self._conns.values()):
+            conn.destroy(error)
+            self._mark(conn)
+        self._run()
 
     def consumed(self, conn: TcpConnection, n: int, now: int) -> None:
         self._now = now

@@ -339,6 +339,11 @@ class TcpConnection(SackSender):
             self._segments.append(TcpSegment(self.local[1], self.remote[1], self.snd_nxt & MASK, 0, RST, 0))
         self._finish(None)
 
+    def destroy(self, error: OSError | None) -> None:
+        """Drop the connection without a word to the peer (the network is gone)."""
+        if self.state is not State.CLOSED:
+            self._finish(error)
+
     def consumed(self, n: int, now: int) -> None:
         """The application took ``n`` delivered bytes: the window may open again."""
         before = self.rcv_adv - self.rcv_nxt

@@ -48,6 +48,7 @@ class VirtualUdpSocket:
         self._queue: deque[tuple[bytes, Address]] = deque()
         self._handler: DatagramHandler | None = None
         self._waiters: deque[asyncio.Future[tuple[bytes, Address]]] = deque()
+        self.on_close: Callable[[], None] | None = None  # told once when the socket closes
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -105,6 +106,12 @@ class VirtualUdpSocket:
             fut = self._waiters.popleft()
             if not fut.done():
                 fut.set_exception(OSError(errno.EBADF, "socket is closed"))
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            try:
+                on_close()
+            except Exception:
+                log.exception("UDP socket close callback raised")
 
     def _deliver(self, data: bytes, addr: Address) -> bool:
         """Hand an inbound datagram over; False if it had to be dropped."""

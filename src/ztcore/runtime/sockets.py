@@ -27,6 +27,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ztcore.api import EventType
 from ztcore.netstack.tcp import EventKind, TcpConnection, TcpEvent
 
 log = logging.getLogger("ztcore.runtime.sockets")
@@ -417,9 +418,19 @@ class UdpTransport(asyncio.DatagramTransport):
         if self._closing:
             return
         self._closing = True
+        self._sock.on_close = None
         self._sock.close()
         if self._protocol is not None:
             self._loop.call_soon(self._protocol.connection_lost, None)
+
+    def _socket_closed(self) -> None:
+        """The stack closed the socket (network left, node stopped)."""
+        if not self._closing:
+            self._closing = True
+            if self._protocol is not None:
+                self._loop.call_soon(
+                    self._protocol.connection_lost, OSError(errno.ENETDOWN, "the network went away")
+                )
 
     def abort(self) -> None:
         self.close()
@@ -438,6 +449,7 @@ class NetworkSockets:
     netstack: Any
     _loop: asyncio.AbstractEventLoop | None
     clock: Callable[[], int]
+    add_event_listener: Callable[[Callable[[Any], None]], Callable[[], None]]  # NodeService's
 
     def _tcp_timer(self) -> _TcpTimer:
         timer = getattr(self, "_sockets_timer", None)
@@ -445,7 +457,16 @@ class NetworkSockets:
             timer = _TcpTimer(self)
             self._sockets_timer = timer
             self.netstack.set_wakeup(timer.wakeup)
+            self.add_event_listener(self._sockets_on_event)
         return timer
+
+    def _sockets_on_event(self, event: Any) -> None:
+        if event.type == EventType.DOWN and self.netstack is not None:
+            self.netstack.close_all(OSError(errno.ENETDOWN, "the node stopped"))
+            timer = getattr(self, "_sockets_timer", None)
+            if timer is not None:
+                timer.cancel()
+
 
     def _route(self, host: str | None, network: int | str | None) -> tuple[int, Any]:
         """(network id, responder) to use for ``host`` on ``network``."""
@@ -585,6 +606,7 @@ class NetworkSockets:
         if family not in (4, 6):
             raise ValueError("family must be 4 or 6")
         nwid, responder = self._route(remote_addr[0] if remote_addr else None, network)
+        self._tcp_timer()  # also subscribes to the node's DOWN, which closes every socket
         sock = responder.udp_socket(local_port, v6=family == 6)
         transport = UdpTransport(loop, self, sock, nwid, remote_addr)
         try:
@@ -594,5 +616,6 @@ class NetworkSockets:
             raise
         transport._protocol = protocol
         sock.set_handler(transport._deliver)
+        sock.on_close = transport._socket_closed
         protocol.connection_made(transport)
         return transport, protocol
