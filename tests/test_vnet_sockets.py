@@ -166,6 +166,85 @@ def test_transport_protocol_api_with_half_close_and_reset() -> None:
     run(main)
 
 
+def test_connection_survives_the_path_changing_from_relayed_to_direct() -> None:
+    """While direct datagrams between the two members are dropped, the root relays their
+    traffic; once let through (and a HELLO sent at the other's address), they talk directly.
+    The TCP connection carries on across the change, byte-exact."""
+
+    async def main() -> None:
+        from ztcore.vl1.inetaddress import InetAddress
+
+        v = await start_vnet(2, sixplane=False)
+        try:
+            a, b = v.members
+            root = v.runtime.services[0]
+            blocked = {"on": True}
+            for svc, other in ((a, b), (b, a)):
+                orig = svc._send
+
+                def send(
+                    ls: int,
+                    remote: tuple[str, int],
+                    data: bytes,
+                    ttl: int,
+                    orig=orig,
+                    port=other.primary_port,
+                ) -> bool:
+                    if blocked["on"] and int(remote[1]) == port:
+                        return True
+                    return orig(ls, remote, data, ttl)
+
+                svc._send = send  # type: ignore[method-assign]
+            got = bytearray()
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+            async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                while chunk := await reader.read(65536):
+                    got.extend(chunk)
+                done.set_result(None)
+
+            await b.start_server(sink, 9, network=v.nwid)
+            reader, writer = await a.open_connection(v.ipv4(b), 9, network=v.nwid, timeout=10)
+            sent = bytearray()
+
+            async def push(n: int) -> None:
+                for _ in range(n):
+                    chunk = random.randbytes(65536)
+                    sent.extend(chunk)
+                    writer.write(chunk)
+                    await writer.drain()
+
+            relayed0 = root.node.switch.stats["relayed"]
+            await push(16)
+            await until(lambda: len(got) == len(sent), 10, "relayed data")
+            peer = a.node.peer(int(b.address))
+            assert peer is not None and not peer.direct
+            assert root.node.switch.stats["relayed"] - relayed0 > 100
+            blocked["on"] = False
+            hello_to = InetAddress.parse(f"127.0.0.1/{b.primary_port}")
+            a.node.switch.send_hello(a.clock(), a.node.topology.get_peer(b.address), 0, hello_to)
+            await push(4)
+            def direct() -> bool:
+                pa, pb = a.node.peer(int(b.address)), b.node.peer(int(a.address))
+                return bool(pa and pa.direct and pb and pb.direct)
+
+            while not direct():  # each side's first direct HELLO teaches the other the path
+                await push(1)
+                await until(lambda: len(got) == len(sent), 10, "data during the change")
+            assert direct()
+            relayed1 = root.node.switch.stats["relayed"]
+            await push(16)
+            writer.write_eof()
+            await asyncio.wait_for(done, 30)
+            assert bytes(got) == bytes(sent)
+            assert root.node.switch.stats["relayed"] - relayed1 < 50  # the bulk went direct
+            writer.close()
+        finally:
+            await v.close()
+
+    run(main)
+
+
 def test_leaving_the_network_ends_connections_and_sockets() -> None:
     class Lost(asyncio.DatagramProtocol):
         def __init__(self) -> None:
