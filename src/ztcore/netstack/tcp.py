@@ -23,89 +23,28 @@ comparisons plain.
 
 from __future__ import annotations
 
-import enum
 import errno
-from dataclasses import dataclass
 
+from ztcore.netstack.tcprecovery import Retransmission
 from ztcore.netstack.tcpsack import SackSender, Scoreboard, receiver_blocks
+from ztcore.netstack.tcptypes import CAN_RECEIVE as _CAN_RECEIVE
+from ztcore.netstack.tcptypes import CAN_SEND as _CAN_SEND
+from ztcore.netstack.tcptypes import SYNCHRONIZED as _SYNCHRONIZED
+from ztcore.netstack.tcptypes import (
+    EventKind,
+    State,
+    TcpConfig,
+    TcpEvent,
+)
 from ztcore.netstack.tcpwire import ACK, FIN, PSH, RST, SYN, TcpSegment
+
+__all__ = ["EventKind", "State", "TcpConfig", "TcpConnection", "TcpEvent"]
 
 MASK = 0xFFFFFFFF
 HALF = 0x80000000
 
 DEFAULT_MSS_V4 = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
 DEFAULT_MSS_V6 = 1220  # RFC 8200 8.3
-
-
-class State(enum.Enum):
-    CLOSED = "CLOSED"
-    SYN_SENT = "SYN_SENT"
-    SYN_RECEIVED = "SYN_RECEIVED"
-    ESTABLISHED = "ESTABLISHED"
-    FIN_WAIT_1 = "FIN_WAIT_1"
-    FIN_WAIT_2 = "FIN_WAIT_2"
-    CLOSE_WAIT = "CLOSE_WAIT"
-    CLOSING = "CLOSING"
-    LAST_ACK = "LAST_ACK"
-    TIME_WAIT = "TIME_WAIT"
-
-
-_SYNCHRONIZED = {
-    State.ESTABLISHED,
-    State.FIN_WAIT_1,
-    State.FIN_WAIT_2,
-    State.CLOSE_WAIT,
-    State.CLOSING,
-    State.LAST_ACK,
-    State.TIME_WAIT,
-}
-_CAN_SEND = {State.ESTABLISHED, State.CLOSE_WAIT}
-_CAN_RECEIVE = {State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2}
-
-
-class EventKind(enum.Enum):
-    CONNECTED = "connected"  # handshake complete
-    DATA = "data"  # in-order bytes for the application (``data``)
-    EOF = "eof"  # the peer sent FIN: no more data will come
-    WRITABLE = "writable"  # acknowledged data left the send buffer
-    CLOSED = "closed"  # done; ``error`` is None after an orderly close
-
-
-@dataclass
-class TcpEvent:
-    kind: EventKind
-    data: bytes = b""
-    error: OSError | None = None
-
-    def __repr__(self) -> str:
-        extra = f" {len(self.data)} bytes" if self.data else ""
-        extra += f" {self.error}" if self.error else ""
-        return f"<TcpEvent {self.kind.value}{extra}>"
-
-
-@dataclass
-class TcpConfig:
-    """Tunables; defaults follow Linux where an RFC leaves the choice open."""
-
-    mss: int = 1460  # what we receive: the network MTU minus IP and TCP headers
-    rcv_buf: int = 1 << 20
-    nodelay: bool = True  # no Nagle by default, like asyncio's TCP transports
-    window_scaling: bool = True
-    sack: bool = True
-    initial_window_segments: int = 10  # RFC 6928
-    rto_initial_ms: int = 1000  # RFC 6298 2.1
-    rto_min_ms: int = 200  # Linux; RFC 6298 suggests 1 s, far too slow for a LAN-like network
-    rto_max_ms: int = 120_000
-    syn_retries: int = 6
-    synack_retries: int = 5
-    retries: int = 15  # then the connection times out (Linux tcp_retries2)
-    delayed_ack_ms: int = 40
-    time_wait_ms: int = 60_000  # 2 * MSL, MSL = 30 s as Linux
-    fin_wait_2_ms: int = 60_000  # for connections the application has let go of
-    keepalive: bool = False
-    keepalive_idle_ms: int = 7_200_000
-    keepalive_interval_ms: int = 75_000
-    keepalive_count: int = 9
 
 
 def _seq_abs(ref: int, wire: int) -> int:
@@ -120,7 +59,7 @@ def _choose_wscale(rcv_buf: int) -> int:
     return shift
 
 
-class TcpConnection(SackSender):
+class TcpConnection(Retransmission, SackSender):
     """One connection; see the module docstring. ``local`` and ``remote`` are
     opaque to the machine (the endpoint table keys connections by them)."""
 
@@ -379,81 +318,6 @@ class TcpConnection(SackSender):
             self._keepalive_at = None
             self._on_keepalive(now)
 
-    def _on_rto(self, now: int) -> None:
-        if self.state is State.CLOSED or self.snd_una >= self.snd_max:
-            return
-        self._retries += 1
-        limit = {State.SYN_SENT: self.config.syn_retries, State.SYN_RECEIVED: self.config.synack_retries}.get(
-            self.state, self.config.retries
-        )
-        if self._retries > limit:
-            self._finish(OSError(errno.ETIMEDOUT, "connection timed out"))
-            return
-        self.counters["timeouts"] += 1
-        self.rto = min(self.rto * 2, self.config.rto_max_ms)
-        self._rtt_seq = None  # Karn: no samples from retransmitted data
-        if self.state in (State.SYN_SENT, State.SYN_RECEIVED):
-            self._send_syn(now)
-            self._rto_at = now + self.rto
-            return
-        if self._retries == 1 or not self._in_recovery:
-            flight = self.snd_max - self.snd_una
-            if self._sack_ok:
-                flight = min(flight, self.cwnd)
-            self.ssthresh = max(flight // 2, 2 * self.send_mss)
-        self.cwnd = self.send_mss
-        self._rto_recover = self.snd_max
-        self._high_rxt = self.snd_una
-        self._rxt_marks.clear()
-        self._in_recovery = False
-        self._dupacks = 0
-        self.snd_nxt = self.snd_una  # go back N
-        self.counters["retransmits"] += 1
-        self._output(now, force_one=True)
-        self._rto_at = now + self.rto
-
-    def _arm_pto(self, now: int) -> None:
-        """Schedule a tail loss probe (RFC 8985 7.2) while data is outstanding outside recovery."""
-        if (
-            self._in_recovery
-            or self._tlp_out
-            or self.snd_una >= self.snd_max
-            or self.srtt is None
-            or self.state not in _SYNCHRONIZED
-        ):
-            self._pto_at = None
-            return
-        one_segment = self.snd_max - self.snd_una <= self.send_mss
-        pto = max(int(2 * self.srtt + (self.config.delayed_ack_ms if one_segment else 0)), 10)
-        if self._rto_at is not None and now + pto >= self._rto_at:
-            self._pto_at = None
-            return
-        self._pto_at = now + pto
-
-    def _on_pto(self, now: int) -> None:
-        """Send new data if the window allows, else the last segment again, to draw an ACK
-        (with SACK) that turns a silent tail loss into fast recovery instead of an RTO."""
-        if self._in_recovery or self.snd_una >= self.snd_max or self.state not in _SYNCHRONIZED:
-            return
-        self._tlp_out = True
-        before = len(self._segments)
-        if self._unsent() and self.snd_nxt == self.snd_max and self.snd_una + self.snd_wnd > self.snd_nxt:
-            saved, self.cwnd = self.cwnd, max(self.cwnd, self.snd_nxt - self.snd_una + self.send_mss)
-            self._output(now)
-            self.cwnd = saved
-        if len(self._segments) == before:
-            data_end = min(self._data_seq(len(self._sndq)), self.snd_max)
-            last = max(self.snd_una, data_end - self.send_mss)
-            offset = last - self._data_seq(0)
-            n = data_end - last
-            if n > 0:
-                fin = FIN if self._fin_seq is not None and last + n == self._fin_seq else 0
-                self._segments.append(self._seg(ACK | PSH | fin, last, bytes(self._sndq[offset : offset + n])))
-            elif self._fin_seq is not None:
-                self._segments.append(self._seg(ACK | FIN, self._fin_seq))
-        self.counters["tail_loss_probes"] = self.counters.get("tail_loss_probes", 0) + 1
-        self._rto_at = now + self.rto
-
     def _on_persist(self, now: int) -> None:
         if self.state not in _SYNCHRONIZED or self.snd_wnd > 0 or not self._unsent():
             return
@@ -669,42 +533,6 @@ class TcpConnection(SackSender):
         else:
             self._rto_at = now + self.rto
 
-    def _dup_ack(self, now: int) -> None:
-        self._dupacks += 1
-        post_rto = self.snd_una < self._rto_recover and not self._sack_ok
-        if self._dupacks == 3 and not self._in_recovery and not post_rto:
-            self._enter_recovery(now)
-        elif self._in_recovery and not self._sack_ok:
-            self.cwnd += self.send_mss  # NewReno inflation; SACK recovery counts the pipe instead
-
-    def _enter_recovery(self, now: int) -> None:
-        mss = self.send_mss
-        flight = self.snd_max - self.snd_una
-        if self._sack_ok:
-            flight = min(flight, self.cwnd)  # shortly after an RTO the flight is mostly SACKed
-        self.ssthresh = max(flight // 2, 2 * mss)
-        self._rxt_marks.clear()
-        self._recover = self.snd_max
-        self._in_recovery = True
-        self.counters["fast_retransmits"] += 1
-        self._retransmit_first(now)
-        if self._sack_ok:
-            self.cwnd = self.ssthresh
-            self._high_rxt = self.snd_una + min(mss, len(self._sndq))
-            self._rxt_marks[self.snd_una] = self.snd_max
-        else:
-            self.cwnd = self.ssthresh + 3 * mss
-
-    def _rtt_sample(self, r: int) -> None:
-        r = max(r, 1)
-        if self.srtt is None:
-            self.srtt, self.rttvar = float(r), r / 2.0
-        else:
-            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - r)
-            self.srtt = 0.875 * self.srtt + 0.125 * r
-        rto = int(self.srtt + max(1.0, 4 * self.rttvar))
-        self.rto = min(max(rto, self.config.rto_min_ms), self.config.rto_max_ms)
-
     def _receive(self, seq: int, payload: bytes, now: int) -> None:
         # Trim to what the window admits.
         if seq < self.rcv_nxt:
@@ -827,16 +655,6 @@ class TcpConnection(SackSender):
         if self.state is State.CLOSED or self.state is State.SYN_SENT:
             return
         self._segments.append(self._seg(ACK, self.snd_nxt))
-
-    def _retransmit_first(self, now: int) -> None:
-        """Resend the segment at snd_una (fast retransmit / partial ACK)."""
-        self.counters["retransmits"] += 1
-        self._rtt_seq = None
-        n = min(self.send_mss, len(self._sndq))
-        if n:
-            self._segments.append(self._seg(ACK | PSH, self.snd_una, bytes(self._sndq[:n])))
-        elif self._fin_seq is not None and self.snd_una == self._fin_seq:
-            self._segments.append(self._seg(ACK | FIN, self._fin_seq))
 
     def _output(self, now: int, *, force_one: bool = False) -> None:
         """Send what the windows allow: new data, then the FIN."""
