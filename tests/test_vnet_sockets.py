@@ -7,6 +7,7 @@ import asyncio
 import errno
 import hashlib
 import random
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -239,6 +240,32 @@ def test_connection_survives_the_path_changing_from_relayed_to_direct() -> None:
             assert bytes(got) == bytes(sent)
             assert root.node.switch.stats["relayed"] - relayed1 < 50  # the bulk went direct
             writer.close()
+        finally:
+            await v.close()
+
+    run(main)
+
+
+def test_keepalive_detects_a_silent_peer_and_port_zero_servers() -> None:
+    async def main() -> None:
+        v = await start_vnet(2, sixplane=False)
+        try:
+            a, b = v.members
+            server = await b.start_server(_echo, 0, network=v.nwid)
+            assert server.port >= 49152
+            reader, writer = await a.open_connection(v.ipv4(b), server.port, network=v.nwid)
+            writer.write(b"hi")
+            assert await asyncio.wait_for(reader.readexactly(2), 5) == b"hi"
+            writer.transport.set_keepalive(idle=0.3, interval=0.2, count=3)  # type: ignore[attr-defined]
+            await asyncio.sleep(1.0)
+            conn = writer.get_extra_info("tcp_connection")
+            assert conn.counters["keepalive_probes"] >= 2  # sent while idle, and answered:
+            assert conn.state.value == "ESTABLISHED" and not reader.at_eof()
+            lossy(b, random.Random(0), 1.0, 0.0)  # b falls silent
+            t0 = time.monotonic()
+            with pytest.raises(OSError) as ei:
+                await asyncio.wait_for(reader.read(10), 10)
+            assert ei.value.errno == errno.ETIMEDOUT and time.monotonic() - t0 < 5
         finally:
             await v.close()
 

@@ -130,8 +130,11 @@ class TcpEndpoints:
     def listen(
         self, port: int, handler: TcpListenerHandler, *, backlog: int = DEFAULT_BACKLOG
     ) -> TcpListener:
-        if not 0 < port <= 0xFFFF:
-            raise ValueError("port must be 1..65535")
+        """Accept connections on ``port`` (0: a free ephemeral port, see ``listener.port``)."""
+        if not 0 <= port <= 0xFFFF:
+            raise ValueError("port must be 0..65535")
+        if port == 0:
+            port = self._free_listen_port()
         if port in self._listeners:
             raise OSError(errno.EADDRINUSE, f"TCP port {port} already listening")
         listener = TcpListener(self, port, handler, max(1, backlog))
@@ -289,6 +292,19 @@ class TcpEndpoints:
         self._conns[key] = conn
         self._keys[id(conn)] = key
         return conn
+
+    def _free_listen_port(self) -> int:
+        for _ in range(EPHEMERAL_LAST - EPHEMERAL_FIRST + 1):
+            port = self._next_port
+            self._next_port = port + 1 if port < EPHEMERAL_LAST else EPHEMERAL_FIRST
+            if port not in self._listeners and not any(k[1] == port for k in self._conns):
+                return port
+        raise OSError(errno.EADDRINUSE, "no free ephemeral TCP port")
+
+    def set_keepalive(self, conn: TcpConnection, enabled: bool, now: int, **options: int | None) -> None:
+        self._now = now
+        conn.set_keepalive(enabled, now, **options)
+        self._after(conn)
 
     def _free_port(self, local_ip: bytes, remote_ip: bytes, remote_port: int) -> int:
         span = EPHEMERAL_LAST - EPHEMERAL_FIRST + 1

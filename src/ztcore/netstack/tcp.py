@@ -336,8 +336,32 @@ class TcpConnection(Retransmission, SackSender):
             self._finish(OSError(errno.ETIMEDOUT, "keepalive timed out"))
             return
         self._keepalive_probes += 1
+        self.counters["keepalive_probes"] = self.counters.get("keepalive_probes", 0) + 1
         self._segments.append(self._seg(ACK, self.snd_una - 1))
         self._keepalive_at = now + self.config.keepalive_interval_ms
+
+    def set_keepalive(
+        self,
+        enabled: bool,
+        now: int,
+        *,
+        idle_ms: int | None = None,
+        interval_ms: int | None = None,
+        count: int | None = None,
+    ) -> None:
+        """Turn keepalive probes on or off (SO_KEEPALIVE, TCP_KEEPIDLE/INTVL/CNT)."""
+        cfg = self.config
+        if idle_ms is not None:
+            cfg.keepalive_idle_ms = max(1, idle_ms)
+        if interval_ms is not None:
+            cfg.keepalive_interval_ms = max(1, interval_ms)
+        if count is not None:
+            cfg.keepalive_count = max(1, count)
+        cfg.keepalive = enabled
+        if enabled:
+            self._keepalive_touch(now)
+        else:
+            self._keepalive_at = None
 
     def _keepalive_touch(self, now: int) -> None:
         if self.config.keepalive:

@@ -131,6 +131,19 @@ class ZtSocket(_Blocking):
         t = self._timeout if timeout is _UNSET else timeout
         return self._run(self._reader.readexactly(n), t, "recv")
 
+    def set_keepalive(
+        self,
+        enabled: bool = True,
+        *,
+        idle: float | None = None,
+        interval: float | None = None,
+        count: int | None = None,
+    ) -> None:
+        """TCP keepalive (seconds); see ``TcpTransport.set_keepalive``."""
+        self._check()
+        transport: Any = self._writer.transport
+        self._rt.call(lambda: transport.set_keepalive(enabled, idle=idle, interval=interval, count=count))
+
     def shutdown_write(self) -> None:
         """Half-close: the peer reads end-of-stream, we can still receive."""
         self._check()
@@ -157,7 +170,9 @@ class ZtSocket(_Blocking):
 class ZtListener(_Blocking):
     """A listening TCP port; ``accept`` returns connected ``ZtSocket``s."""
 
-    def __init__(self, rt: ThreadedRuntime, service: NodeService, port: int, network: Any, backlog: int) -> None:
+    def __init__(
+        self, rt: ThreadedRuntime, service: NodeService, port: int, network: Any, backlog: int
+    ) -> None:
         super().__init__(rt, None)
         self._queue: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] | None = None
 
@@ -171,7 +186,7 @@ class ZtListener(_Blocking):
             return await service.start_server(on_client, port, network=network, backlog=backlog)
 
         self._server = rt.run(start())
-        self.port = port
+        self.port: int = self._server.port
         self.network_id: int = self._server.network_id
 
     def accept(self, timeout: float | None = _UNSET) -> tuple[ZtSocket, tuple[str, int]]:

@@ -284,6 +284,28 @@ class TcpTransport(asyncio.Transport):
             except Exception as e:
                 self._fatal(e, "pause_writing")
 
+    def set_keepalive(
+        self,
+        enabled: bool = True,
+        *,
+        idle: float | None = None,
+        interval: float | None = None,
+        count: int | None = None,
+    ) -> None:
+        """TCP keepalive for this connection (times in seconds; defaults as Linux:
+        2 h idle, 75 s between probes, 9 probes). A dead peer then ends the
+        connection with ``TimeoutError`` (ETIMEDOUT) in ``connection_lost``."""
+        if self._conn is None or self._lost:
+            raise OSError(errno.ENOTCONN, "connection is closed")
+        self._table.set_keepalive(
+            self._conn,
+            enabled,
+            self._service.clock(),
+            idle_ms=None if idle is None else int(idle * 1000),
+            interval_ms=None if interval is None else int(interval * 1000),
+            count=count,
+        )
+
     def write_eof(self) -> None:
         if self._eof_written:
             return
@@ -467,7 +489,6 @@ class NetworkSockets:
             if timer is not None:
                 timer.cancel()
 
-
     def _route(self, host: str | None, network: int | str | None) -> tuple[int, Any]:
         """(network id, responder) to use for ``host`` on ``network``."""
         if self.netstack is None:
@@ -568,6 +589,7 @@ class NetworkSockets:
         server._listener = responder.tcp.listen(
             int(port), _Acceptor(server, protocol_factory), backlog=backlog
         )
+        server.port = server._listener.port  # the one chosen when port was 0
         return server
 
     async def start_server(
