@@ -467,3 +467,47 @@ def test_fin_rides_on_the_last_data_segment() -> None:
     assert bytes(link.received["b"]) == data
     last = [seg for n, seg in link.wire if n == "a" and seg.payload][-1]
     assert last.flags & FIN and not [seg for n, seg in link.wire if n == "a" and seg.flags == FIN | ACK]
+
+
+def test_sack_negotiated_and_blocks_reported_per_rfc_2018() -> None:
+    link = Link()
+    link.handshake()
+    syn, synack = link.wire[0][1], next(s for n, s in link.wire if n == "b")
+    assert syn.sack_permitted and synack.sack_permitted
+    # The second data segment is lost: b's duplicate ACKs carry SACK blocks for what it holds.
+    seen: list[TcpSegment] = []
+    link.drop_next.append(lambda s: bool(s.payload) and not seen and not seen.append(s))  # type: ignore[func-returns-value]
+    link.a.send(_payload(8000), link.now)
+    assert link.run_until(lambda: len(link.received["b"]) == 8000)
+    sacks = [s for n, s in link.wire if n == "b" and s.sack_blocks]
+    assert sacks, "out-of-order data is SACKed"
+    first = sacks[0]
+    lost_end = (seen[0].seq + len(seen[0].payload)) & 0xFFFFFFFF
+    assert first.ack == seen[0].seq and first.sack_blocks[0][0] == lost_end
+    # scapy reads the same option off the wire.
+    raw = build_tcp(B4, A4, first)
+    opts = dict(TCP(raw).options)
+    assert opts["SAck"][:2] == first.sack_blocks[0]
+
+
+def test_sack_recovers_several_losses_in_one_window_without_timeout() -> None:
+    link = Link(latency=10)
+    link.handshake()
+    link.a.send(_payload(20_000, 9), link.now)  # warm up cwnd
+    assert link.run_until(lambda: len(link.received["b"]) == 20_000)
+    link.run_until(lambda: link.a.snd_una == link.a.snd_max)
+    sent = [0]
+
+    def lose_3rd_5th_9th(seg: TcpSegment) -> bool:
+        if seg.payload and sent[0] < 9:
+            sent[0] += 1
+            return sent[0] in (3, 5, 9)
+        return False
+
+    link._should_drop = lose_3rd_5th_9th  # type: ignore[method-assign]
+    data = _payload(30_000, 10)
+    link.a.send(data, link.now)
+    assert link.run_until(lambda: bytes(link.received["b"][20_000:]) == data)
+    # One recovery episode resends all three holes; no RTO.
+    assert link.a.counters["timeouts"] == 0 and link.a.counters["fast_retransmits"] == 1
+    assert link.a.counters["retransmits"] == 3
