@@ -60,7 +60,7 @@ def test_libzt_client_to_ztcore_server_10_mb(vl2: Vl2World) -> None:  # noqa: F8
     sent, got, elapsed = _transfer(lz, client, vl2.ctl, server, TCP_BYTES)
     assert sent["sent"] == TCP_BYTES and got["received"] == TCP_BYTES
     assert got["sha256"] == sent["sha256"]
-    print(f"libzt -> ztcore: 10 MiB in {elapsed:.2f} s = {TCP_BYTES * 8 / elapsed / 1e6:.1f} Mbit/s")
+    print(f"libzt -> ztcore: 10 MiB in {elapsed:.2f} s = {TCP_BYTES * 8 / elapsed / 1e6:.1f} Mbit/s {got.get('tcp')}")
     # And some back over the same connection.
     back, echo, _ = _transfer(vl2.ctl, server, lz, client, 256 * 1024)
     assert echo["received"] == 256 * 1024 and echo["sha256"] == back["sha256"]

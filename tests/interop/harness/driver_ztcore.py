@@ -254,7 +254,9 @@ class Driver:
                 got += len(data)
 
         await asyncio.wait_for(drain(), float(a.get("timeout_s", 60)))
-        return {"received": got, "sha256": digest.hexdigest(), "seconds": time.monotonic() - t0}
+        conn = _writer.get_extra_info("tcp_connection")
+        tcp = {"mss": conn.send_mss, "rcv_wscale": conn.rcv_wscale, **conn.counters} if conn else {}
+        return {"received": got, "sha256": digest.hexdigest(), "seconds": time.monotonic() - t0, "tcp": tcp}
 
     async def cmd_close(self, a: dict[str, Any]) -> dict[str, Any]:
         obj = self.sockets.pop(int(a["fd"]), None)
