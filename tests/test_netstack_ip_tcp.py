@@ -316,3 +316,17 @@ def test_random_segments_never_break_the_stack(seed: int) -> None:
         for c in r.tcp.connections():
             assert c.snd_una <= c.snd_nxt <= c.snd_max or c.state is State.CLOSED
             assert c.send_buffered >= 0 and c.cwnd >= 0
+
+
+def test_tcp_traffic_keeps_the_neighbour_entry_fresh() -> None:
+    r, cap = make()
+    r.tcp.listen(80, Recorder())
+    p = ipaddress.ip_address(IP_P).packed
+    r._neighbours[p] = (MAC_P, 1000)
+    feed(r, eth() / IP(src=IP_P, dst=IP_A) / TCP(sport=5, dport=80, flags="S", seq=1), now=900)
+    assert r._neighbours[p][1] > 1000  # confirmed by the peer's segment
+    # A segment from another MAC claiming the address confirms nothing.
+    r._neighbours[p] = (MAC_P, 2000)
+    other = Ether(src="02:cc:00:00:00:03", dst=mac_str(MAC_A))
+    feed(r, other / IP(src=IP_P, dst=IP_A) / TCP(sport=6, dport=80, flags="S", seq=1), now=1900)
+    assert r._neighbours[p] == (MAC_P, 2000)

@@ -268,7 +268,7 @@ class Responder:
             if not unicast:
                 self.counters["not_for_us"] += 1
                 return False
-            return self.tcp.input(pkt.src, pkt.dst, parse_tcp(pkt.src, pkt.dst, pkt.payload), now)
+            return self._input_tcp(source_mac, pkt.src, pkt.dst, pkt.payload, now)
         if pkt.protocol == f.IPPROTO_ICMP:
             icmp = f.parse_icmp_echo(pkt.payload)
             if icmp.type == f.ICMP_ECHO_REQUEST and icmp.code == 0:
@@ -315,7 +315,7 @@ class Responder:
             if not unicast:
                 self.counters["not_for_us"] += 1
                 return False
-            return self.tcp.input(pkt.src, pkt.dst, parse_tcp(pkt.src, pkt.dst, pkt.payload), now)
+            return self._input_tcp(source_mac, pkt.src, pkt.dst, pkt.payload, now)
         if pkt.next_header != f.IPPROTO_ICMPV6:
             self.counters["unsupported_protocol"] += 1
             return False
@@ -393,6 +393,15 @@ class Responder:
         return self._learn(na.target, na.link_layer if na.link_layer is not None else source_mac, now)
 
     # --- neighbours ------------------------------------------------------------------------------
+
+    def _input_tcp(self, source_mac: int, src: bytes, dst: bytes, payload: bytes, now: int) -> bool:
+        seg = parse_tcp(src, dst, payload)
+        # Upper-layer reachability confirmation (RFC 4861 7.3.1): a live TCP exchange keeps
+        # the neighbour entry fresh, so a long transfer does not stall on re-resolution.
+        entry = self._neighbours.get(src)
+        if entry is not None and entry[0] == source_mac:
+            self._neighbours[src] = (source_mac, now + NEIGHBOUR_TTL_MS)
+        return self.tcp.input(src, dst, seg, now)
 
     def _learn(self, ip: bytes, mac: int, now: int) -> bool:
         """Record ip -> mac and release packets waiting on it; False if the MAC is unusable."""
