@@ -511,3 +511,29 @@ def test_sack_recovers_several_losses_in_one_window_without_timeout() -> None:
     # One recovery episode resends all three holes; no RTO.
     assert link.a.counters["timeouts"] == 0 and link.a.counters["fast_retransmits"] == 1
     assert link.a.counters["retransmits"] == 3
+
+
+def test_tail_loss_probe_turns_a_silent_tail_into_sack_recovery() -> None:
+    link = Link(latency=10)
+    link.handshake()
+    link.a.send(_payload(20_000, 11), link.now)  # an RTT estimate, a warm window
+    assert link.run_until(lambda: len(link.received["b"]) == 20_000)
+    link.run_until(lambda: link.a.snd_una == link.a.snd_max)
+    sent = [0]
+
+    def lose_first_four(seg: TcpSegment) -> bool:
+        if seg.payload and sent[0] < 4:
+            sent[0] += 1
+            return True
+        return False
+
+    link._should_drop = lose_first_four  # type: ignore[method-assign]
+    data = _payload(5000, 12)  # five segments, the first four lost, then silence
+    link.a.send(data, link.now)
+    t0 = link.now
+    assert link.run_until(lambda: bytes(link.received["b"][20_000:]) == data)
+    # One SACKed segment is too little for fast recovery; the probe's answer (RFC 8985 7.4)
+    # starts it instead of an RTO.
+    c = link.a.counters
+    assert c["timeouts"] == 0 and c["tail_loss_probes"] == 1 and c["fast_retransmits"] == 1
+    assert link.now - t0 < TcpConfig().rto_min_ms

@@ -452,7 +452,8 @@ class TcpConnection(Retransmission, SackSender):
             self._snd_wl1, self._snd_wl2 = seq, ack
             self._set_snd_wnd(window)
         if self._sack_ok and self._scoreboard:
-            if not self._in_recovery and self._sack_loss_detected():
+            # After a tail loss probe any SACK above a hole means the hole is lost (RFC 8985 7.4).
+            if not self._in_recovery and (self._tlp_out or self._sack_loss_detected()):
                 self._enter_recovery(now)
             elif self._in_recovery:
                 self._mark_lost_retransmissions()

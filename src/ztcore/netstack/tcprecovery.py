@@ -92,9 +92,11 @@ class Retransmission:
         self._rto_at = now + self.rto
 
     def _arm_pto(self, now: int) -> None:
-        """Schedule a tail loss probe (RFC 8985 7.2) while data is outstanding outside recovery."""
+        """Schedule a tail loss probe (RFC 8985 7.2) while data is outstanding; during SACK
+        recovery the same timer stands in for RACK's reordering timer (a retransmission
+        that draws no ACK within two round trips is presumed lost)."""
         if (
-            self._in_recovery
+            (self._in_recovery and not self._sack_ok)
             or self._tlp_out
             or self.snd_una >= self.snd_max
             or self.srtt is None
@@ -102,7 +104,7 @@ class Retransmission:
         ):
             self._pto_at = None
             return
-        one_segment = self.snd_max - self.snd_una <= self.send_mss
+        one_segment = self.snd_max - self.snd_una <= self.send_mss and not self._in_recovery
         pto = max(int(2 * self.srtt + (self.config.delayed_ack_ms if one_segment else 0)), 10)
         if self._rto_at is not None and now + pto >= self._rto_at:
             self._pto_at = None
@@ -112,9 +114,17 @@ class Retransmission:
     def _on_pto(self, now: int) -> None:
         """Send new data if the window allows, else the last segment again, to draw an ACK
         (with SACK) that turns a silent tail loss into fast recovery instead of an RTO."""
-        if self._in_recovery or self.snd_una >= self.snd_max or self.state not in SYNCHRONIZED:
+        if self.snd_una >= self.snd_max or self.state not in SYNCHRONIZED:
             return
         self._tlp_out = True
+        if self._in_recovery:
+            if self._sack_ok:
+                # Silence in recovery: the hole at snd_una was resent and that copy is lost too.
+                self._rxt_marks.clear()
+                self._retransmit_first(now)
+                self._high_rxt = self.snd_una + max(1, min(self.send_mss, len(self._sndq)))
+                self.counters["recovery_probes"] = self.counters.get("recovery_probes", 0) + 1
+            return
         before = len(self._segments)
         if self._unsent() and self.snd_nxt == self.snd_max and self.snd_una + self.snd_wnd > self.snd_nxt:
             saved, self.cwnd = self.cwnd, max(self.cwnd, self.snd_nxt - self.snd_una + self.send_mss)
