@@ -39,6 +39,10 @@ Output = Callable[[bytes, bytes, bytes], None]
 
 
 class TcpHandler(Protocol):
+    """Receives a connection's events. For DATA the handler reports what the application
+    took with ``TcpEndpoints.consumed``: until it does, those bytes count against the
+    receive window (that is the flow control)."""
+
     def tcp_event(self, conn: TcpConnection, event: TcpEvent) -> None: ...
 
 

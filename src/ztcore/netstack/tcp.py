@@ -244,24 +244,25 @@ class TcpConnection(Retransmission, SackSender):
 
     def shutdown(self, now: int) -> None:
         """No more data from us: FIN after what is queued (a half-close)."""
-        if self._fin_seq is not None:
+        if self._fin_seq is not None or self.state is State.CLOSED:
             return
-        if self.state in (State.SYN_SENT, State.CLOSED):
-            self._finish(None)
-            return
-        if self.state not in _CAN_SEND and self.state is not State.SYN_RECEIVED:
+        if self.state not in _CAN_SEND and self.state not in (State.SYN_SENT, State.SYN_RECEIVED):
             return
         self._fin_seq = self._data_seq(len(self._sndq))
         if self.state is State.CLOSE_WAIT:
             self.state = State.LAST_ACK
         elif self.state is State.ESTABLISHED:
             self.state = State.FIN_WAIT_1
-        # (in SYN_RECEIVED the FIN waits for the handshake to complete)
+        # (in SYN_SENT / SYN_RECEIVED the FIN waits for the handshake to complete)
         self._output(now)
 
     def close(self, now: int) -> None:
-        """The application is done with the connection (shutdown + orphan)."""
+        """The application is done with the connection (shutdown + orphan); before the
+        handshake completed, the connection is simply dropped (RFC 9293 3.10.4)."""
         self.orphaned = True
+        if self.state is State.SYN_SENT:
+            self._finish(None)
+            return
         self.shutdown(now)
         if self.state is State.FIN_WAIT_2 and self._state_timer_at is None:
             self._state_timer_at = now + self.config.fin_wait_2_ms
@@ -494,7 +495,7 @@ class TcpConnection(Retransmission, SackSender):
         self._take_syn_options(seg)
         self._keepalive_touch(now)
         if seg.flags & ACK:
-            self.state = State.ESTABLISHED
+            self.state = State.ESTABLISHED if self._fin_seq is None else State.FIN_WAIT_1
             self._snd_wl1, self._snd_wl2 = seg.seq, ack
             self._set_snd_wnd(seg.window)  # a SYN's window is never scaled
             self._new_ack(ack, now)
