@@ -537,3 +537,21 @@ def test_tail_loss_probe_turns_a_silent_tail_into_sack_recovery() -> None:
     c = link.a.counters
     assert c["timeouts"] == 0 and c["tail_loss_probes"] == 1 and c["fast_retransmits"] == 1
     assert link.now - t0 < TcpConfig().rto_min_ms
+
+
+def test_zero_window_probe_with_data_is_answered() -> None:
+    link = Link(b_cfg=TcpConfig(mss=1000, rcv_buf=4000))
+    link.handshake()
+    link.b.consumed = lambda n, now: None  # type: ignore[method-assign]  # b's application sleeps
+    link.a.send(_payload(4000), link.now)
+    link.run_until(lambda: len(link.received["b"]) == 4000)
+    link.run_until(lambda: link.a.snd_una == link.a.snd_max)
+    assert link.a.snd_wnd == 0
+    # A probe carrying one byte at rcv_nxt, as lwIP sends them.
+    n = len(link.wire)
+    probe = TcpSegment(40000, 80, link.b.rcv_nxt & 0xFFFFFFFF, link.b.snd_nxt & 0xFFFFFFFF, ACK, 65535, b"x")
+    link.b.segment_arrived(probe, link.now)
+    link._collect()
+    answers = [s for name, s in link.wire[n:] if name == "b"]
+    assert len(answers) == 1 and answers[0].window == 0 and answers[0].ack == link.b.rcv_nxt & 0xFFFFFFFF
+    assert len(link.received["b"]) == 4000  # the probe's byte was not taken

@@ -397,11 +397,14 @@ class TcpConnection(Retransmission, SackSender):
             if seg.flags & RST:
                 return
             if wnd == 0 and seq == self.rcv_nxt and seg.flags & ACK:
-                # A window probe: take its ACK, drop its data.
+                # A window probe (lwIP sends one byte at rcv_nxt): take its ACK, drop its data,
+                # and answer with the current (zero) window.
                 payload = b""
                 seg = TcpSegment(
                     seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.flags & ~(FIN | SYN), seg.window
                 )
+                self.counters["dropped"] += 1
+                self._send_ack(now)
             else:
                 self.counters["dropped"] += 1
                 if self.state is State.TIME_WAIT and seg.flags & FIN:
