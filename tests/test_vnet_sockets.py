@@ -404,6 +404,8 @@ def test_blocking_sockets_through_the_thread_facade() -> None:
             client.close()
             with pytest.raises(OSError):
                 client.recv(1)
+        with pytest.raises(OSError):
+            listener.accept(timeout=1)  # closed
         with pytest.raises(ConnectionRefusedError):
             ha.connect(ip_b, 7100, network=v.nwid, timeout=10)
         ua, ub = ha.udp_socket(6000, network=v.nwid), hb.udp_socket(6000, network=v.nwid)

@@ -192,6 +192,8 @@ class ZtListener(_Blocking):
     def accept(self, timeout: float | None = _UNSET) -> tuple[ZtSocket, tuple[str, int]]:
         t = self._timeout if timeout is _UNSET else timeout
         assert self._queue is not None
+        if not self._server.is_serving() and self._queue.empty():
+            raise OSError(errno.EBADF, "listener is closed")
         reader, writer = self._run(self._queue.get(), t, "accept")
         sock = ZtSocket(self._rt, reader, writer, None)
         return sock, sock.getpeername()
