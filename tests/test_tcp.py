@@ -242,8 +242,9 @@ def test_transfer_both_ways_and_orderly_close() -> None:
     t = link.now
     assert link.run_until(lambda: link.a.state is State.CLOSED)
     assert link.now - t >= TcpConfig().time_wait_ms - 2 * link.latency  # entered a hop before t
-    with pytest.raises(OSError):
+    with pytest.raises(OSError) as ei:
         link.a.send(b"x", link.now)
+    assert ei.value.errno == errno.EPIPE
 
 
 def test_simultaneous_close_goes_through_closing() -> None:

@@ -295,8 +295,9 @@ def test_leaving_the_network_ends_connections_and_sockets() -> None:
             assert ei.value.errno == errno.ENETDOWN
             exc = await asyncio.wait_for(udp.lost, 5)
             assert isinstance(exc, OSError) and exc.errno == errno.ENETDOWN
-            with pytest.raises(OSError):
+            with pytest.raises(OSError) as ei:
                 await a.open_connection(v.ipv4(b), 7, network=v.nwid, timeout=1)
+            assert ei.value.errno == errno.ENETUNREACH  # the network is gone
             writer.close()
         finally:
             await v.close()
@@ -402,10 +403,12 @@ def test_blocking_sockets_through_the_thread_facade() -> None:
             assert client.recv_exactly(3, timeout=5) == b"bye"
             assert client.recv(10, timeout=5) == b""  # end of stream
             client.close()
-            with pytest.raises(OSError):
+            with pytest.raises(OSError) as ei:
                 client.recv(1)
-        with pytest.raises(OSError):
+            assert ei.value.errno == errno.EBADF
+        with pytest.raises(OSError) as ei:
             listener.accept(timeout=1)  # closed
+        assert ei.value.errno == errno.EBADF
         with pytest.raises(ConnectionRefusedError):
             ha.connect(ip_b, 7100, network=v.nwid, timeout=10)
         ua, ub = ha.udp_socket(6000, network=v.nwid), hb.udp_socket(6000, network=v.nwid)
