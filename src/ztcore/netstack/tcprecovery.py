@@ -8,7 +8,7 @@ what the sender does when segments go missing.
 from __future__ import annotations
 
 import errno
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ztcore.netstack.tcptypes import SYNCHRONIZED, State, TcpConfig
 from ztcore.netstack.tcpwire import ACK, FIN, PSH
@@ -46,17 +46,19 @@ class Retransmission:
     _pto_at: int | None
     _tlp_out: bool
 
-    def _finish(self, error: OSError | None) -> None: ...  # pragma: no cover - TcpConnection's
+    if TYPE_CHECKING:  # TcpConnection's; declared for the type checker only
 
-    def _send_syn(self, now: int) -> None: ...  # pragma: no cover
+        def _finish(self, error: OSError | None) -> None: ...
 
-    def _output(self, now: int, *, force_one: bool = False) -> None: ...  # pragma: no cover
+        def _send_syn(self, now: int) -> None: ...
 
-    def _unsent(self) -> int: ...  # type: ignore[empty-body]  # pragma: no cover
+        def _output(self, now: int, *, force_one: bool = False) -> None: ...
 
-    def _data_seq(self, offset: int) -> int: ...  # type: ignore[empty-body]  # pragma: no cover
+        def _unsent(self) -> int: ...
 
-    def _seg(self, flags: int, seq: int, payload: bytes = b"") -> Any: ...  # pragma: no cover
+        def _data_seq(self, offset: int) -> int: ...
+
+        def _seg(self, flags: int, seq: int, payload: bytes = b"") -> Any: ...
 
     def _on_rto(self, now: int) -> None:
         if self.state is State.CLOSED or self.snd_una >= self.snd_max:

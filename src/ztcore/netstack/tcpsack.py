@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ztcore.netstack.tcpwire import ACK, FIN
 
@@ -136,9 +136,11 @@ class SackSender:
     _sndq: bytearray
     _segments: list[Any]
 
-    def _data_seq(self, offset: int) -> int: ...  # pragma: no cover - TcpConnection's
+    if TYPE_CHECKING:  # TcpConnection's; declared for the type checker only
 
-    def _seg(self, flags: int, seq: int, payload: bytes = b"") -> Any: ...  # pragma: no cover
+        def _data_seq(self, offset: int) -> int: ...
+
+        def _seg(self, flags: int, seq: int, payload: bytes = b"") -> Any: ...
 
     def _sack_loss_detected(self) -> bool:
         """RFC 6675 IsLost(SND.UNA), with RFC 5827 early retransmit for small flights."""
