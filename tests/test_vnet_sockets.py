@@ -82,6 +82,42 @@ def test_tcp_streams_over_ipv4_rfc4193_and_6plane() -> None:
     run(main)
 
 
+def test_many_nodes_in_one_process_all_pairs() -> None:
+    """Four members in one event loop, each serving and each connecting to every other:
+    every node has its own stack (same port everywhere, no cross-talk)."""
+
+    async def main() -> None:
+        v = await start_vnet(4, sixplane=False)
+        try:
+            for m in v.members:
+
+                async def greet(
+                    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, me: str = m.address_hex
+                ) -> None:
+                    name = await reader.readline()
+                    writer.write(b"hello " + name.strip() + b" from " + me.encode() + b"\n")
+                    await writer.drain()
+                    writer.close()
+
+                await m.start_server(greet, 7000, network=v.nwid)
+
+            async def ask(src: NodeService, dst: NodeService) -> bytes:
+                reader, writer = await src.open_connection(v.ipv4(dst), 7000, network=v.nwid)
+                writer.write(src.address_hex.encode() + b"\n")
+                line = await asyncio.wait_for(reader.readline(), 10)
+                writer.close()
+                return line
+
+            pairs = [(s, d) for s in v.members for d in v.members if s is not d]
+            answers = await asyncio.gather(*(ask(s, d) for s, d in pairs))
+            for (s, d), line in zip(pairs, answers, strict=True):
+                assert line == f"hello {s.address_hex} from {d.address_hex}\n".encode()
+        finally:
+            await v.close()
+
+    run(main)
+
+
 def test_connect_refused_unreachable_and_bad_network() -> None:
     async def main() -> None:
         v = await start_vnet(2, sixplane=False)
@@ -225,6 +261,7 @@ def test_connection_survives_the_path_changing_from_relayed_to_direct() -> None:
             hello_to = InetAddress.parse(f"127.0.0.1/{b.primary_port}")
             a.node.switch.send_hello(a.clock(), a.node.topology.get_peer(b.address), 0, hello_to)
             await push(4)
+
             def direct() -> bool:
                 pa, pb = a.node.peer(int(b.address)), b.node.peer(int(a.address))
                 return bool(pa and pa.direct and pb and pb.direct)
