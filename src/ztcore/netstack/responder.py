@@ -599,6 +599,7 @@ class Responder:
             try:
                 handle.on_reply(handle)
             except Exception:
+                self.counters["callback_error"] += 1
                 log.exception("ping on_reply callback raised")
 
     # --- timers ----------------------------------------------------------------------------------

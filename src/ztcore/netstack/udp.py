@@ -45,6 +45,7 @@ class VirtualUdpSocket:
         self.closed = False
         self.queue_limit = queue_limit
         self.dropped = 0  # datagrams lost to a full queue
+        self.handler_errors = 0  # exceptions raised by the application's callbacks (logged)
         self._queue: deque[tuple[bytes, Address]] = deque()
         self._handler: DatagramHandler | None = None
         self._waiters: deque[asyncio.Future[tuple[bytes, Address]]] = deque()
@@ -111,6 +112,7 @@ class VirtualUdpSocket:
             try:
                 on_close()
             except Exception:
+                self.handler_errors += 1
                 log.exception("UDP socket close callback raised")
 
     def _deliver(self, data: bytes, addr: Address) -> bool:
@@ -122,6 +124,7 @@ class VirtualUdpSocket:
                 self._handler(data, addr)
             except Exception:
                 # An application bug must not break frame processing for everyone else.
+                self.handler_errors += 1
                 log.exception("UDP datagram handler raised")
             return True
         while self._waiters:

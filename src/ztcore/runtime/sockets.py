@@ -24,6 +24,7 @@ import asyncio
 import errno
 import ipaddress
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,6 +32,10 @@ from ztcore.api import EventType
 from ztcore.netstack.tcp import EventKind, TcpConnection, TcpEvent
 
 log = logging.getLogger("ztcore.runtime.sockets")
+
+# Failures caught at the boundary to application code (protocol callbacks, factories)
+# or in the TCP timer, by kind; each is also logged.
+errors: Counter[str] = Counter()
 
 DEFAULT_CONNECT_TIMEOUT = 30.0
 WRITE_HIGH_WATER = 1 << 20
@@ -79,6 +84,7 @@ class _TcpTimer:
             try:
                 responder.tcp.expire(now)
             except Exception:
+                errors["timer"] += 1
                 log.exception("TCP timers failed")
         deadline = stacks.next_deadline()
         if deadline is not None:
@@ -180,6 +186,7 @@ class TcpTransport(asyncio.Transport):
             self._connection_lost(event.error)
 
     def _fatal(self, exc: Exception, where: str) -> None:
+        errors[where] += 1
         log.warning("protocol %s raised %r; aborting the connection", where, exc, exc_info=True)
         self.abort()
 
@@ -193,6 +200,7 @@ class TcpTransport(asyncio.Transport):
             try:
                 protocol.connection_lost(exc)
             except Exception:
+                errors["connection_lost"] += 1
                 log.exception("protocol connection_lost raised")
 
     # -- asyncio.Transport ---------------------------------------------------------------------
@@ -338,6 +346,7 @@ class _Acceptor:
         try:
             protocol = self._factory()
         except Exception:
+            errors["protocol_factory"] += 1
             log.exception("protocol factory raised; refusing the connection")
             return None
         transport._attach(protocol)
