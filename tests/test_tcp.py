@@ -556,3 +556,16 @@ def test_zero_window_probe_with_data_is_answered() -> None:
     answers = [s for name, s in link.wire[n:] if name == "b"]
     assert len(answers) == 1 and answers[0].window == 0 and answers[0].ack == link.b.rcv_nxt & 0xFFFFFFFF
     assert len(link.received["b"]) == 4000  # the probe's byte was not taken
+
+
+def test_hystart_leaves_slow_start_when_delay_builds() -> None:
+    conn = TcpConnection(("10.9.0.1", 1), ("10.9.0.2", 2), 0, TcpConfig(mss=1000))
+    conn.send_mss, conn.cwnd = 1000, 8000
+    conn._rtt_sample(10)
+    conn._rtt_sample(40)  # a small window: HyStart does not act below 16 segments
+    assert conn.ssthresh == 1 << 30
+    conn.cwnd = 32_000
+    conn._rtt_sample(12)  # within min_rtt + eta (4 ms at least): still slow start
+    assert conn.ssthresh == 1 << 30
+    conn._rtt_sample(15)  # min_rtt 10 + 4: the queue shows
+    assert conn.ssthresh == 32_000 and conn.counters["hystart_exits"] == 1

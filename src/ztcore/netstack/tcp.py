@@ -111,6 +111,7 @@ class TcpConnection(Retransmission, SackSender):
         self.rttvar = 0.0
         self.rto = self.config.rto_initial_ms
         self._rtt_seq: int | None = None
+        self._min_rtt: int | None = None
         self._rtt_time = 0
         self._retries = 0
         # congestion control (NewReno)

@@ -1,7 +1,7 @@
 """Retransmission and congestion control for ``ztcore.netstack.tcp.TcpConnection``
 (mixed in): RTO estimation and timeouts (RFC 6298, Karn), fast retransmit and
-recovery entry for NewReno (RFC 5681, RFC 6582) or SACK (RFC 6675), and tail
-loss probes (RFC 8985 7). The connection owns the state; this module owns
+recovery entry for NewReno (RFC 5681, RFC 6582) or SACK (RFC 6675), tail loss
+probes (RFC 8985 7), and HyStart's delay-based exit from slow start (RFC 9406). The connection owns the state; this module owns
 what the sender does when segments go missing.
 """
 
@@ -45,6 +45,7 @@ class Retransmission:
     _rto_at: int | None
     _pto_at: int | None
     _tlp_out: bool
+    _min_rtt: int | None
 
     if TYPE_CHECKING:  # TcpConnection's; declared for the type checker only
 
@@ -175,6 +176,15 @@ class Retransmission:
 
     def _rtt_sample(self, r: int) -> None:
         r = max(r, 1)
+        # HyStart's delay test (RFC 9406 4.2), on the one Karn-safe sample per round trip:
+        # leave slow start once the queue we are building shows up as delay.
+        min_rtt = self._min_rtt
+        if min_rtt is not None and self.cwnd < self.ssthresh and self.cwnd >= 16 * self.send_mss:
+            eta = min(max(min_rtt // 8, 4), 16)
+            if r >= min_rtt + eta:
+                self.ssthresh = self.cwnd
+                self.counters["hystart_exits"] = self.counters.get("hystart_exits", 0) + 1
+        self._min_rtt = r if min_rtt is None else min(min_rtt, r)
         if self.srtt is None:
             self.srtt, self.rttvar = float(r), r / 2.0
         else:
