@@ -28,7 +28,8 @@ def _accounts_for_it(handler: ast.ExceptHandler) -> bool:
         if isinstance(node, ast.Call):
             f = node.func
             name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
-            if name in ("report_unexpected", "set_exception"):
+            # _fatal: runtime.sockets' report-and-abort for a protocol callback that raised.
+            if name in ("report_unexpected", "set_exception", "_fatal"):
                 return True
     return False
 

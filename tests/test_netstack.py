@@ -388,13 +388,17 @@ def test_udp_socket_api() -> None:
     with pytest.raises(OSError) as ei:
         s.sendto(b"x", (IP6_PEER, 1))
     assert ei.value.errno == errno.EAFNOSUPPORT
-    # The MTU bounds datagram size (no fragmentation): 2800 - 20 - 8 fits, one more does not.
+    # 2800 - 20 - 8 fits the MTU in one packet; one more byte takes two fragments;
+    # beyond what IPv4 can carry is refused.
     r.set_addresses(addrs(IP_A, IP6_A))
     r._neighbours[ipaddress.ip_address(IP_PEER).packed] = (MAC_PEER, 10**9)
     s.sendto(b"\x00" * 2772, (IP_PEER, 1))
     assert len(cap.frames[-1][3]) == 2800
+    n = len(cap.frames)
+    s.sendto(b"\x00" * 2773, (IP_PEER, 1))
+    assert len(cap.frames) == n + 2 and all(len(fr[3]) <= 2800 for fr in cap.frames[n:])
     with pytest.raises(OSError) as ei:
-        s.sendto(b"\x00" * 2773, (IP_PEER, 1))
+        s.sendto(b"\x00" * 65508, (IP_PEER, 1))
     assert ei.value.errno == errno.EMSGSIZE
     s.close()
     with pytest.raises(OSError):
@@ -568,10 +572,14 @@ def test_fragments_and_foreign_frames_dropped() -> None:
     r, cap = make()
     r.udp_socket(53)
     e = Ether(src=mac_str(MAC_PEER), dst=mac_str(MAC_A))
-    assert not feed(r, e / IP(src=IP_PEER, dst=IP_A, flags="MF") / UDP(dport=53) / b"q")
-    assert not feed(r, e / IP(src=IP_PEER, dst=IP_A, frag=10) / b"tail")
-    assert not feed(r, e / IPv6(src=IP6_PEER, dst=IP6_A) / IPv6ExtHdrFragment(m=1) / UDP(dport=53))
-    assert r.counters["fragment"] == 3
+    # Lone fragments wait for the rest (and expire); a non-final fragment whose length is
+    # not a multiple of 8 is refused.
+    assert feed(r, e / IP(src=IP_PEER, dst=IP_A, flags="MF") / UDP(dport=53) / b"q")
+    assert feed(r, e / IP(src=IP_PEER, dst=IP_A, frag=10) / b"tail")
+    assert feed(r, e / IPv6(src=IP6_PEER, dst=IP6_A) / IPv6ExtHdrFragment(m=1) / UDP(dport=53))
+    assert r.reassembler.counters["frag_bad_length"] == 1 and len(r.reassembler) == 2
+    r.expire(10**6)
+    assert len(r.reassembler) == 0 and r.reassembler.counters["frag_timeout"] == 2
     # Unicast to another MAC, another IP, a VLAN-tagged frame, an unknown ethertype.
     assert not feed(r, Ether(src=mac_str(MAC_PEER), dst=mac_str(MAC_B)) / IP(src=IP_PEER, dst=IP_A) / ICMP())
     assert not feed(r, e / IP(src=IP_PEER, dst=IP_B) / ICMP())

@@ -8,6 +8,7 @@ runtime; switch it off where the host has its own IP stack on the network.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 from collections.abc import Callable
@@ -28,10 +29,24 @@ class NetworkStacks:
         self._clock = clock
         self.responders: dict[int, Responder] = {}
         self.enabled = True
+        # Told the earliest time a responder's TCP needs its timers run (see TcpEndpoints.wakeup).
+        self._wakeup: Callable[[int], None] | None = None
+
+    def set_wakeup(self, wakeup: Callable[[int], None] | None) -> None:
+        self._wakeup = wakeup
+        for responder in self.responders.values():
+            responder.tcp.wakeup = wakeup
+
+    def next_deadline(self) -> int | None:
+        """The earliest TCP timer over all networks (None: nothing scheduled)."""
+        deadlines = [d for r in self.responders.values() if (d := r.tcp.next_deadline()) is not None]
+        return min(deadlines) if deadlines else None
 
     def on_network_config(self, network_id: int, operation: str, info: object | None) -> None:
         if operation == "destroy" or not isinstance(info, dict):
-            self.responders.pop(network_id, None)
+            gone = self.responders.pop(network_id, None)
+            if gone is not None:
+                gone.close(OSError(errno.ENETDOWN, f"left network {network_id:016x}"))
             return
         try:
             mac = MAC.parse(str(info["mac"]))
@@ -42,6 +57,8 @@ class NetworkStacks:
             return
         responder = self.responders.get(network_id)
         if responder is None or responder.mac != mac:
+            if responder is not None:
+                responder.close(OSError(errno.ENETRESET, "the node's MAC on the network changed"))
 
             def send(
                 dest_mac: int, src_mac: int, ethertype: int, payload: bytes, nwid: int = network_id
@@ -50,8 +67,16 @@ class NetworkStacks:
 
             responder = Responder(int(mac), send, mtu=mtu)
             responder.enabled = self.enabled
+            responder.tcp.wakeup = self._wakeup
             self.responders[network_id] = responder
+        elif responder.mtu != mtu:
+            responder.set_mtu(mtu)
         responder.set_addresses(addresses)
+
+    def close_all(self, error: OSError) -> None:
+        """End every connection and socket on every network (the node is stopping)."""
+        for responder in self.responders.values():
+            responder.close(error)
 
     def on_frame(self, frame: VirtualFrame) -> bool:
         responder = self.responders.get(frame.network_id)

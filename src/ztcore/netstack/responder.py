@@ -1,16 +1,17 @@
-"""A minimal sans-I/O IP endpoint for a node on a ZeroTier virtual network.
+"""A sans-I/O IP endpoint for a node on a ZeroTier virtual network.
 
 Without a TAP device the node still has to answer ARP and neighbour
 solicitations for its assigned addresses, answer pings, and give the
-application UDP. ``Responder`` does that frame-in / frame-out: the caller
+application UDP and TCP (``self.tcp``, see ``ztcore.netstack.sockets``). ``Responder`` does that frame-in / frame-out: the caller
 feeds it every Ethernet frame the network delivers (``handle_frame``) and
 it emits frames through the ``send_frame`` callback. Time only enters as the
 ``now`` (ms) arguments; ``expire(now)`` drives neighbour-cache ageing,
 re-solicitation and timeouts.
 
 Scope, on purpose: every destination is treated as on-link (no gateways),
-no IP fragmentation or reassembly (fragments are dropped and counted), no
-IPv4 options in output, no multicast UDP reception, no MLD. Bad frames are
+no IPv4 options in output, no multicast UDP reception, no MLD. UDP and ICMP
+datagrams larger than the MTU are fragmented, and fragments reassembled
+(``ztcore.netstack.ip``). Bad frames are
 dropped and counted in ``counters`` by reason; ``handle_frame`` never raises.
 """
 
@@ -25,6 +26,9 @@ from dataclasses import dataclass, field
 
 from ztcore.errors import InvalidFormatError, report_unexpected
 from ztcore.netstack import frames as f
+from ztcore.netstack.ip import Reassembler, fragment_ipv4, fragment_ipv6
+from ztcore.netstack.sockets import TcpEndpoints
+from ztcore.netstack.tcpwire import IPPROTO_TCP, parse_tcp
 from ztcore.netstack.udp import Address, VirtualUdpSocket
 
 log = logging.getLogger(__name__)
@@ -44,6 +48,7 @@ DEFAULT_PING_TIMEOUT_MS = 5_000
 DEFAULT_PING_PAYLOAD = bytes(range(0x10, 0x10 + 48))
 EPHEMERAL_PORT_FIRST = 49152
 EPHEMERAL_PORT_LAST = 65535
+MAX_UDP_PAYLOAD = 65507  # 65535 minus the IPv4 and UDP headers (IPv6 would allow 65527)
 
 _V4_LIMITED_BROADCAST = b"\xff\xff\xff\xff"
 
@@ -105,6 +110,19 @@ class Responder:
         self._ip_ident = 0
         self._ping_ident = 0
         self._next_ephemeral = EPHEMERAL_PORT_FIRST
+        self._frag_ident = 0
+        self.reassembler = Reassembler()
+        self.tcp = TcpEndpoints(self._tcp_output, is_local=self._is_local, mtu=mtu)
+
+    def close(self, error: OSError) -> None:
+        """The network is gone: end TCP connections with ``error``, close UDP sockets."""
+        self.tcp.close_all(error)
+        for sock in list(self._sockets.values()):
+            sock.close()
+
+    def set_mtu(self, mtu: int) -> None:
+        self.mtu = mtu
+        self.tcp.mtu = mtu
 
     # --- configuration ---------------------------------------------------------------------------
 
@@ -228,10 +246,15 @@ class Responder:
 
     def _input_ipv4(self, source_mac: int, payload: bytes, now: int) -> bool:
         pkt = f.parse_ipv4(payload)
-        if pkt.is_fragment:
-            self.counters["fragment"] += 1
-            return False
         unicast = pkt.dst in self._v4
+        if pkt.is_fragment:
+            if not unicast:
+                self.counters["not_for_us"] += 1
+                return False
+            whole = self.reassembler.add_ipv4(pkt, now)
+            if whole is None:
+                return True  # kept for reassembly (or counted as dropped there)
+            pkt = pkt._replace(flags_fragment=0, payload=whole)
         if not unicast and pkt.dst != _V4_LIMITED_BROADCAST and pkt.dst not in self._v4_broadcasts:
             self.counters["not_for_us"] += 1
             return False
@@ -241,6 +264,11 @@ class Responder:
         if pkt.protocol == f.IPPROTO_UDP:
             d = f.parse_udp(pkt.src, pkt.dst, pkt.payload)
             return self._deliver_udp(False, pkt.src, d)
+        if pkt.protocol == IPPROTO_TCP:
+            if not unicast:
+                self.counters["not_for_us"] += 1
+                return False
+            return self._input_tcp(source_mac, pkt.src, pkt.dst, pkt.payload, now)
         if pkt.protocol == f.IPPROTO_ICMP:
             icmp = f.parse_icmp_echo(pkt.payload)
             if icmp.type == f.ICMP_ECHO_REQUEST and icmp.code == 0:
@@ -248,11 +276,10 @@ class Responder:
                     self.counters["broadcast_echo_ignored"] += 1
                     return False
                 reply = f.build_icmp_echo(f.ICMP_ECHO_REPLY, icmp.ident, icmp.seq, icmp.data)
-                self._emit(
-                    source_mac,
-                    f.ETHERTYPE_IPV4,
-                    f.build_ipv4(pkt.dst, pkt.src, f.IPPROTO_ICMP, reply, ident=self._next_ip_ident()),
-                )
+                for packet in fragment_ipv4(
+                    pkt.dst, pkt.src, f.IPPROTO_ICMP, reply, self.mtu, self._next_ip_ident()
+                ):
+                    self._emit(source_mac, f.ETHERTYPE_IPV4, packet)
                 return True
             if icmp.type == f.ICMP_ECHO_REPLY and icmp.code == 0 and unicast:
                 return self._echo_reply(pkt.src, icmp.ident, icmp.seq, now)
@@ -263,10 +290,15 @@ class Responder:
 
     def _input_ipv6(self, source_mac: int, payload: bytes, now: int) -> bool:
         pkt = f.parse_ipv6(payload)
-        if pkt.next_header == f.IPPROTO_IPV6_FRAGMENT:
-            self.counters["fragment"] += 1
-            return False
         unicast = pkt.dst in self._v6
+        if pkt.next_header == f.IPPROTO_IPV6_FRAGMENT:
+            if not unicast:
+                self.counters["not_for_us"] += 1
+                return False
+            whole = self.reassembler.add_ipv6(pkt.src, pkt.dst, pkt.payload, now)
+            if whole is None:
+                return True
+            pkt = pkt._replace(next_header=whole[0], payload=whole[1])
         if not unicast and pkt.dst != f.IPV6_ALL_NODES and pkt.dst not in self._v6_solicited:
             self.counters["not_for_us"] += 1
             return False
@@ -279,6 +311,11 @@ class Responder:
                 return False
             d = f.parse_udp(pkt.src, pkt.dst, pkt.payload)
             return self._deliver_udp(True, pkt.src, d)
+        if pkt.next_header == IPPROTO_TCP:
+            if not unicast:
+                self.counters["not_for_us"] += 1
+                return False
+            return self._input_tcp(source_mac, pkt.src, pkt.dst, pkt.payload, now)
         if pkt.next_header != f.IPPROTO_ICMPV6:
             self.counters["unsupported_protocol"] += 1
             return False
@@ -293,7 +330,10 @@ class Responder:
                 return False
             ident, seq, data = f.parse_icmpv6_echo_body(body)
             reply = f.build_icmpv6_echo(pkt.dst, pkt.src, f.ICMPV6_ECHO_REPLY, ident, seq, data)
-            self._emit(source_mac, f.ETHERTYPE_IPV6, f.build_ipv6(pkt.dst, pkt.src, f.IPPROTO_ICMPV6, reply))
+            for packet in fragment_ipv6(
+                pkt.dst, pkt.src, f.IPPROTO_ICMPV6, reply, self.mtu, self._next_frag_ident()
+            ):
+                self._emit(source_mac, f.ETHERTYPE_IPV6, packet)
             return True
         if type_ == f.ICMPV6_ECHO_REPLY and code == 0 and unicast:
             ident, seq, _ = f.parse_icmpv6_echo_body(body)
@@ -354,6 +394,15 @@ class Responder:
 
     # --- neighbours ------------------------------------------------------------------------------
 
+    def _input_tcp(self, source_mac: int, src: bytes, dst: bytes, payload: bytes, now: int) -> bool:
+        seg = parse_tcp(src, dst, payload)
+        # Upper-layer reachability confirmation (RFC 4861 7.3.1): a live TCP exchange keeps
+        # the neighbour entry fresh, so a long transfer does not stall on re-resolution.
+        entry = self._neighbours.get(src)
+        if entry is not None and entry[0] == source_mac:
+            self._neighbours[src] = (source_mac, now + NEIGHBOUR_TTL_MS)
+        return self.tcp.input(src, dst, seg, now)
+
     def _learn(self, ip: bytes, mac: int, now: int) -> bool:
         """Record ip -> mac and release packets waiting on it; False if the MAC is unusable."""
         if mac == 0 or f.is_multicast_mac(mac) or mac == self.mac:
@@ -413,6 +462,31 @@ class Responder:
         self._ip_ident = (self._ip_ident + 1) & 0xFFFF
         return self._ip_ident
 
+    def _next_frag_ident(self) -> int:
+        self._frag_ident = (self._frag_ident + 1) & 0xFFFFFFFF
+        return self._frag_ident
+
+    def _is_local(self, ip: bytes) -> bool:
+        return ip in self._v4 or ip in self._v6
+
+    def _tcp_output(self, src: bytes, dst: bytes, segment: bytes) -> None:
+        ethertype, packet = self._build_ip(src, dst, IPPROTO_TCP, segment)
+        self._now = max(self._now, self.tcp.now)  # application calls carry the time too
+        self._transmit(dst, src, ethertype, packet, self._now)
+
+    def _transmit_fragmented(
+        self, src: bytes, dst: bytes, protocol: int, payload: bytes, now: int, ping: PingHandle | None = None
+    ) -> None:
+        """Send an upper-layer datagram, in fragments if it exceeds the MTU."""
+        if len(src) == 4:
+            packets = fragment_ipv4(src, dst, protocol, payload, self.mtu, self._next_ip_ident())
+            ethertype = f.ETHERTYPE_IPV4
+        else:
+            packets = fragment_ipv6(src, dst, protocol, payload, self.mtu, self._next_frag_ident())
+            ethertype = f.ETHERTYPE_IPV6
+        for packet in packets:
+            self._transmit(dst, src, ethertype, packet, now, ping)
+
     def _source_for(self, dest: IPAddress) -> bytes:
         """Our address on the destination's subnet, else the first of its family."""
         table: dict = self._v4 if dest.version == 4 else self._v6
@@ -424,9 +498,9 @@ class Responder:
         raise OSError(errno.ENETUNREACH, f"no IPv{dest.version} address on this network")
 
     def _check_size(self, dest: IPAddress, upper_len: int) -> None:
-        size = upper_len + (20 if dest.version == 4 else 40)
-        if size > self.mtu:
-            raise OSError(errno.EMSGSIZE, f"{size}-byte packet exceeds the {self.mtu}-byte MTU")
+        size = upper_len + (20 if dest.version == 4 else 0)
+        if size > 0xFFFF:
+            raise OSError(errno.EMSGSIZE, f"{upper_len}-byte datagram exceeds what IP can carry")
 
     def _build_ip(self, src: bytes, dst: bytes, protocol: int, payload: bytes) -> tuple[int, bytes]:
         if len(src) == 4:
@@ -483,16 +557,16 @@ class Responder:
         dst = dest.packed
         if dest.version == 4:
             msg = f.build_icmp_echo(f.ICMP_ECHO_REQUEST, ident, seq, payload)
-            ethertype, packet = self._build_ip(src, dst, f.IPPROTO_ICMP, msg)
+            protocol = f.IPPROTO_ICMP
         else:
             msg = f.build_icmpv6_echo(src, dst, f.ICMPV6_ECHO_REQUEST, ident, seq, payload)
-            ethertype, packet = self._build_ip(src, dst, f.IPPROTO_ICMPV6, msg)
+            protocol = f.IPPROTO_ICMPV6
         handle = PingHandle(dest, ident, seq, bytes(payload), now, now + timeout, on_reply=on_reply)
         old = self._pings.get((dst, ident, seq))
         if old is not None:
             self._fail_ping(old, "superseded")
         self._pings[(dst, ident, seq)] = handle
-        self._transmit(dst, src, ethertype, packet, now, handle)
+        self._transmit_fragmented(src, dst, protocol, msg, now, handle)
         return handle
 
     def ping_results(self) -> list[PingHandle]:
@@ -525,6 +599,7 @@ class Responder:
             try:
                 handle.on_reply(handle)
             except Exception as e:
+                self.counters["callback_error"] += 1
                 report_unexpected(log, "netstack: ping on_reply callback", e)
 
     # --- timers ----------------------------------------------------------------------------------
@@ -547,6 +622,8 @@ class Responder:
                 self._solicit(dst, pending.source)
         for handle in [h for h in self._pings.values() if now >= h.deadline]:
             self._fail_ping(handle, "timeout")
+        self.reassembler.expire(now)
+        self.tcp.expire(now)
 
     # --- UDP -------------------------------------------------------------------------------------
 
@@ -596,8 +673,7 @@ class Responder:
         src = self._source_for(dest)
         dst = dest.packed
         udp = f.build_udp(src, dst, sock.port, port, data)
-        ethertype, packet = self._build_ip(src, dst, f.IPPROTO_UDP, udp)
-        self._transmit(dst, src, ethertype, packet, now)
+        self._transmit_fragmented(src, dst, f.IPPROTO_UDP, udp, now)
 
     def _udp_close(self, sock: VirtualUdpSocket) -> None:
         if self._sockets.get((sock.v6, sock.port)) is sock:

@@ -47,9 +47,11 @@ class VirtualUdpSocket:
         self.closed = False
         self.queue_limit = queue_limit
         self.dropped = 0  # datagrams lost to a full queue
+        self.handler_errors = 0  # exceptions raised by the application's callbacks (logged)
         self._queue: deque[tuple[bytes, Address]] = deque()
         self._handler: DatagramHandler | None = None
         self._waiters: deque[asyncio.Future[tuple[bytes, Address]]] = deque()
+        self.on_close: Callable[[], None] | None = None  # told once when the socket closes
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -107,6 +109,13 @@ class VirtualUdpSocket:
             fut = self._waiters.popleft()
             if not fut.done():
                 fut.set_exception(OSError(errno.EBADF, "socket is closed"))
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            try:
+                on_close()
+            except Exception as e:
+                self.handler_errors += 1
+                report_unexpected(log, "netstack: UDP socket close callback", e)
 
     def _deliver(self, data: bytes, addr: Address) -> bool:
         """Hand an inbound datagram over; False if it had to be dropped."""
@@ -117,6 +126,7 @@ class VirtualUdpSocket:
                 self._handler(data, addr)
             except Exception as e:
                 # An application bug must not break frame processing for everyone else.
+                self.handler_errors += 1
                 report_unexpected(log, "netstack: UDP datagram handler", e)
             return True
         while self._waiters:

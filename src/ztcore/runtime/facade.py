@@ -173,6 +173,29 @@ class NodeHandle:
             except (RuntimeError, TimeoutError):
                 pass
 
+    # -- sockets on virtual networks (see ztcore.runtime.blocking) --------------------------
+
+    def connect(
+        self, host: str, port: int, *, network: int | str | None = None, timeout: float | None = 30.0
+    ) -> Any:
+        """A TCP connection to ``host`` (an IP on a joined network) as a blocking ``ZtSocket``.
+        Raises ConnectionRefusedError, TimeoutError or OSError."""
+        from ztcore.runtime.blocking import connect
+
+        return connect(self._rt, self.service, host, port, network, timeout)
+
+    def listen(self, port: int, *, network: int | str | None = None, backlog: int = 128) -> Any:
+        """A listening TCP port (``ZtListener``: ``accept(timeout)`` -> (ZtSocket, peer address))."""
+        from ztcore.runtime.blocking import ZtListener
+
+        return ZtListener(self._rt, self.service, port, network, backlog)
+
+    def udp_socket(self, port: int = 0, *, network: int | str | None = None, v6: bool = False) -> Any:
+        """A UDP port (``ZtDatagramSocket``: ``sendto``, ``recvfrom(timeout)``, ``close``)."""
+        from ztcore.runtime.blocking import ZtDatagramSocket
+
+        return ZtDatagramSocket(self._rt, self.service, port, network, v6)
+
     def stop(self, timeout: float = DEFAULT_CALL_TIMEOUT) -> None:
         """Shut this node down (the runtime keeps running)."""
         self._rt.run(self._rt.runtime.remove_node(self.service), timeout=timeout)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import sys
@@ -373,6 +374,85 @@ class Driver:
         """IPv4 frames delivered since the last call (and forget them)."""
         out, self.frames = self.frames, []
         return {"frames": out}
+
+    # TCP through the node's asyncio API (ztcore.runtime.sockets); same commands as the libzt driver.
+    def _new_fd(self, obj: Any) -> int:
+        fd = max(self.sockets, default=0) + 1
+        self.sockets[fd] = obj
+        return fd
+
+    def _network(self, a: dict[str, Any]) -> int | None:
+        return int(a["nwid"], 16) if a.get("nwid") else None
+
+    async def cmd_tcp_listen(self, a: dict[str, Any]) -> dict[str, Any]:
+        accepted: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+
+        def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.put_nowait((reader, writer))
+
+        server = await self._svc().start_server(on_client, int(a["port"]), network=self._network(a))
+        return {"fd": self._new_fd((server, accepted))}
+
+    async def cmd_tcp_accept(self, a: dict[str, Any]) -> dict[str, Any]:
+        _server, accepted = self.sockets[int(a["fd"])]
+        reader, writer = await asyncio.wait_for(accepted.get(), float(a.get("timeout_s", 10)))
+        ip, port = writer.get_extra_info("peername")
+        return {"fd": self._new_fd((reader, writer)), "ip": ip, "port": port}
+
+    async def cmd_tcp_connect(self, a: dict[str, Any]) -> dict[str, Any]:
+        reader, writer = await self._svc().open_connection(
+            a["ip"], int(a["port"]), network=self._network(a), timeout=float(a.get("timeout_s", 10))
+        )
+        return {"fd": self._new_fd((reader, writer))}
+
+    async def cmd_send_random(self, a: dict[str, Any]) -> dict[str, Any]:
+        _reader, writer = self.sockets[int(a["fd"])]
+        nbytes, chunk = int(a["nbytes"]), int(a.get("chunk", 65536))
+        digest = hashlib.sha256()
+        t0 = time.monotonic()
+
+        async def pump() -> None:
+            left = nbytes
+            while left > 0:
+                data = os.urandom(min(chunk, left))
+                digest.update(data)
+                writer.write(data)
+                await writer.drain()
+                left -= len(data)
+
+        await asyncio.wait_for(pump(), float(a.get("timeout_s", 60)))
+        return {"sent": nbytes, "sha256": digest.hexdigest(), "seconds": time.monotonic() - t0}
+
+    async def cmd_recv_hash(self, a: dict[str, Any]) -> dict[str, Any]:
+        reader, _writer = self.sockets[int(a["fd"])]
+        nbytes = int(a["nbytes"])
+        digest = hashlib.sha256()
+        got = 0
+        t0 = time.monotonic()
+
+        async def drain() -> None:
+            nonlocal got
+            while got < nbytes:
+                data = await reader.read(min(1 << 20, nbytes - got))
+                if not data:
+                    return
+                digest.update(data)
+                got += len(data)
+
+        await asyncio.wait_for(drain(), float(a.get("timeout_s", 60)))
+        conn = _writer.get_extra_info("tcp_connection")
+        tcp = {"mss": conn.send_mss, "rcv_wscale": conn.rcv_wscale, **conn.counters} if conn else {}
+        return {"received": got, "sha256": digest.hexdigest(), "seconds": time.monotonic() - t0, "tcp": tcp}
+
+    async def cmd_close(self, a: dict[str, Any]) -> dict[str, Any]:
+        obj = self.sockets.pop(int(a["fd"]), None)
+        if isinstance(obj, tuple) and isinstance(obj[1], asyncio.StreamWriter):
+            obj[1].close()
+        elif isinstance(obj, tuple):
+            obj[0].close()  # a listening server
+        elif obj is not None:
+            obj.close()  # a UDP socket
+        return {}
 
     async def cmd_stop(self, a: dict[str, Any]) -> dict[str, Any]:
         self.stopping.set()
