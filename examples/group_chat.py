@@ -16,6 +16,7 @@ import asyncio
 import json
 from typing import Any
 
+from ztcore.offline import offline_world
 from ztcore.runtime import NodeService
 
 CHAT_PORT = 7777
@@ -60,12 +61,9 @@ async def join_room(node: NodeService, network_id: int, name: str, broadcast: st
 
 async def demo(n: int = 3) -> dict[str, list[str]]:
     """n members each say hello; returns what every member heard (sorted)."""
-    from _world import start_world
-
-    world = await start_world(n)
-    try:
+    async with offline_world(n) as world:
         rooms = [
-            await join_room(m, world.network_id, f"member-{m.address_hex}", world.broadcast())
+            await join_room(m, world.network_id, f"member-{m.address_hex}", world.ipv4_broadcast())
             for m in world.members
         ]
         for room in rooms:
@@ -79,8 +77,6 @@ async def demo(n: int = 3) -> dict[str, list[str]]:
             heard[room.name] = sorted(lines)
             print(f"{room.name} heard:", *heard[room.name], sep="\n  ")
         return heard
-    finally:
-        await world.close()
 
 
 def main() -> None:

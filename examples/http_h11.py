@@ -17,6 +17,7 @@ from typing import Any
 
 import h11
 
+from ztcore.offline import offline_world
 from ztcore.runtime import NodeService
 
 HTTP_PORT = 8080
@@ -145,10 +146,7 @@ async def serve(node: NodeService, network_id: int, handler: Handler = app) -> A
 
 
 async def demo() -> list[tuple[int, bytes]]:
-    from _world import start_world
-
-    world = await start_world(2)
-    try:
+    async with offline_world(2) as world:
         server_node, client_node = world.members
         server = await serve(server_node, world.network_id)
         host = world.ipv4(server_node)
@@ -166,8 +164,6 @@ async def demo() -> list[tuple[int, bytes]]:
         transport.close()
         server.close()
         return results
-    finally:
-        await world.close()
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import asyncio
 import json
 from typing import Any
 
+from ztcore.offline import offline_world
 from ztcore.runtime import NodeService
 
 KV_PORT = 9000
@@ -72,10 +73,7 @@ class KeyValueClient:
 
 async def demo() -> list[dict[str, Any]]:
     """Member 0 serves; members 1 and 2 write and read each other's keys."""
-    from _world import start_world
-
-    world = await start_world(3)
-    try:
+    async with offline_world(3) as world:
         server_node, alice_node, bob_node = world.members
         store = KeyValueServer()
         server = await server_node.start_server(store.serve_client, KV_PORT, network=world.network_id)
@@ -96,8 +94,6 @@ async def demo() -> list[dict[str, Any]]:
         await bob.close()
         server.close()
         return replies
-    finally:
-        await world.close()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ztcore.api import Event, EventType, NodeCallbacks, StateObjectType
+from ztcore.api import Event, EventType, NodeCallbacks, StateObjectType, UserMessage
 from ztcore.runtime import MemoryState, NodeHandle, ThreadedRuntime
 
 
@@ -38,7 +38,7 @@ class FakeNode:
         if data == b"go-online":
             self.cb.event(Event(EventType.ONLINE))
         elif data.startswith(b"msg:"):
-            self.cb.event(Event(EventType.USER_MESSAGE, {"source": 1, "type_id": 7, "data": data[4:]}))
+            self.cb.event(Event(EventType.USER_MESSAGE, UserMessage(1, 7, data[4:])))
 
     def process_background_tasks(self, now: int) -> int:
         return now + 100
@@ -104,9 +104,10 @@ def test_add_node_call_methods_close() -> None:
         with h.watch_events() as w:
             assert h.send_user_message(h.ports[0], 7, b"hello") is True
             ev = w.next(lambda e: e.type == EventType.USER_MESSAGE, timeout=5)
-        assert ev is not None and ev.data["data"] == b"hello"
+        assert ev.data.data == b"hello" and ev.data.type_id == 7
         # The watcher stopped listening when closed.
-        assert w.next(timeout=0.05) is None
+        with pytest.raises(TimeoutError):
+            w.next(timeout=0.05)
         assert rt.call(lambda: len(h.service._event_listeners)) == listeners
         assert h.counters()["packets_in"] >= 1
     assert len(node.calls) and node.calls[-1] == ("shutdown",)
@@ -123,8 +124,10 @@ def test_wait_online_and_timeouts() -> None:
     try:
         h = rt.add_node(MemoryState(), bind=["127.0.0.1"])
         t0 = time.monotonic()
-        assert h.wait_online(timeout=0.2) is False
-        assert h.wait_event(lambda e: e.type == EventType.ONLINE, timeout=0.2) is None
+        with pytest.raises(TimeoutError, match="not online after 0.2 s"):
+            h.wait_online(timeout=0.2)
+        with pytest.raises(TimeoutError):
+            h.wait_event(lambda e: e.type == EventType.ONLINE, timeout=0.2)
         assert 0.35 <= time.monotonic() - t0 < 3
 
         # Make the node go online from another socket; the wait returns as soon as it does.
@@ -224,5 +227,5 @@ def test_real_nodes_through_the_thread_facade() -> None:
         with b.watch_events() as w:
             assert a.send_user_message(b.address, 99, b"from a script")
             ev = w.next(lambda e: e.type == EventType.USER_MESSAGE, timeout=10)
-        assert ev is not None and ev.data["data"] == b"from a script" and ev.data["source"] == a.address
+        assert ev.data.data == b"from a script" and ev.data.source == a.address
         assert any(int(p.address) == int(b.address) for p in a.peers())

@@ -20,7 +20,7 @@ LAYERS = [
     {"tracing", "node"},
     {"controller"},
     {"netstack"},
-    {"runtime", "simulation"},
+    {"runtime", "simulation", "offline"},
     {"scapy"},
     {"workbench"},
     {"cli"},

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from ztcore.api import EventType, StateObjectType
+from ztcore.api import EventType, StateObjectType, UserMessage
 from ztcore.identity import Identity
 from ztcore.simulation import SimNetwork, make_planet
 from ztcore.vl1.packet import ErrorCode, Verb, armor, new_packet_id
@@ -53,7 +53,7 @@ def test_user_message_whois_relay_then_direct(identities: list[Identity]) -> Non
     assert a.node.send_user_message(net.now, b.node.address, 7, b"hello")
     assert net.run_until(lambda: bool(b.events_of(EventType.USER_MESSAGE)), 5_000)
     msg = b.events_of(EventType.USER_MESSAGE)[0].data
-    assert msg == {"source": a.node.address, "type_id": 7, "data": b"hello"}
+    assert msg == UserMessage(a.node.address, 7, b"hello")
     assert a.node.switch.stats["whois_sent"] >= 1
     assert root.node.switch.stats["relayed"] >= 1
     assert root.node.switch.stats["rendezvous_sent"] == 2
@@ -77,7 +77,7 @@ def test_relay_keeps_working_when_direct_is_blocked(identities: list[Identity]) 
     for i in range(3):
         a.node.send_user_message(net.now, b.node.address, 1, bytes([i]))
         net.run_for(500)
-    got = [e.data["data"] for e in b.events_of(EventType.USER_MESSAGE)]
+    got = [e.data.data for e in b.events_of(EventType.USER_MESSAGE)]
     assert got == [b"\x00", b"\x01", b"\x02"]
     pa = a.node.peer(b.node.address)
     assert pa is not None and not pa.direct

@@ -438,7 +438,7 @@ def test_real_nodes_reach_each_other_through_a_local_root() -> None:
             b.add_event_listener(lambda e: got.append(e) if e.type == EventType.USER_MESSAGE else None)
             assert a.send_user_message(b.address, 42, b"over the runtime")
             await until(lambda: bool(got), timeout=10)
-            assert got[0].data["source"] == a.address and got[0].data["data"] == b"over the runtime"
+            assert got[0].data.source == a.address and got[0].data.data == b"over the runtime"
             assert a.counters.packets_in > 0 and a.counters.send_errors == 0
 
     run(main)

@@ -81,12 +81,13 @@ def test_scapy_frames_messages_and_ping(bench: Workbench) -> None:
     n1.send_eth(None, Ether(dst=n2.mac(), type=0x88B5) / b"local experimental ethertype")
     assert n2.wait(n2.vframes, lfilter=lambda p: p.type == 0x88B5, timeout=10)
     assert n1.send_message(n2, b"hello n2", type_id=42)
-    msg = n2.wait(n2.messages, lfilter=lambda m: m["type_id"] == 42, timeout=10)[0]
-    assert msg["data"] == b"hello n2" and int(msg["source"]) == int(n1.address)
+    msg = n2.wait(n2.messages, lfilter=lambda m: m.type_id == 42, timeout=10)[0]
+    assert msg.data == b"hello n2" and int(msg.source) == int(n1.address)
     rtt = n1.ping(n2)
     assert rtt is not None and 0 <= rtt < 3000
     assert n1.ping(n2.ips()[1]) is not None  # IPv6 (RFC4193)
-    assert n1.ping("10.147.20.254", timeout=0.5) is None  # nobody there
+    with pytest.raises(TimeoutError, match="no echo reply from 10.147.20.254"):
+        n1.ping("10.147.20.254", timeout=0.5)  # nobody there
 
 
 def test_wire_buffers_hold_decrypted_zerotier(bench: Workbench) -> None:

@@ -40,10 +40,22 @@ class EventType(enum.IntEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class UserMessage:
+    """A VERB_USER_MESSAGE received from another node (ZT_UserMessage)."""
+
+    source: int  # the sender's address (a ztcore.identity.Address)
+    type_id: int  # the application's 64-bit message type
+    data: bytes
+
+    def __repr__(self) -> str:
+        return f"UserMessage(source={int(self.source):010x}, type_id={self.type_id:#x}, data={self.data[:64]!r})"
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     type: EventType
-    # USER_MESSAGE: {"source": Address, "type_id": int, "data": bytes}
-    # TRACE: a ztcore.tracing.TraceEvent; REMOTE_TRACE: a ztcore.tracing.RemoteTrace
+    # USER_MESSAGE: a UserMessage; TRACE: a ztcore.tracing.TraceEvent;
+    # REMOTE_TRACE: a ztcore.tracing.RemoteTrace
     data: Any = field(default_factory=dict)
 
 

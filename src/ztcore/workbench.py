@@ -309,9 +309,10 @@ class WorkbenchNode:
         raw = data.encode() if isinstance(data, str) else bytes(data)
         return self.handle.send_user_message(address, type_id, raw)
 
-    def ping(self, target: Any, nwid: int | str | None = None, timeout: float = 3.0) -> float | None:
+    def ping(self, target: Any, nwid: int | str | None = None, timeout: float = 3.0) -> float:
         """ICMP (or ICMPv6) echo over the virtual network from this node's userspace stack;
-        `target` is an IP or a node (its first address). Round trip in ms, or None."""
+        `target` is an IP or a node (its first address). The round trip in ms; raises
+        TimeoutError when no reply came within `timeout` seconds."""
         network = self._nwid(nwid)
         ip = target.ips(network)[0] if isinstance(target, WorkbenchNode) else str(target)
         ipaddress.ip_address(ip)  # a clear error for a typo
@@ -329,6 +330,8 @@ class WorkbenchNode:
         deadline = time.monotonic() + timeout + 1
         while not h.done and time.monotonic() < deadline:
             time.sleep(0.01)
+        if h.reply_time is None:
+            raise TimeoutError(f"{self.name}: no echo reply from {ip} within {timeout:g} s ({h.error or 'no reply'})")
         return h.reply_time
 
     def wait(
@@ -380,7 +383,7 @@ class WorkbenchNode:
         if event.type == EventType.TRACE:
             self.traced.append(event.data)  # a typed event (ztcore.tracing): repr and .to_json()
         elif event.type == EventType.USER_MESSAGE:
-            self.messages.append({"time": time.time(), **event.data})
+            self.messages.append(event.data)  # a ztcore.api.UserMessage (.source, .type_id, .data)
 
     def _on_wire(self, direction: str, local: tuple[str, int], remote: tuple[str, int], data: bytes) -> None:
         src, dst = (remote, local) if direction == "in" else (local, remote)

@@ -24,7 +24,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from ztcore.api import Event, EventType
+from ztcore.api import Event, EventType, UserMessage
 from ztcore.cli.tables import Col, print_table
 from ztcore.identity import Identity
 from ztcore.runtime import NodeService, Runtime
@@ -46,11 +46,11 @@ class _Pinger:
     def on_event(self, event: Event) -> None:
         if event.type != EventType.USER_MESSAGE:
             return
-        source = int(event.data["source"])  # type: ignore[call-overload]
-        data = bytes(event.data["data"])  # type: ignore[arg-type]
-        if event.data["type_id"] == PING:
+        msg: UserMessage = event.data
+        source, data = int(msg.source), msg.data
+        if msg.type_id == PING:
             self.service.send_user_message(source, PONG, data)
-        elif event.data["type_id"] == PONG and len(data) >= 8:
+        elif msg.type_id == PONG and len(data) >= 8:
             (token,) = struct.unpack_from(">Q", data)
             started = self.sent.pop(token, None)
             if started is not None:

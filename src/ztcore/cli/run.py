@@ -35,14 +35,8 @@ def _log_event(event: Event) -> None:
     if event.type == EventType.TRACE:
         log.debug("trace: %s", event.data)
     elif event.type == EventType.USER_MESSAGE:
-        data = event.data.get("data", b"")
-        source = event.data.get("source", 0)
-        log.info(
-            "user message from %010x type %s (%d bytes)",
-            int(source),  # type: ignore[call-overload]
-            event.data.get("type_id"),
-            len(data) if isinstance(data, (bytes, bytearray)) else 0,
-        )
+        msg = event.data
+        log.info("user message from %010x type %#x (%d bytes)", int(msg.source), msg.type_id, len(msg.data))
     elif event.type == EventType.REMOTE_TRACE:
         log.debug("remote trace: %s", event.data)
     else:

@@ -46,14 +46,14 @@ class EventWatcher:
 
     def next(
         self, predicate: Callable[[Event], bool] | None = None, timeout: float = DEFAULT_CALL_TIMEOUT
-    ) -> Event | None:
-        """The next collected event matching `predicate` (others are dropped), or None after `timeout` s."""
+    ) -> Event:
+        """The next collected event matching `predicate` (others are dropped); TimeoutError after `timeout` s."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 event = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
             except queue.Empty:
-                return None
+                raise TimeoutError(f"no matching event within {timeout:g} s") from None
             if predicate is None or predicate(event):
                 return event
 
@@ -119,8 +119,8 @@ class NodeHandle:
 
     def wait_event(
         self, predicate: Callable[[Event], bool] | None = None, timeout: float = DEFAULT_CALL_TIMEOUT
-    ) -> Event | None:
-        """The next event for which `predicate(event)` is true, or None after `timeout` seconds.
+    ) -> Event:
+        """The next event for which `predicate(event)` is true; TimeoutError after `timeout` seconds.
 
         Only events emitted after this call are seen. `predicate` runs in the loop thread.
         """
@@ -140,7 +140,7 @@ class NodeHandle:
         try:
             return fut.result(timeout=timeout)
         except concurrent.futures.TimeoutError:
-            return None
+            raise TimeoutError(f"no matching event within {timeout:g} s") from None
         finally:
             try:
                 self._rt.call(remove)
@@ -148,7 +148,7 @@ class NodeHandle:
                 pass  # runtime closed meanwhile: the listener went with it
 
     def wait_online(self, timeout: float = 30.0) -> bool:
-        """Wait until the node reports ONLINE; False if it has not within `timeout` seconds."""
+        """Wait until the node reports ONLINE (returns True); TimeoutError after `timeout` seconds."""
         self._rt._forbid_loop_thread("wait_online")
         fut: concurrent.futures.Future[bool] = concurrent.futures.Future()
 
@@ -166,12 +166,18 @@ class NodeHandle:
         try:
             return fut.result(timeout=timeout)
         except concurrent.futures.TimeoutError:
-            return False
+            raise TimeoutError(f"node {self.address_hex} not online after {timeout:g} s") from None
         finally:
             try:
                 self._rt.call(remove)
             except (RuntimeError, TimeoutError):
                 pass
+
+    def wait_network(self, network_id: int | str, timeout: float = 30.0, *, addresses: bool = True) -> dict[str, Any]:
+        """`NodeService.wait_network` from a thread: the network's JSON once it is usable;
+        TimeoutError naming the last status seen, LookupError if it is not joined."""
+        self._rt._forbid_loop_thread("wait_network")
+        return self._rt.run(self.service.wait_network(network_id, timeout, addresses=addresses), timeout=timeout + 5)
 
     # -- sockets on virtual networks (see ztcore.runtime.blocking) --------------------------
 

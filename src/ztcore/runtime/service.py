@@ -29,6 +29,7 @@ from typing import Any
 
 from ztcore.api import Event, EventType, NodeCallbacks, StateObjectType, VirtualFrame
 from ztcore.errors import ZTError, report_unexpected
+from ztcore.runtime.app import AppWaits
 from ztcore.runtime.home import HomeDirectoryError, StateStore
 from ztcore.runtime.sockets import NetworkSockets
 
@@ -264,7 +265,7 @@ class _Callbacks:
         self._s._dispatch(self._s._config_listeners, network_id, operation, config)
 
 
-class NodeService(NetworkSockets):
+class NodeService(NetworkSockets, AppWaits):
     """One node with its UDP sockets, its timer and its state store, in the running event loop.
 
     ``port=0`` picks a random free port (20000..65499, like zerotier-one);

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ztcore.api import EventType
+from ztcore.api import EventType, UserMessage
 from ztcore.errors import ZTError, report_unexpected
 from ztcore.identity import Address, Identity
 from ztcore.vl1.fragment import Reassembler
@@ -718,8 +718,7 @@ class Switch(Outbound):
         if len(pkt.payload) >= 8:
             (type_id,) = struct.unpack_from(">Q", pkt.payload, 0)
             self.host.post_event(
-                EventType.USER_MESSAGE,
-                {"source": peer.identity.address, "type_id": type_id, "data": bytes(pkt.payload[8:])},
+                EventType.USER_MESSAGE, UserMessage(peer.identity.address, type_id, bytes(pkt.payload[8:]))
             )
         else:
             self._drop("user_message_too_short")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import json
 import os
@@ -63,7 +64,8 @@ class Driver:
 
         def on_event(ev: Event) -> None:
             if ev.type not in (EventType.TRACE, EventType.REMOTE_TRACE):
-                emit({"type": "event", "name": ev.type.name, "data": {k: str(v) for k, v in ev.data.items()}})
+                fields = ev.data if isinstance(ev.data, dict) else dataclasses.asdict(ev.data)  # UserMessage
+                emit({"type": "event", "name": ev.type.name, "data": {k: str(v) for k, v in fields.items()}})
 
         svc.add_event_listener(on_event)
         svc.add_frame_listener(self._on_frame)
