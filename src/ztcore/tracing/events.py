@@ -80,6 +80,12 @@ U64, ADDR, I64, TEXT, FLAG, BIN = (
 )
 
 
+def wire(key: str, kind: FieldKind, default: Any = 0) -> Any:
+    """A field carried in the remote-trace dictionary under `key` as `kind`; it is
+    optional (left out of the dictionary when None) when its default is None."""
+    return field(default=default, metadata={"wire": (key, kind)})
+
+
 @dataclass(frozen=True, slots=True)
 class TraceEvent:
     """Base of every trace event. ``timestamp`` is the reporting node's clock (ms),
@@ -88,7 +94,8 @@ class TraceEvent:
     EVENT_ID: ClassVar[int] = 0
     LEVEL: ClassVar[TraceLevel] = TraceLevel.DEBUG
     NAME: ClassVar[str] = "event"
-    # (attribute, dictionary key, kind, optional): optional fields are left out when None.
+    # (attribute, dictionary key, kind, optional), in wire order: derived from the
+    # fields declared with `wire` (optional ones default to None and are left out then).
     FIELDS: ClassVar[tuple[tuple[str, str, FieldKind, bool], ...]] = ()
     # True for events the real core sends only to a node-wide (global) target.
     GLOBAL_ONLY: ClassVar[bool] = False
@@ -132,17 +139,11 @@ class ResettingPathsInScope(TraceEvent):
     EVENT_ID: ClassVar[int] = 0x1000
     LEVEL: ClassVar[TraceLevel] = TraceLevel.NORMAL
     NAME: ClassVar[str] = "resettingPathsInScope"
-    FIELDS: ClassVar[tuple[tuple[str, str, FieldKind, bool], ...]] = (
-        ("reporter", "remoteZtAddr", ADDR, False),
-        ("reporter_physical", "remotePhyAddr", TEXT, False),
-        ("my_physical", "localPhyAddr", TEXT, False),
-        ("ip_scope", "phyAddrIpScope", U64, False),
-    )
     timestamp: int = 0
-    reporter: int = 0
-    reporter_physical: str = ""
-    my_physical: str = ""
-    ip_scope: int = 0
+    reporter: int = wire("remoteZtAddr", ADDR)
+    reporter_physical: str = wire("remotePhyAddr", TEXT, "")
+    my_physical: str = wire("localPhyAddr", TEXT, "")
+    ip_scope: int = wire("phyAddrIpScope", U64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,21 +153,13 @@ class PeerConfirmingUnknownPath(TraceEvent):
     EVENT_ID: ClassVar[int] = 0x1001
     LEVEL: ClassVar[TraceLevel] = TraceLevel.NORMAL
     NAME: ClassVar[str] = "peerConfirmingUnknownPath"
-    FIELDS: ClassVar[tuple[tuple[str, str, FieldKind, bool], ...]] = (
-        ("packet_id", "packetId", U64, False),
-        ("packet_verb", "packetVerb", U64, False),
-        ("network", "networkId", U64, True),
-        ("peer", "remoteZtAddr", ADDR, False),
-        ("remote_physical", "remotePhyAddr", TEXT, False),
-        ("local_socket", "localSocket", I64, False),
-    )
     timestamp: int = 0
-    packet_id: int = 0
-    packet_verb: int = 0
-    network: int | None = None
-    peer: int = 0
-    remote_physical: str = ""
-    local_socket: int = 0
+    packet_id: int = wire("packetId", U64)
+    packet_verb: int = wire("packetVerb", U64)
+    network: int | None = wire("networkId", U64, None)
+    peer: int = wire("remoteZtAddr", ADDR)
+    remote_physical: str = wire("remotePhyAddr", TEXT, "")
+    local_socket: int = wire("localSocket", I64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,19 +169,12 @@ class PeerLearnedNewPath(TraceEvent):
     EVENT_ID: ClassVar[int] = 0x1002
     LEVEL: ClassVar[TraceLevel] = TraceLevel.NORMAL
     NAME: ClassVar[str] = "peerLearnedNewPath"
-    FIELDS: ClassVar[tuple[tuple[str, str, FieldKind, bool], ...]] = (
-        ("packet_id", "packetId", U64, False),
-        ("network", "networkId", U64, True),
-        ("peer", "remoteZtAddr", ADDR, False),
-        ("remote_physical", "remotePhyAddr", TEXT, False),
-        ("local_socket", "localSocket", I64, False),
-    )
     timestamp: int = 0
-    packet_id: int = 0
-    network: int | None = None
-    peer: int = 0
-    remote_physical: str = ""
-    local_socket: int = 0
+    packet_id: int = wire("packetId", U64)
+    network: int | None = wire("networkId", U64, None)
+    peer: int = wire("remoteZtAddr", ADDR)
+    remote_physical: str = wire("remotePhyAddr", TEXT, "")
+    local_socket: int = wire("localSocket", I64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,17 +184,11 @@ class PeerRedirected(TraceEvent):
     EVENT_ID: ClassVar[int] = 0x1003
     LEVEL: ClassVar[TraceLevel] = TraceLevel.NORMAL
     NAME: ClassVar[str] = "peerRedirected"
-    FIELDS: ClassVar[tuple[tuple[str, str, FieldKind, bool], ...]] = (
-        ("network", "networkId", U64, True),
-        ("peer", "remoteZtAddr", ADDR, False),
-        ("remote_physical", "remotePhyAddr", TEXT, False),
-        ("local_socket", "localSocket", I64, False),
-    )
     timestamp: int = 0
-    network: int | None = None
-    peer: int = 0
-    remote_physical: str = ""
-    local_socket: int = 0
+    network: int | None = wire("networkId", U64, None)
+    peer: int = wire("remoteZtAddr", ADDR)
+    remote_physical: str = wire("remotePhyAddr", TEXT, "")
+    local_socket: int = wire("localSocket", I64)
 
 
 # ------------------------------------------------------------------ VL1: bad packets
@@ -222,21 +202,13 @@ class PacketMacFailure(TraceEvent):
     LEVEL: ClassVar[TraceLevel] = TraceLevel.DEBUG
     NAME: ClassVar[str] = "packetMacFailure"
     GLOBAL_ONLY: ClassVar[bool] = True
-    FIELDS: ClassVar[tuple[tuple[str, str, FieldKind, bool], ...]] = (
-        ("packet_id", "packetId", U64, False),
-        ("hops", "packetHops", U64, False),
-        ("source", "remoteZtAddr", ADDR, False),
-        ("remote_physical", "remotePhyAddr", TEXT, True),
-        ("local_socket", "localSocket", I64, True),
-        ("reason", "reason", TEXT, True),
-    )
     timestamp: int = 0
-    packet_id: int = 0
-    hops: int = 0
-    source: int = 0
-    remote_physical: str | None = None
-    local_socket: int | None = None
-    reason: str | None = None
+    packet_id: int = wire("packetId", U64)
+    hops: int = wire("packetHops", U64)
+    source: int = wire("remoteZtAddr", ADDR)
+    remote_physical: str | None = wire("remotePhyAddr", TEXT, None)
+    local_socket: int | None = wire("localSocket", I64, None)
+    reason: str | None = wire("reason", TEXT, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,23 +219,14 @@ class PacketInvalid(TraceEvent):
     LEVEL: ClassVar[TraceLevel] = TraceLevel.DEBUG
     NAME: ClassVar[str] = "packetInvalid"
     GLOBAL_ONLY: ClassVar[bool] = True
-    FIELDS: ClassVar[tuple[tuple[str, str, FieldKind, bool], ...]] = (
-        ("packet_id", "packetId", U64, False),
-        ("packet_verb", "packetVerb", U64, True),
-        ("source", "remoteZtAddr", ADDR, False),
-        ("remote_physical", "remotePhyAddr", TEXT, True),
-        ("local_socket", "localSocket", I64, True),
-        ("hops", "packetHops", U64, True),
-        ("reason", "reason", TEXT, True),
-    )
     timestamp: int = 0
-    packet_id: int = 0
-    packet_verb: int | None = None
-    source: int = 0
-    remote_physical: str | None = None
-    local_socket: int | None = None
-    hops: int | None = None
-    reason: str | None = None
+    packet_id: int = wire("packetId", U64)
+    packet_verb: int | None = wire("packetVerb", U64, None)
+    source: int = wire("remoteZtAddr", ADDR)
+    remote_physical: str | None = wire("remotePhyAddr", TEXT, None)
+    local_socket: int | None = wire("localSocket", I64, None)
+    hops: int | None = wire("packetHops", U64, None)
+    reason: str | None = wire("reason", TEXT, None)
 
 
 # ------------------------------------------------------------------------------- VL2
@@ -276,23 +239,14 @@ class OutgoingNetworkFrameDropped(TraceEvent):
     EVENT_ID: ClassVar[int] = 0x2000
     LEVEL: ClassVar[TraceLevel] = TraceLevel.VERBOSE
     NAME: ClassVar[str] = "outgoingNetworkFrameDropped"
-    FIELDS: ClassVar[tuple[tuple[str, str, FieldKind, bool], ...]] = (
-        ("network", "networkId", U64, False),
-        ("source_mac", "sourceMac", U64, False),
-        ("dest_mac", "destMac", U64, False),
-        ("ethertype", "etherType", U64, False),
-        ("vlan_id", "vlanId", U64, False),
-        ("frame_length", "frameLength", U64, False),
-        ("reason", "reason", TEXT, True),
-    )
     timestamp: int = 0
-    network: int = 0
-    source_mac: int = 0
-    dest_mac: int = 0
-    ethertype: int = 0
-    vlan_id: int = 0
-    frame_length: int = 0
-    reason: str | None = None
+    network: int = wire("networkId", U64)
+    source_mac: int = wire("sourceMac", U64)
+    dest_mac: int = wire("destMac", U64)
+    ethertype: int = wire("etherType", U64)
+    vlan_id: int = wire("vlanId", U64)
+    frame_length: int = wire("frameLength", U64)
+    reason: str | None = wire("reason", TEXT, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,21 +256,13 @@ class IncomingNetworkAccessDenied(TraceEvent):
     EVENT_ID: ClassVar[int] = 0x2001
     LEVEL: ClassVar[TraceLevel] = TraceLevel.VERBOSE
     NAME: ClassVar[str] = "incomingNetworkAccessDenied"
-    FIELDS: ClassVar[tuple[tuple[str, str, FieldKind, bool], ...]] = (
-        ("packet_id", "packetId", U64, False),
-        ("packet_verb", "packetVerb", U64, False),
-        ("source", "remoteZtAddr", ADDR, False),
-        ("remote_physical", "remotePhyAddr", TEXT, True),
-        ("local_socket", "localSocket", I64, True),
-        ("network", "networkId", U64, False),
-    )
     timestamp: int = 0
-    packet_id: int = 0
-    packet_verb: int = 0
-    source: int = 0
-    remote_physical: str | None = None
-    local_socket: int | None = None
-    network: int = 0
+    packet_id: int = wire("packetId", U64)
+    packet_verb: int = wire("packetVerb", U64)
+    source: int = wire("remoteZtAddr", ADDR)
+    remote_physical: str | None = wire("remotePhyAddr", TEXT, None)
+    local_socket: int | None = wire("localSocket", I64, None)
+    network: int = wire("networkId", U64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,27 +272,16 @@ class IncomingNetworkFrameDropped(TraceEvent):
     EVENT_ID: ClassVar[int] = 0x2002
     LEVEL: ClassVar[TraceLevel] = TraceLevel.VERBOSE
     NAME: ClassVar[str] = "incomingNetworkFrameDropped"
-    FIELDS: ClassVar[tuple[tuple[str, str, FieldKind, bool], ...]] = (
-        ("packet_id", "packetId", U64, False),
-        ("packet_verb", "packetVerb", U64, False),
-        ("source", "remoteZtAddr", ADDR, False),
-        ("remote_physical", "remotePhyAddr", TEXT, True),
-        ("local_socket", "localSocket", I64, True),
-        ("network", "networkId", U64, False),
-        ("source_mac", "sourceMac", U64, False),
-        ("dest_mac", "destMac", U64, False),
-        ("reason", "reason", TEXT, True),
-    )
     timestamp: int = 0
-    packet_id: int = 0
-    packet_verb: int = 0
-    source: int = 0
-    remote_physical: str | None = None
-    local_socket: int | None = None
-    network: int = 0
-    source_mac: int = 0
-    dest_mac: int = 0
-    reason: str | None = None
+    packet_id: int = wire("packetId", U64)
+    packet_verb: int = wire("packetVerb", U64)
+    source: int = wire("remoteZtAddr", ADDR)
+    remote_physical: str | None = wire("remotePhyAddr", TEXT, None)
+    local_socket: int | None = wire("localSocket", I64, None)
+    network: int = wire("networkId", U64)
+    source_mac: int = wire("sourceMac", U64)
+    dest_mac: int = wire("destMac", U64)
+    reason: str | None = wire("reason", TEXT, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,25 +291,15 @@ class CredentialRejected(TraceEvent):
     EVENT_ID: ClassVar[int] = 0x2003
     LEVEL: ClassVar[TraceLevel] = TraceLevel.NORMAL
     NAME: ClassVar[str] = "credentialRejected"
-    FIELDS: ClassVar[tuple[tuple[str, str, FieldKind, bool], ...]] = (
-        ("network", "networkId", U64, False),
-        ("credential_type", "credType", U64, False),
-        ("credential_id", "credId", U64, False),
-        ("credential_timestamp", "credTs", U64, True),
-        ("issued_to", "credIssuedTo", ADDR, True),
-        ("info", "credInfo", U64, True),
-        ("target", "credRevocationTarget", ADDR, True),
-        ("reason", "reason", TEXT, True),
-    )
     timestamp: int = 0
-    network: int = 0
-    credential_type: int = 0
-    credential_id: int = 0
-    credential_timestamp: int | None = None
-    issued_to: int | None = None
-    info: int | None = None  # a tag's value
-    target: int | None = None  # a revocation's target
-    reason: str | None = None
+    network: int = wire("networkId", U64)
+    credential_type: int = wire("credType", U64)
+    credential_id: int = wire("credId", U64)
+    credential_timestamp: int | None = wire("credTs", U64, None)
+    issued_to: int | None = wire("credIssuedTo", ADDR, None)
+    info: int | None = wire("credInfo", U64, None)  # a tag's value
+    target: int | None = wire("credRevocationTarget", ADDR, None)  # a revocation's target
+    reason: str | None = wire("reason", TEXT, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,13 +310,9 @@ class NetworkConfigRequestSent(TraceEvent):
     LEVEL: ClassVar[TraceLevel] = TraceLevel.DEBUG
     NAME: ClassVar[str] = "networkConfigRequestSent"
     GLOBAL_ONLY: ClassVar[bool] = True
-    FIELDS: ClassVar[tuple[tuple[str, str, FieldKind, bool], ...]] = (
-        ("network", "networkId", U64, False),
-        ("controller", "networkControllerId", ADDR, False),
-    )
     timestamp: int = 0
-    network: int = 0
-    controller: int = 0
+    network: int = wire("networkId", U64)
+    controller: int = wire("networkControllerId", ADDR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,39 +327,22 @@ class NetworkFilterTrace(TraceEvent):
     EVENT_ID: ClassVar[int] = 0x2006
     LEVEL: ClassVar[TraceLevel] = TraceLevel.RULES
     NAME: ClassVar[str] = "networkFilter"
-    FIELDS: ClassVar[tuple[tuple[str, str, FieldKind, bool], ...]] = (
-        ("network", "networkId", U64, False),
-        ("source", "sourceZtAddr", ADDR, False),
-        ("dest", "destZtAddr", ADDR, False),
-        ("source_mac", "sourceMac", U64, False),
-        ("dest_mac", "destMac", U64, False),
-        ("ethertype", "etherType", U64, False),
-        ("vlan_id", "vlanId", U64, False),
-        ("no_tee", "filterNoTee", FLAG, False),
-        ("inbound", "filterInbound", FLAG, False),
-        ("result", "filterResult", I64, False),
-        ("base_rule_log", "filterBaseRuleLog", BIN, False),
-        ("cap_rule_log", "filterCapRuleLog", BIN, True),
-        ("matching_cap_id", "filterMatchingCapId", U64, True),
-        ("frame_length", "frameLength", U64, False),
-        ("frame_data", "frameData", BIN, True),
-    )
     timestamp: int = 0
-    network: int = 0
-    source: int = 0
-    dest: int = 0
-    source_mac: int = 0
-    dest_mac: int = 0
-    ethertype: int = 0
-    vlan_id: int = 0
-    no_tee: bool = False
-    inbound: bool = False
-    result: int = 0
-    base_rule_log: bytes = b""
-    cap_rule_log: bytes | None = None
-    matching_cap_id: int | None = None
-    frame_length: int = 0
-    frame_data: bytes | None = None
+    network: int = wire("networkId", U64)
+    source: int = wire("sourceZtAddr", ADDR)
+    dest: int = wire("destZtAddr", ADDR)
+    source_mac: int = wire("sourceMac", U64)
+    dest_mac: int = wire("destMac", U64)
+    ethertype: int = wire("etherType", U64)
+    vlan_id: int = wire("vlanId", U64)
+    no_tee: bool = wire("filterNoTee", FLAG, False)
+    inbound: bool = wire("filterInbound", FLAG, False)
+    result: int = wire("filterResult", I64)
+    base_rule_log: bytes = wire("filterBaseRuleLog", BIN, b"")
+    cap_rule_log: bytes | None = wire("filterCapRuleLog", BIN, None)
+    matching_cap_id: int | None = wire("filterMatchingCapId", U64, None)
+    frame_length: int = wire("frameLength", U64)
+    frame_data: bytes | None = wire("frameData", BIN, None)
 
     @property
     def accepted(self) -> bool:
@@ -511,6 +415,12 @@ EVENT_CLASSES: dict[int, type[TraceEvent]] = {
         NetworkFilterTrace,
     )
 }
+
+for _cls in EVENT_CLASSES.values():
+    _cls.FIELDS = tuple(
+        (f.name, *f.metadata["wire"], f.default is None) for f in fields(_cls) if "wire" in f.metadata
+    )
+del _cls
 
 
 def rule_log_entries(log: bytes) -> list[tuple[int, bool | None, bool | None]]:
