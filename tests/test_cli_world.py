@@ -230,6 +230,23 @@ def test_mkplanet_errors(tmp_path: Path, ids: list[Identity]) -> None:
         message="match",
     )
     assert not Path(out).exists()
+    # A raw key whose first byte is "{" is still a raw key (it was misread as JSON).
+    pub, sec = c25519_generate()
+    brace = bytearray(pub + sec)
+    brace[0] = ord("{")  # the public half's first byte; the halves then disagree, as a raw key
+    (tmp_path / "brace.c25519").write_bytes(bytes(brace))
+    fails(
+        "mkplanet",
+        "--key",
+        str(tmp_path / "brace.c25519"),
+        "--id",
+        "1",
+        "--root",
+        root,
+        "-o",
+        out,
+        message="match",
+    )
 
 
 def test_initmoon_then_genmoon_json(tmp_path: Path, ids: list[Identity]) -> None:

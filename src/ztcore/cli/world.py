@@ -103,7 +103,9 @@ def _key_pair_from_fields(obj: dict, where: str) -> tuple[bytes, bytes]:
 def _load_key(path: str) -> tuple[bytes, bytes]:
     """(public, private) from a genkey JSON, moon JSON or raw mkworld .c25519 file."""
     data = _read_small(path, "key file")
-    if len(data) == C25519_PUBLIC_KEY_LEN + C25519_PRIVATE_KEY_LEN and not data.lstrip().startswith(b"{"):
+    # 128 bytes that are not a JSON object are a raw key, even one whose random first
+    # byte happens to be "{" (1 key in 256 was misread as broken JSON).
+    if len(data) == C25519_PUBLIC_KEY_LEN + C25519_PRIVATE_KEY_LEN and not _is_json_object(data):
         public, secret = data[:C25519_PUBLIC_KEY_LEN], data[C25519_PUBLIC_KEY_LEN:]
         if c25519_public_from_private(secret) != public:
             raise _Fail(f"{path}: public and private halves of the key do not match")
@@ -120,6 +122,13 @@ def _load_public_key(path: str) -> bytes:
         if "signingKey_SECRET" not in obj:
             return _unhex(obj.get("signingKey"), C25519_PUBLIC_KEY_LEN, f"signingKey in {path}")
     return _load_key(path)[0]
+
+
+def _is_json_object(data: bytes) -> bool:
+    try:
+        return isinstance(json.loads(data), dict)
+    except (ValueError, UnicodeDecodeError):
+        return False
 
 
 def _parse_json(data: bytes, path: str) -> dict:
