@@ -19,7 +19,8 @@ from ztcore.vl2.rules.compiler import (
     compile_rules,
     parse_number,
 )
-from ztcore.vl2.rules.formats import Rule, RuleType, rules_from_json, rules_to_json
+from ztcore.vl2.rules.formats import Rule, RuleType
+from ztcore.vl2.rules.jsonform import rules_from_json, rules_to_json
 from ztcore.vl2.rules.render import RuleRenderError, render_rule, render_rules
 
 GOLDEN = Path(__file__).parent / "data" / "rules_golden"

@@ -42,10 +42,9 @@ from ztcore.vl2.rules.formats import (
     Rule,
     RuleType,
     deserialize_rules,
-    rules_from_json,
-    rules_to_json,
     serialize_rules,
 )
+from ztcore.vl2.rules.jsonform import rule_from_json, rule_to_json, rules_from_json, rules_to_json
 
 __all__ = [
     "CHARACTERISTICS_BROADCAST",
@@ -80,6 +79,8 @@ __all__ = [
     "deserialize_rules",
     "evaluate",
     "evaluate_rule_set",
+    "rule_from_json",
+    "rule_to_json",
     "rules_from_json",
     "rules_to_json",
     "serialize_rules",

@@ -8,7 +8,7 @@ whole rule set with its tag and capability definitions.
 
 Raw JSON values are kept when they compile back unchanged (an ``ip`` of
 ``10.0.0.0/8``, a tee length of -1); anything else is rendered the way the
-controller reads it (`Rule.from_json`). What the language cannot say (ACTION_PRIORITY,
+controller reads it (`jsonform.rule_from_json`). What the language cannot say (ACTION_PRIORITY,
 INTEGER_RANGE, tee/watch/redirect flags, empty ranges) raises `RuleRenderError`
 from `render_rule`; `render_rules` writes such rules as ``#`` comments instead.
 """
@@ -22,6 +22,7 @@ from typing import Any
 
 from ztcore.errors import InvalidFormatError
 from ztcore.vl2.rules.formats import Rule
+from ztcore.vl2.rules.jsonform import rule_from_json, rule_to_json
 from ztcore.vl2.rules.syntax import (
     BLOCK_OPENERS,
     CHARACTERISTIC_BITS,
@@ -155,7 +156,7 @@ def _uint(v: object, top: int) -> bool:
 def _as_json(rule: RuleLike) -> dict[str, Any]:
     if isinstance(rule, Rule):
         try:
-            return rule.to_json()
+            return rule_to_json(rule)
         except InvalidFormatError as e:
             raise RuleRenderError(str(e)) from e
     if isinstance(rule, Mapping):
@@ -165,7 +166,7 @@ def _as_json(rule: RuleLike) -> dict[str, Any]:
 
 def _canonical(r: Mapping[str, Any]) -> dict[str, Any]:
     try:
-        return Rule.from_json(r).to_json()
+        return rule_to_json(rule_from_json(r))
     except InvalidFormatError as e:
         raise RuleRenderError(str(e)) from e
 
