@@ -209,3 +209,50 @@ def test_escaping_matches_the_byte_by_byte_definition() -> None:
     for n in range(400):
         value = bytes(rng.choice(b"\x00\r\n\\=ab\xff") if n % 2 else rng.randrange(256) for _ in range(n % 61))
         assert _escape(value) == b"".join(_ESCAPE_OUT.get(b, bytes((b,))) for b in value)
+
+
+def _reference_get(d: bytes, kb: bytes, max_len: int | None) -> bytes | None:
+    """The core's scanner, byte by byte (the algorithm Dictionary.get first had)."""
+    from ztcore.vl2.dictionary import _ESCAPE_IN
+
+    n, p = len(d), 0
+    while p < n:
+        k = 0
+        while k < len(kb) and p < n and d[p] == kb[k]:
+            k += 1
+            p += 1
+        if k == len(kb) and p < n and d[p] == 0x3D:
+            p += 1
+            out, esc = bytearray(), False
+            while p < n and d[p] not in (10, 13):
+                c = d[p]
+                if esc:
+                    esc = False
+                    out.append(_ESCAPE_IN.get(c, c))
+                elif c == 0x5C:
+                    esc = True
+                else:
+                    out.append(c)
+                if max_len is not None and len(out) >= max_len:
+                    return bytes(out[:max_len])
+                p += 1
+            return bytes(out)
+        while p < n and d[p] not in (10, 13):
+            p += 1
+        p += 1
+    return None
+
+
+def test_lookup_matches_the_byte_by_byte_scanner() -> None:
+    """The C-level line search and unescape give what the core's scanner gives."""
+    import random
+
+    rng = random.Random(11)
+    alphabet = b"ab=\\\r\n0rne\x00x"
+    for _ in range(3000):
+        raw = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 40)))
+        d = Dictionary.from_bytes(raw)
+        for key in (b"a", b"ab", b"b", b"x", b"abx"):
+            max_len = rng.choice((None, 1, 3, 8))
+            content = raw.split(b"\x00", 1)[0]  # the core loads up to the first NUL
+            assert d.get(key, max_len) == _reference_get(content, key, max_len), (raw, key, max_len)

@@ -98,6 +98,23 @@ def _check_key(key: str | bytes) -> bytes:
     return kb
 
 
+def _line_end(d: bytes | bytearray, p: int) -> int:
+    """Index of the first CR or LF at or after `p`, or -1."""
+    lf, cr = d.find(b"\n", p), d.find(b"\r", p)
+    if lf < 0:
+        return cr
+    return lf if cr < 0 or lf < cr else cr
+
+
+# A backslash and the byte after it (none at the end of a value: the escape is dropped).
+_UNESCAPE_RE = re.compile(b"\\\\(.?)", re.S)
+
+
+def _unescape_one(m: re.Match[bytes]) -> bytes:
+    c = m.group(1)
+    return bytes((_ESCAPE_IN.get(c[0], c[0]),)) if c else b""
+
+
 _NEEDS_ESCAPE = re.compile(b"[\\x00\\r\\n\\\\=]")
 
 
@@ -229,41 +246,26 @@ class Dictionary:
         bytes are returned (the core's ``destlen`` is ``max_len + 1``).
         """
         kb = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+        target = kb + b"="
         d = self._data
-        n = len(d)
         p = 0
-        while p < n:
-            # Compare the key at the start of this line.
-            k = 0
-            while k < len(kb) and p < n and d[p] == kb[k]:
-                k += 1
-                p += 1
-            if k == len(kb) and p < n and d[p] == 0x3D:
-                return self._read_value(p + 1, max_len)
-            # Not our key: skip to the end of the line and past one CR/LF.
-            while p < n and d[p] not in (10, 13):
-                p += 1
-            p += 1
-        return None
+        # Line by line as the core scans, but with C-level searches: a line matches when
+        # it starts with "key="; each CR or LF ends a line.
+        while True:
+            if d.startswith(target, p):
+                return self._read_value(p + len(target), max_len)
+            end = _line_end(d, p)
+            if end < 0:
+                return None
+            p = end + 1
 
     def _read_value(self, p: int, max_len: int | None) -> bytes:
         d = self._data
-        n = len(d)
-        out = bytearray()
-        esc = False
-        while p < n and d[p] not in (10, 13):
-            c = d[p]
-            if esc:
-                esc = False
-                out.append(_ESCAPE_IN.get(c, c))
-            elif c == 0x5C:
-                esc = True
-            else:
-                out.append(c)
-            if max_len is not None and len(out) >= max_len:
-                return bytes(out[:max_len])
-            p += 1
-        return bytes(out)
+        end = _line_end(d, p)
+        raw = bytes(d[p:] if end < 0 else d[p:end])
+        if 0x5C in raw:  # only escaped values need the slow path
+            raw = _UNESCAPE_RE.sub(_unescape_one, raw)
+        return raw if max_len is None else raw[:max_len]
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, (str, bytes)):
