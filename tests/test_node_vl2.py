@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,11 @@ def identities() -> list[Identity]:
 
 
 class World:
-    def __init__(self, identities: list[Identity], tmp: Path, *, private: bool = True, rules=None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(  # type: ignore[no-untyped-def]
+        self, identities: list[Identity], tmp: Path, *, private: bool = True, rules=None, **network: Any
+    ) -> None:
+        """Root, controller, members a and b, and (with a fifth identity) an outsider that
+        never joins; `network` adds or overrides fields of the network's record."""
         self.net = SimNetwork(start_ms=now_ms())
         ep = self.net.allocate_endpoint("10.0.0.1")
         planet, _ = make_planet([(identities[0], [ep])])
@@ -33,6 +38,9 @@ class World:
         self.ctl = self.net.add_node(identity=identities[1], planet=planet, ip="10.0.1.1")
         self.a = self.net.add_node(identity=identities[2], planet=planet, ip="10.0.1.2")
         self.b = self.net.add_node(identity=identities[3], planet=planet, ip="10.0.1.3")
+        self.outsider = (
+            self.net.add_node(identity=identities[4], planet=planet, ip="10.0.1.4") if len(identities) > 4 else None
+        )
         self.store = ControllerStore(tmp)
         self.controller = EmbeddedController(self.store)
         self.ctl.node.set_controller(self.controller)
@@ -48,9 +56,10 @@ class World:
         }
         if rules is not None:
             body["rules"] = rules
-        self.nw = self.backend.create_network(body)
+        self.nw = self.backend.create_network({**body, **network})
         self.nwid = int(self.nw["id"], 16)
-        assert self.net.run_until(lambda: self.a.node.online and self.b.node.online and self.ctl.node.online)
+        hosts = [h for h in (self.a, self.b, self.ctl, self.outsider) if h is not None]
+        assert self.net.run_until(lambda: all(h.node.online for h in hosts))
 
     def status(self, host: SimHost) -> str | None:
         info = host.node.network(self.nwid)

@@ -5,21 +5,19 @@ wire, and the controller's trace table holding the members' traces."""
 
 from __future__ import annotations
 
-import ipaddress
 import struct
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from test_node_vl2 import World as VL2World  # noqa: E402
 from ztcore.api import EventType
-from ztcore.controller.live import EmbeddedController
 from ztcore.controller.store import ControllerStore
 from ztcore.controller.traces import TraceStore
 from ztcore.identity import Identity
 from ztcore.runtime.http_api import StoreControllerBackend
-from ztcore.runtime.service import now_ms
-from ztcore.simulation import SimHost, SimNetwork, make_planet
+from ztcore.simulation import SimHost
 from ztcore.tracing import (
     NetworkFilterTrace,
     OutgoingNetworkFrameDropped,
@@ -29,7 +27,6 @@ from ztcore.tracing import (
     encode_payload,
 )
 from ztcore.vl1.packet import Verb
-from ztcore.vl2.mac import MAC
 
 DROP_UDP_6000 = [
     {"type": "MATCH_IP_PROTOCOL", "not": False, "or": False, "ipProtocol": 17},
@@ -44,33 +41,13 @@ def identities() -> list[Identity]:
     return [Identity.generate() for _ in range(5)]
 
 
-class World:
+class World(VL2World):
+    """The VL2 tests' world with an outsider, a drop rule and no IPv6 assignment."""
+
     def __init__(self, ids: list[Identity], tmp: Path, **network: Any) -> None:
-        self.net = SimNetwork(start_ms=now_ms())
-        ep = self.net.allocate_endpoint("10.0.0.1")
-        planet, _ = make_planet([(ids[0], [ep])])
-        self.root = self.net.add_node(identity=ids[0], planet=planet, endpoint=ep)
-        self.ctl = self.net.add_node(identity=ids[1], planet=planet, ip="10.0.1.1")
-        self.a = self.net.add_node(identity=ids[2], planet=planet, ip="10.0.1.2")
-        self.b = self.net.add_node(identity=ids[3], planet=planet, ip="10.0.1.3")
-        self.outsider = self.net.add_node(identity=ids[4], planet=planet, ip="10.0.1.4")
-        self.store = ControllerStore(tmp)
-        self.controller = EmbeddedController(self.store)
-        self.ctl.node.set_controller(self.controller)
-        self.backend = StoreControllerBackend(self.store, int(self.ctl.node.address))
-        self.backend.add_listener(self.controller)
-        body = {
-            "name": "traced",
-            "private": True,
-            "ipAssignmentPools": [{"ipRangeStart": "10.147.17.10", "ipRangeEnd": "10.147.17.20"}],
-            "routes": [{"target": "10.147.17.0/24"}],
-            "v4AssignMode": {"zt": True},
-            "rules": DROP_UDP_6000,
-            **network,
-        }
-        self.nw = self.backend.create_network(body)
-        self.nwid = int(self.nw["id"], 16)
-        assert self.net.run_until(lambda: all(h.node.online for h in (self.a, self.b, self.ctl, self.outsider)))
+        super().__init__(
+            ids, tmp, rules=DROP_UDP_6000, **{"name": "traced", "v6AssignMode": {"rfc4193": False}, **network}
+        )
 
     def join(self, *hosts: SimHost, **member: Any) -> None:
         for h in hosts:
@@ -80,21 +57,11 @@ class World:
             lambda: all((h.node.network(self.nwid) or {}).get("status") == "OK" for h in hosts), 70_000
         )
 
-    def mac(self, h: SimHost) -> MAC:
-        return MAC.from_address(int(h.node.address), self.nwid)
-
-    def ip(self, h: SimHost) -> ipaddress.IPv4Address:
-        for a in h.node.network(self.nwid)["assignedAddresses"]:  # type: ignore[index]
-            iface = ipaddress.ip_interface(a)
-            if iface.version == 4:
-                return iface.ip  # type: ignore[return-value]
-        raise AssertionError("no IPv4")
-
     def udp(self, src: SimHost, dst: SimHost, port: int) -> bytes:
         payload = b"hello"
         udp = struct.pack(">HHHH", 5000, port, 8 + len(payload), 0) + payload
         ip = struct.pack(
-            ">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, self.ip(src).packed, self.ip(dst).packed
+            ">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, self.ipv4(src).packed, self.ipv4(dst).packed
         )
         return ip + udp
 
