@@ -507,6 +507,11 @@ static PyObject *siv_armor(SivObject *s, PyObject *const *args, Py_ssize_t nargs
     }
     if (seal_args(args, &a) < 0)
         return NULL;
+    if (((a.flags >> 3) & 7) != 3) {
+        input_release(&a.payload);
+        PyErr_SetString(PyExc_ValueError, "Siv.armor() does cipher suite 3 only");
+        return NULL;
+    }
     const size_t plen = (size_t)a.payload.len;
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(IDX_PAYLOAD + plen));
     if (out == NULL) {

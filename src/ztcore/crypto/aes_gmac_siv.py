@@ -164,6 +164,8 @@ class AesGmacSiv:
         self, packet_id: int, destination: int, source: int, flags: int, verb_byte: int, payload: bytes
     ) -> bytes:
         """Reference of `armor`."""
+        if (flags >> 3) & 7 != 3:
+            raise ValueError("AesGmacSiv.armor does cipher suite 3 only")
         if len(payload) > MAX_PACKET_LENGTH - 28:
             raise ValueError("payload too long for a packet")
         aad = _AAD_STRUCT.pack(destination.to_bytes(5, "big"), source.to_bytes(5, "big"), flags & 0xF8)

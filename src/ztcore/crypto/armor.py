@@ -17,6 +17,8 @@ from the cffi binding (as `ztcore.identity.mhh` does), and suite 3 uses the EVP
 AES functions of the libcrypto the interpreter already has loaded for
 `_hashlib`/`_ssl`. Each binding is checked against the reference once at
 import; anything missing or disagreeing leaves that suite on the reference.
+Setting ZTCORE_PURE_PYTHON_ARMOR=1 in the environment keeps every suite on the
+reference (for comparisons and debugging).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import ctypes
 import hmac
 import importlib
 import logging
+import os
 import struct
 from types import ModuleType
 
@@ -168,6 +171,9 @@ def _libcrypto_addresses(names: tuple[str, ...]) -> tuple[int, ...] | None:
 
 
 def _load_kernel() -> tuple[ModuleType | None, bool]:
+    if os.environ.get("ZTCORE_PURE_PYTHON_ARMOR"):
+        log.info("ZTCORE_PURE_PYTHON_ARMOR is set: packets are armored in Python")
+        return None, False
     try:
         from ztcore.crypto import _armor  # type: ignore[attr-defined]
     except ImportError:

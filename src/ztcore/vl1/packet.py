@@ -24,6 +24,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import os
 import secrets
 import struct
 from dataclasses import dataclass, field
@@ -229,7 +230,7 @@ def parse_header(data: bytes | bytearray | memoryview) -> PacketHeader:
             flags & HOPS_MASK,
             cipher,
             flags & FLAG_FRAGMENTED != 0,
-            flags & FLAG_ENCRYPTED != 0 and cipher == CipherSuite.POLY1305_NONE,
+            flags & (FLAG_ENCRYPTED | CIPHER_MASK) == FLAG_ENCRYPTED,  # 0x80 with suite 0
         ),
     )
     if type(data) is bytes:
@@ -292,9 +293,31 @@ def derive_aes_keys(identity_key: bytes) -> AesKeys:
     return AesKeys(k0, k1)
 
 
+# Packet IDs come from os.urandom drawn 8 KiB at a time (one getrandom call per 1,024
+# packets instead of one per packet; the real core also draws them from a pooled
+# secure random source). An iterator hands each value out once, even between threads;
+# a forked child drops the parent's buffer so the two never reuse an ID under one key.
+_ID_BATCH = struct.Struct("<1024Q")
+_packet_ids = iter(())
+
+
+def _drop_packet_ids() -> None:
+    global _packet_ids
+    _packet_ids = iter(())
+
+
+os.register_at_fork(after_in_child=_drop_packet_ids)
+
+
 def new_packet_id() -> int:
     """A cryptographically random 64-bit packet ID (also the per-packet IV)."""
-    return secrets.randbits(64)
+    global _packet_ids
+    pid = next(_packet_ids, None)
+    if pid is None:
+        ids = iter(_ID_BATCH.unpack(os.urandom(_ID_BATCH.size)))
+        pid = next(ids)
+        _packet_ids = ids
+    return pid  # type: ignore[no-any-return]
 
 
 def crypt_field(key: bytes, packet_id: int, data: bytes) -> bytes:
@@ -312,8 +335,9 @@ def crypt_field(key: bytes, packet_id: int, data: bytes) -> bytes:
 # compresses and decompresses, and turns failure codes into PacketError.
 
 _E_REASON = {E_TOO_SHORT: "too_short", E_TOO_LONG: "too_long", E_BAD_MAC: "bad_mac", E_UNKNOWN_CIPHER: "unknown_cipher"}
-_SUITE3_FLAGS = CipherSuite.AES_GMAC_SIV << 3
-_SUITE1_FLAGS = FLAG_ENCRYPTED | (CipherSuite.POLY1305_SALSA2012 << 3)
+_SUITE3_FLAGS = int(CipherSuite.AES_GMAC_SIV) << 3
+_SUITE1_CIPHER_BITS = int(CipherSuite.POLY1305_SALSA2012) << 3
+_SUITE1_FLAGS = FLAG_ENCRYPTED | _SUITE1_CIPHER_BITS
 _MAX_PAYLOAD = MAX_PACKET_LENGTH - IDX_PAYLOAD
 
 
@@ -363,7 +387,7 @@ def armor(
     if n > _MAX_PAYLOAD:
         raise PacketError("too_long", f"{IDX_PAYLOAD + n} bytes")
     if packet_id is None:
-        packet_id = secrets.randbits(64)
+        packet_id = new_packet_id()
     frag = FLAG_FRAGMENTED if IDX_PAYLOAD + n > mtu else 0
     if encrypt:
         if aes_keys is not None:
@@ -381,15 +405,15 @@ def dearmor(data: bytes | bytearray | memoryview, key: bytes, aes_keys: AesKeys 
     header = parse_header(data)
     if len(data) > MAX_PACKET_LENGTH:
         raise PacketError("too_long", f"{len(data)} bytes")
-    cs = header.cipher
-    if cs == CipherSuite.AES_GMAC_SIV:
+    cs = header.flags & CIPHER_MASK
+    if cs == _SUITE3_FLAGS:
         if aes_keys is None:
             raise PacketError("no_aes_keys")
         opened = aes_keys.siv.dearmor(data)
-    elif cs == CipherSuite.POLY1305_SALSA2012 or cs == CipherSuite.POLY1305_NONE:
+    elif cs <= _SUITE1_CIPHER_BITS:  # suites 0 and 1
         opened = dearmor_poly(key, data)
     else:
-        raise PacketError("unknown_cipher", str(int(cs)))
+        raise PacketError("unknown_cipher", str(cs >> 3))
     if type(opened) is int:
         raise PacketError(_E_REASON.get(opened, "bad_packet"))
     verb_byte, payload = opened  # type: ignore[misc]
