@@ -149,17 +149,16 @@ def _address(obj: object) -> int:
 
 def _libcrypto_addresses(names: tuple[str, ...]) -> tuple[int, ...] | None:
     """EVP function addresses from the libcrypto this interpreter already uses."""
-    candidates: list[str | None] = []
-    for modname in ("_hashlib", "_ssl"):
-        try:
-            mod = importlib.import_module(modname)
-        except ImportError:
-            continue
-        path = getattr(mod, "__file__", None)
-        if path:
-            candidates.append(path)
-    candidates.append(None)  # OpenSSL linked into the interpreter itself, symbols exported
-    for path in candidates:
+    # _hashlib first: hashlib has loaded it already, while _ssl would pull in sockets.
+    for source in ("_hashlib", "_ssl", None):  # None: linked into the interpreter itself
+        path: str | None = None
+        if source is not None:
+            try:
+                path = getattr(importlib.import_module(source), "__file__", None)
+            except ImportError:
+                continue
+            if not path:
+                continue
         try:
             handle = ctypes.CDLL(path)
             addresses = tuple(_address(getattr(handle, name)) for name in names)
