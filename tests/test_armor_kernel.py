@@ -343,3 +343,15 @@ def test_parse_header_fields_and_types() -> None:
     for short in (b"", bytes(27)):
         with pytest.raises(P.PacketError):
             P.parse_header(short)
+
+
+def test_random_junk_only_ever_raises_packet_error() -> None:
+    rng = random.Random(13)
+    key = rng.randbytes(48)
+    for i in range(3000):
+        junk = bytearray(rng.randbytes(rng.choice((rng.randrange(40), rng.randrange(3000)))))
+        if len(junk) > 18:
+            junk[18] = (junk[18] & 0xC7) | (rng.choice((0, 1, 3, 2, 7)) << 3)
+        data = (bytes, bytearray, memoryview)[i % 3](junk)
+        with pytest.raises(P.PacketError):
+            P.dearmor(data, key, AES)  # a forged MAC passes with probability 2^-64
