@@ -24,16 +24,19 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import os
 import secrets
+import struct
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import lz4.block
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ztcore.crypto import c25519_agree, c25519_public_from_private, salsa20_12_xor
 from ztcore.crypto.aes_gmac_siv import AesGmacSiv
+from ztcore.crypto.armor import E_BAD_MAC, E_TOO_LONG, E_TOO_SHORT, E_UNKNOWN_CIPHER, armor_poly, dearmor_poly
 from ztcore.crypto.c25519 import C25519_PRIVATE_KEY_LEN
-from ztcore.crypto.symmetric import poly1305_fast, salsa20_12_xor_fast
 from ztcore.errors import InvalidFormatError
 
 __all__ = [
@@ -174,8 +177,10 @@ class PacketError(InvalidFormatError):
 # --- header --------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class PacketHeader:
+class PacketHeader(NamedTuple):
+    """The cleartext header of a packet head. Immutable; a named tuple because one is
+    made for every packet received (a frozen dataclass costs several times more)."""
+
     packet_id: int  # 64-bit, big-endian on the wire
     destination: int  # 40-bit address
     source: int  # 40-bit address
@@ -188,6 +193,12 @@ class PacketHeader:
 
 # Indexed by the 3 cipher bits; enum lookups by value are slow on the hot path.
 _CIPHERS: tuple[CipherSuite | int, ...] = (*CipherSuite, 4, 5, 6, 7)
+# Bytes 0..23 as three words: packet ID; destination + source[0:3]; source[3:5] + flags + ...
+_HEAD_WORDS = struct.Struct(">QQQ")
+_tuple_new = tuple.__new__
+# The last bytes object parsed and its header: the receive path parses the same packet
+# several times (switch, then dearmor); bytes are immutable, so identity is enough.
+_last_parsed: tuple[object, PacketHeader | None] = (None, None)
 
 
 def is_fragment(data: bytes | bytearray | memoryview) -> bool:
@@ -198,22 +209,33 @@ def is_fragment(data: bytes | bytearray | memoryview) -> bool:
 
 def parse_header(data: bytes | bytearray | memoryview) -> PacketHeader:
     """Parse the cleartext header of a packet head (works before dearmoring)."""
+    global _last_parsed
+    last = _last_parsed
+    if last[0] is data:
+        return last[1]  # type: ignore[return-value]
     if len(data) < PACKET_MIN_LENGTH:
         raise PacketError("too_short", f"{len(data)} bytes")
     if data[FRAGMENT_IDX_INDICATOR] == FRAGMENT_INDICATOR:
         raise PacketError("is_fragment")
-    flags = data[IDX_FLAGS]
+    packet_id, w1, w2 = _HEAD_WORDS.unpack_from(data, 0)
+    flags = (w2 >> 40) & 0xFF
     cipher = _CIPHERS[(flags & CIPHER_MASK) >> 3]
-    return PacketHeader(
-        packet_id=int.from_bytes(data[0:8], "big"),
-        destination=int.from_bytes(data[8:13], "big"),
-        source=int.from_bytes(data[13:18], "big"),
-        flags=flags,
-        hops=flags & HOPS_MASK,
-        cipher=cipher,
-        fragmented=bool(flags & FLAG_FRAGMENTED),
-        encrypted_hello=bool(flags & FLAG_ENCRYPTED) and cipher == CipherSuite.POLY1305_NONE,
+    header: PacketHeader = _tuple_new(
+        PacketHeader,
+        (
+            packet_id,
+            w1 >> 24,
+            ((w1 & 0xFFFFFF) << 16) | (w2 >> 48),
+            flags,
+            flags & HOPS_MASK,
+            cipher,
+            flags & FLAG_FRAGMENTED != 0,
+            flags & (FLAG_ENCRYPTED | CIPHER_MASK) == FLAG_ENCRYPTED,  # 0x80 with suite 0
+        ),
     )
+    if type(data) is bytes:
+        _last_parsed = (data, header)
+    return header
 
 
 def fragment_destination(data: bytes | bytearray | memoryview) -> int:
@@ -271,9 +293,31 @@ def derive_aes_keys(identity_key: bytes) -> AesKeys:
     return AesKeys(k0, k1)
 
 
+# Packet IDs come from os.urandom drawn 8 KiB at a time (one getrandom call per 1,024
+# packets instead of one per packet; the real core also draws them from a pooled
+# secure random source). An iterator hands each value out once, even between threads;
+# a forked child drops the parent's buffer so the two never reuse an ID under one key.
+_ID_BATCH = struct.Struct("<1024Q")
+_packet_ids = iter(())
+
+
+def _drop_packet_ids() -> None:
+    global _packet_ids
+    _packet_ids = iter(())
+
+
+os.register_at_fork(after_in_child=_drop_packet_ids)
+
+
 def new_packet_id() -> int:
     """A cryptographically random 64-bit packet ID (also the per-packet IV)."""
-    return secrets.randbits(64)
+    global _packet_ids
+    pid = next(_packet_ids, None)
+    if pid is None:
+        ids = iter(_ID_BATCH.unpack(os.urandom(_ID_BATCH.size)))
+        pid = next(ids)
+        _packet_ids = ids
+    return pid  # type: ignore[no-any-return]
 
 
 def crypt_field(key: bytes, packet_id: int, data: bytes) -> bytes:
@@ -285,43 +329,19 @@ def crypt_field(key: bytes, packet_id: int, data: bytes) -> bytes:
 
 
 # --- armor / dearmor --------------------------------------------------------------
+#
+# The cryptography is one call per packet (ztcore.crypto.armor: the C kernel, or the
+# pure-Python reference where it is not built); this layer builds the flags byte,
+# compresses and decompresses, and turns failure codes into PacketError.
 
-_ZERO32 = bytes(32)
-_ZERO64 = bytes(64)
-
-
-def _salsa12(mk: bytes, iv: bytes, data: bytes) -> bytes | bytearray:
-    return salsa20_12_xor_fast(mk, iv, data)
-
-
-def _poly8(mac_key: bytes | bytearray, data: bytes | bytearray) -> bytes:
-    """First 8 bytes of the Poly1305 tag; mac_key = first 32 bytes of mac_key."""
-    return poly1305_fast(mac_key, data)[:8]
+_E_REASON = {E_TOO_SHORT: "too_short", E_TOO_LONG: "too_long", E_BAD_MAC: "bad_mac", E_UNKNOWN_CIPHER: "unknown_cipher"}
+_SUITE3_FLAGS = int(CipherSuite.AES_GMAC_SIV) << 3
+_SUITE1_CIPHER_BITS = int(CipherSuite.POLY1305_SALSA2012) << 3
+_SUITE1_FLAGS = FLAG_ENCRYPTED | _SUITE1_CIPHER_BITS
+_MAX_PAYLOAD = MAX_PACKET_LENGTH - IDX_PAYLOAD
 
 
-# Agreed key -> (first 21 bytes as an int, bytes 21..31), so mangling a key is
-# one XOR. Bounded: cleared when it grows past a few thousand peers.
-_KEY_SPLIT: dict[bytes, tuple[int, bytes]] = {}
-
-
-def _mangle_key(key: bytes, head18: bytes, flags: int, size: int) -> bytes:
-    # Per-packet Salsa20 key: key XOR (IV || dest || source || flags without hops ||
-    # size little-endian 16 bits); the remaining 11 key bytes are unchanged.
-    if type(key) is not bytes:
-        key = bytes(key)
-    split = _KEY_SPLIT.get(key)
-    if split is None:
-        if len(key) < 32:
-            raise ValueError("the Salsa20/Poly1305 key must be at least 32 bytes")
-        if len(_KEY_SPLIT) >= 4096:
-            _KEY_SPLIT.clear()
-        split = _KEY_SPLIT[key] = (int.from_bytes(key[:21], "big"), key[21:32])
-    mix = int.from_bytes(head18 + bytes((flags & 0xF8, size & 0xFF, (size >> 8) & 0xFF)), "big")
-    return (split[0] ^ mix).to_bytes(21, "big") + split[1]
-
-
-@dataclass(frozen=True, slots=True)
-class Dearmored:
+class Dearmored(NamedTuple):
     header: PacketHeader
     verb: int  # low 5 bits of the verb byte
     payload: bytes  # decrypted and decompressed
@@ -357,94 +377,56 @@ def armor(
     if not 0 <= hops <= MAX_HOPS:
         raise ValueError(f"hops must be 0..{MAX_HOPS}")
     verb_byte = verb
-    if compress and len(payload) > COMPRESS_MIN_PAYLOAD:
+    n = len(payload)
+    if compress and n > COMPRESS_MIN_PAYLOAD:
         c = lz4.block.compress(payload, mode="default", store_size=False)
-        if 0 < len(c) < len(payload):
+        if 0 < len(c) < n:
             payload = c
+            n = len(c)
             verb_byte |= VERB_FLAG_COMPRESSED
-    size = IDX_PAYLOAD + len(payload)
-    if size > MAX_PACKET_LENGTH:
-        raise PacketError("too_long", f"{size} bytes")
+    if n > _MAX_PAYLOAD:
+        raise PacketError("too_long", f"{IDX_PAYLOAD + n} bytes")
     if packet_id is None:
-        packet_id = secrets.randbits(64)
-    iv = packet_id.to_bytes(8, "big")
-    addrs = destination.to_bytes(5, "big") + source.to_bytes(5, "big")
-    frag = FLAG_FRAGMENTED if size > mtu else 0
-    plaintext = bytes((verb_byte,)) + payload
-
-    if encrypt and aes_keys is not None:
-        flags = frag | (CipherSuite.AES_GMAC_SIV << 3)
-        tag, ct = aes_keys.siv.encrypt(iv, addrs + bytes((flags,)), plaintext)
-        return b"".join((tag[:8], addrs, bytes((flags | hops,)), tag[8:], ct))
-
+        packet_id = new_packet_id()
+    frag = FLAG_FRAGMENTED if IDX_PAYLOAD + n > mtu else 0
     if encrypt:
-        flags = frag | FLAG_ENCRYPTED | (CipherSuite.POLY1305_SALSA2012 << 3)
-        mk = _mangle_key(key, iv + addrs, flags, size)
-        # keystream bytes 0..31 are the Poly1305 key, encryption starts at byte 64
-        out = _salsa12(mk, iv, _ZERO64 + plaintext)
-        body = memoryview(out)[64:]
-        mac = _poly8(out, body)
-    else:
-        # Suite 0; flag 0x80 only for extended armor (set before the MAC, which covers it).
-        flags = frag | (FLAG_ENCRYPTED if extended_armor_for is not None else 0)
-        mk = _mangle_key(key, iv + addrs, flags, size)
-        body = plaintext
-        mac = _poly8(_salsa12(mk, iv, _ZERO32), body)
-        if extended_armor_for is not None:
-            return _add_extended_armor(
-                b"".join((iv, addrs, bytes((flags | hops,)), mac, body)), extended_armor_for
-            )
-    return b"".join((iv, addrs, bytes((flags | hops,)), mac, body))
+        if aes_keys is not None:
+            return aes_keys.siv.armor(packet_id, destination, source, frag | _SUITE3_FLAGS | hops, verb_byte, payload)
+        return armor_poly(key, packet_id, destination, source, frag | _SUITE1_FLAGS | hops, verb_byte, payload)
+    if extended_armor_for is None:
+        return armor_poly(key, packet_id, destination, source, frag | hops, verb_byte, payload)
+    # Suite 0 with flag 0x80 (set before the MAC, which covers it): 1.16's extended armor.
+    wire = armor_poly(key, packet_id, destination, source, frag | FLAG_ENCRYPTED | hops, verb_byte, payload)
+    return _add_extended_armor(wire, extended_armor_for)
 
 
 def dearmor(data: bytes | bytearray | memoryview, key: bytes, aes_keys: AesKeys | None = None) -> Dearmored:
     """Verify, decrypt and decompress a complete (reassembled) packet."""
-    n = len(data)
     header = parse_header(data)
-    if n > MAX_PACKET_LENGTH:
-        raise PacketError("too_long", f"{n} bytes")
-    if type(data) is not bytes:
-        data = bytes(data)
-    cs = header.cipher
-    flags = header.flags
-    if cs == CipherSuite.AES_GMAC_SIV:
+    if len(data) > MAX_PACKET_LENGTH:
+        raise PacketError("too_long", f"{len(data)} bytes")
+    cs = header.flags & CIPHER_MASK
+    if cs == _SUITE3_FLAGS:
         if aes_keys is None:
             raise PacketError("no_aes_keys")
-        aad = data[IDX_DEST:IDX_FLAGS] + bytes((flags & 0xF8,))
-        pt = aes_keys.siv.decrypt(data[0:8] + data[IDX_MAC:IDX_VERB], aad, data[IDX_VERB:])
-        if pt is None:
-            raise PacketError("bad_mac")
-        verb_byte = pt[0]
-        payload = pt[1:]
-    elif cs == CipherSuite.POLY1305_SALSA2012 or cs == CipherSuite.POLY1305_NONE:
-        iv = data[0:8]
-        mk = _mangle_key(key, data[0:18], flags, n)
-        body = data[IDX_VERB:]
-        if cs == CipherSuite.POLY1305_SALSA2012:
-            out = _salsa12(mk, iv, _ZERO64 + body)
-            mac_key = out
-        else:
-            mac_key = _salsa12(mk, iv, _ZERO32)
-        if not hmac.compare_digest(_poly8(mac_key, body), data[IDX_MAC:IDX_VERB]):
-            raise PacketError("bad_mac")
-        if cs == CipherSuite.POLY1305_SALSA2012:
-            verb_byte = out[64]
-            payload = bytes(memoryview(out)[65:])
-        else:
-            verb_byte = body[0]
-            payload = body[1:]
+        opened = aes_keys.siv.dearmor(data)
+    elif cs <= _SUITE1_CIPHER_BITS:  # suites 0 and 1
+        opened = dearmor_poly(key, data)
     else:
-        raise PacketError("unknown_cipher", str(int(cs)))
-
-    compressed = bool(verb_byte & VERB_FLAG_COMPRESSED)
-    if compressed and payload:
-        try:
-            payload = lz4.block.decompress(payload, uncompressed_size=MAX_PACKET_LENGTH)
-        except lz4.block.LZ4BlockError as e:
-            raise PacketError("bad_compression", str(e)) from None
-        if not payload or len(payload) > MAX_PACKET_LENGTH - IDX_PAYLOAD:
-            raise PacketError("bad_compression", "decompressed size out of range")
-    return Dearmored(header=header, verb=verb_byte & VERB_MASK, payload=payload, compressed=compressed)
+        raise PacketError("unknown_cipher", str(cs >> 3))
+    if type(opened) is int:
+        raise PacketError(_E_REASON.get(opened, "bad_packet"))
+    verb_byte, payload = opened  # type: ignore[misc]
+    if verb_byte & VERB_FLAG_COMPRESSED:
+        if payload:
+            try:
+                payload = lz4.block.decompress(payload, uncompressed_size=MAX_PACKET_LENGTH)
+            except lz4.block.LZ4BlockError as e:
+                raise PacketError("bad_compression", str(e)) from None
+            if not payload or len(payload) > _MAX_PAYLOAD:
+                raise PacketError("bad_compression", "decompressed size out of range")
+        return _tuple_new(Dearmored, (header, verb_byte & VERB_MASK, payload, True))  # type: ignore[no-any-return]
+    return _tuple_new(Dearmored, (header, verb_byte & VERB_MASK, payload, False))  # type: ignore[no-any-return]
 
 
 # --- extended armor (1.16's optional encrypted HELLO) ------------------------------
