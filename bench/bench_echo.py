@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import platform
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 
+import machine  # bench/machine.py: command, interpreter and load average around the figures
 from ztcore.runtime import MemoryState, NodeService, Runtime
 from ztcore.runtime.offline import start_offline_root, wait_until
 from ztcore.vl1.path import Path
@@ -157,7 +156,7 @@ def main() -> None:
     if not args.windows or min(args.windows) < 1:
         ap.error("--windows needs positive integers")
 
-    print(f"Python {platform.python_version()} ({sys.implementation.name}) on {platform.machine()}")
+    machine.header()
     t0 = time.perf_counter()
     results = asyncio.run(run(args))
     print(
@@ -171,6 +170,7 @@ def main() -> None:
             f"{gate:10} {r.window:6} {r.replies / r.seconds:14.0f} {med:14.3f} {p99:11.3f} {r.lost:6} {r.relayed:8}"
         )
     print(f"total {time.perf_counter() - t0:.1f} s")
+    machine.footer()
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import gc
 import itertools
-import platform
 import random
 import sys
 import time
@@ -39,6 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+import machine  # bench/machine.py: command, interpreter and load average around the figures
 from flood import distinct_endpoint, forged_hellos, forged_source, junk  # noqa: E402
 from ztcore.identity import Identity  # noqa: E402
 from ztcore.simulation import SimHost, SimNetwork, make_planet  # noqa: E402
@@ -116,7 +116,8 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=100_000, help="packets per simulated second")
     ap.add_argument("--hello-pool", type=int, default=2000)
     args = ap.parse_args()
-    print(f"Python {platform.python_version()} on {platform.machine()}, {args.packets} packets per flood, "
+    machine.header()
+    print(f"{args.packets} packets per flood, "
           f"{args.rate} packets per simulated second; WHOIS budget {WHOIS_GLOBAL_RATE}/s")
     root_id, leaf_id = Identity.generate(), Identity.generate()
     rows = []
@@ -141,6 +142,7 @@ def main() -> None:
     for kind, r in rows:
         print(f"{kind:<14}{r['pps']:>11,.0f}{r['node_us']:>9.1f}{r['cpu_us']:>8.1f}{r['rss']:>10.1f}{r['whois']:>8}"
               f"{r['whois_per_s']:>9.1f}{r['checked']:>10}{r['sim_s']:>7.1f}  {r['fullest']:<22} {r['internal_errors']}")
+    machine.footer()
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import asyncio
 import gc
 import multiprocessing
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -35,6 +34,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import machine  # bench/machine.py: command, interpreter and load average around the figures
 from bench_echo import HOST, start_world  # the same offline world (root + leaves on 127.0.0.1)
 from bench_vl2_throughput import _ready, _recv, _v4, make_network
 from ztcore.runtime import MemoryState, NodeService, Runtime
@@ -216,8 +216,10 @@ def main() -> None:
     ap.add_argument("--connects", type=int, default=50, help="sequential connects timed (default 50)")
     ap.add_argument("--idle", type=int, default=500, help="idle connections for the memory figure (default 500)")
     args = ap.parse_args()
-    print(f"bench_tcp: Python {platform.python_version()} ({platform.python_implementation()}), {HOST}")
+    machine.header()
+    print(f"bench_tcp: {HOST}")
     asyncio.run(run(args))
+    machine.footer()
 
 
 if __name__ == "__main__":
