@@ -14,17 +14,15 @@ Run: python bench/bench_rss_breakdown.py [--settle 3] [--top 30] [--all]
 
 from __future__ import annotations
 
-import argparse
-import importlib.abc
-import importlib.machinery
+# The daemon's process imports as little as possible before the hook is in place
+# (no argparse, pathlib, typing, importlib.abc, ...), so that the figures are the daemon's.
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
-from typing import Any
+
+Any = object  # for annotations only: typing is not imported here
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -44,7 +42,7 @@ class _Record:
         self.children = 0
 
 
-class _MeasuringLoader(importlib.abc.Loader):
+class _MeasuringLoader:
     """Wraps a real loader; measures create_module + exec_module (where dlopen and
     module code run)."""
 
@@ -52,7 +50,7 @@ class _MeasuringLoader(importlib.abc.Loader):
         self._inner = inner
         self._hook = hook
 
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Any:
+    def create_module(self, spec: Any) -> Any:
         return self._hook.measure(spec.name, "create", lambda: self._inner.create_module(spec))
 
     def exec_module(self, module: Any) -> None:
@@ -62,7 +60,7 @@ class _MeasuringLoader(importlib.abc.Loader):
         return getattr(self._inner, name)
 
 
-class _Hook(importlib.abc.MetaPathFinder):
+class _Hook:
     def __init__(self) -> None:
         self.records: dict[str, _Record] = {}
         self.order: list[str] = []
@@ -107,7 +105,9 @@ class _Hook(importlib.abc.MetaPathFinder):
 
 def smaps_rollup() -> dict[str, int]:
     out: dict[str, int] = {}
-    for line in Path("/proc/self/smaps_rollup").read_text().splitlines()[1:]:
+    with open("/proc/self/smaps_rollup") as f:
+        lines = f.read().splitlines()[1:]
+    for line in lines:
         key, _, rest = line.partition(":")
         parts = rest.split()
         if parts and parts[0].isdigit():
@@ -115,42 +115,17 @@ def smaps_rollup() -> dict[str, int]:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--settle", type=float, default=3.0)
-    ap.add_argument("--top", type=int, default=30, help="modules with the largest self figure")
-    ap.add_argument("--all", action="store_true", help="every module in import order instead")
-    args = ap.parse_args()
+def child(args: Any) -> None:
     start_rss = rss_bytes()
     hook = _Hook()
-    sys.meta_path.insert(0, hook)
-    # The planet is made with the hook off, so its imports do not count as the daemon's.
-    sys.meta_path.remove(hook)
-    tmp = tempfile.TemporaryDirectory(prefix="ztcore-bench-")
-    planet_path = Path(tmp.name) / "planet"
-    import subprocess
-
-    subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from ztcore.identity import Identity; "
-            "from ztcore.runtime.offline import free_udp_port, make_loopback_planet; "
-            "p = make_loopback_planet(Identity.generate(), '127.0.0.1', free_udp_port('127.0.0.1')); "
-            "open(sys.argv[1], 'wb').write(p.to_bytes())",
-            str(planet_path),
-        ],
-        check=True,
-    )
     sys.meta_path.insert(0, hook)
     idle: dict[str, Any] = {}
 
     def watch() -> None:
-        # The daemon prints "<address> <port>" once up; wait for the lock file's
-        # neighbour zerotier-one.port, then settle.
-        port_file = Path(tmp.name) / "home" / "zerotier-one.port"
+        # zerotier-one.port is written once the node and its API are up; then settle.
+        port_file = os.path.join(args.home, "zerotier-one.port")
         deadline = time.monotonic() + 60
-        while not port_file.exists() and time.monotonic() < deadline:
+        while not os.path.exists(port_file) and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(args.settle)
         idle["rollup"] = smaps_rollup()
@@ -160,17 +135,16 @@ def main() -> None:
     threading.Thread(target=watch, daemon=True).start()
     from ztcore.cli.main import main as ztnode_main
 
-    argv = ["run", "--home", f"{tmp.name}/home", "--planet", str(planet_path), "--port", "0"]
+    argv = ["run", "--home", args.home, "--planet", args.planet, "--port", "0", "--bind", "127.0.0.1"]
     try:
-        ztnode_main([*argv, "--bind", "127.0.0.1"], standalone_mode=False)
+        ztnode_main(argv, standalone_mode=False)
     except (SystemExit, KeyboardInterrupt):
         pass
     sys.meta_path.remove(hook)
-    tmp.cleanup()
 
     mib = 1024 * 1024
     print(f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; Python {sys.version.split()[0]}")
-    print(f"  interpreter before the daemon's imports: {start_rss / mib:.1f} MiB")
+    print(f"  interpreter (and this script) before the daemon's imports: {start_rss / mib:.1f} MiB")
     recs = [hook.records[n] for n in hook.order]
     top = sum(r.total for r in recs if r.depth == 0)
     print(f"  {len(recs)} modules imported by the daemon: {top / mib:.1f} MiB")
@@ -182,9 +156,8 @@ def main() -> None:
     by_pkg: dict[str, int] = {}
     for r in recs:
         by_pkg[r.name.split(".")[0]] = by_pkg.get(r.name.split(".")[0], 0) + r.total - r.children
-    print("  by top-level package (self, MiB): " + ", ".join(
-        f"{k} {v / mib:.1f}" for k, v in sorted(by_pkg.items(), key=lambda kv: -kv[1]) if v >= mib / 4
-    ))
+    big = [f"{k} {v / mib:.1f}" for k, v in sorted(by_pkg.items(), key=lambda kv: -kv[1]) if v >= mib / 4]
+    print("  by top-level package (self, MiB): " + ", ".join(big))
     roll = idle.get("rollup")
     if roll:
         uss = roll.get("Private_Clean", 0) + roll.get("Private_Dirty", 0)
@@ -193,6 +166,45 @@ def main() -> None:
             f"USS {uss / 1024:.1f} MiB (anonymous {roll.get('Anonymous', 0) / 1024:.1f} MiB), "
             f"{idle['modules']} modules in sys.modules"
         )
+
+
+class _ChildArgs:
+    def __init__(self, argv: list[str]) -> None:
+        opts = dict(zip(argv[0::2], argv[1::2], strict=False))
+        self.home = opts["--home"]
+        self.planet = opts["--planet"]
+        self.settle = float(opts["--settle"])
+        self.top = int(opts["--top"])
+        self.all = opts["--all"] == "1"
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        child(_ChildArgs(sys.argv[2:]))
+        return
+    import argparse
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--settle", type=float, default=3.0)
+    ap.add_argument("--top", type=int, default=30, help="modules with the largest self figure")
+    ap.add_argument("--all", action="store_true", help="every module in import order instead")
+    args = ap.parse_args()
+    # The planet is made here; the daemon runs in a fresh child process with the hook.
+    from ztcore.identity import Identity
+    from ztcore.runtime.offline import free_udp_port, make_loopback_planet
+
+    with tempfile.TemporaryDirectory(prefix="ztcore-bench-") as tmp:
+        planet = make_loopback_planet(Identity.generate(), "127.0.0.1", free_udp_port("127.0.0.1"))
+        (Path(tmp) / "planet").write_bytes(planet.to_bytes())
+        cmd = [sys.executable, __file__, "--child", "--home", f"{tmp}/home", "--planet", f"{tmp}/planet"]
+        cmd += ["--settle", str(args.settle), "--top", str(args.top), "--all", "1" if args.all else "0"]
+        out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=False)
+        print(out.stdout, end="")
+        if out.returncode:
+            raise SystemExit(f"the daemon's process ended with {out.returncode}")
 
 
 if __name__ == "__main__":

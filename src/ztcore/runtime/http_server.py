@@ -341,6 +341,10 @@ class HttpServer:
 
     async def _one(self, c: _Connection, event: h11.Request) -> bool:
         """Answer one request; False when the connection must close."""
+        # h11 bounds only a head that arrives in pieces; one read can bring a whole big one.
+        if len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers) > MAX_HEAD:
+            await self._refuse(c, 431, "request head too large")
+            return False
         req = Request(c, event)
         c.is_head = req.method == "HEAD"
         try:
