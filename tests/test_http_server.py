@@ -100,6 +100,13 @@ def test_keep_alive_serves_several_requests_on_one_connection() -> None:
         assert status == 200 and json.loads(body) == []
         writer.write(_get("/network"))
         assert (await _response(reader))[0] == 200
+        # Clients send Content-Type: application/json and a body (even "{}") on GET and DELETE.
+        json_body = "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+        writer.write(_get("/peer", json_body)[:-2])
+        assert (await _response(reader))[0] == 200
+        writer.write(_get("/network/8056c2e21c000001", json_body)[:-2].replace(b"GET", b"DELETE", 1))
+        status, _, body = await _response(reader)
+        assert status == 404 and "not a member" in json.loads(body)["error"]
         writer.write(_get("/status", "Connection: close\r\n"))
         assert (await _response(reader))[0] == 200
         assert await reader.read() == b""  # the server hung up as asked
@@ -312,3 +319,48 @@ def test_server_binds_loopback_only() -> None:
             await server.stop()
 
     asyncio.run(main())
+
+
+def test_random_bytes_never_get_a_5xx_and_the_server_keeps_serving() -> None:
+    import random
+
+    rng = random.Random(13)
+    valid = [
+        _get("/status"),
+        f"POST /controller/network HTTP/1.1\r\nHost: x\r\nX-ZT1-Auth: {TOKEN}\r\nContent-Length: 2\r\n\r\n{{}}".encode(),
+        f"DELETE /network/8056c2e21c000001 HTTP/1.1\r\nX-ZT1-Auth: {TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".encode(),
+    ]
+
+    def mutate(raw: bytes) -> bytes:
+        b = bytearray(raw)
+        for _ in range(rng.randrange(1, 6)):
+            op = rng.randrange(3)
+            i = rng.randrange(len(b) + 1)
+            if op == 0 and b:
+                del b[min(i, len(b) - 1)]
+            elif op == 1:
+                b[i:i] = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 8)))
+            elif b:
+                b[min(i, len(b) - 1)] = rng.choice(b"\r\n:% /\x00\xff{}")
+        return bytes(b)
+
+    async def test(port: int) -> None:
+        statuses: dict[int, int] = {}
+        for _ in range(300):
+            reader, writer = await _connect(port)
+            writer.write(mutate(rng.choice(valid)))
+            writer.write_eof()
+            data = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            for line in data.split(b"\r\n"):
+                if line.startswith(b"HTTP/1.1 "):
+                    status = int(line.split()[1])
+                    statuses[status] = statuses.get(status, 0) + 1
+                    assert status < 500, data[:200]
+        assert sum(statuses.values()) > 100 and statuses.get(400, 0) > 50, statuses
+        reader, writer = await _connect(port)
+        writer.write(_get("/status"))
+        assert (await _response(reader))[0] == 200
+        writer.close()
+
+    _run(test)

@@ -137,7 +137,8 @@ class Request:
         return await self._conn.read_body(limit)
 
     def client_gone(self) -> bool:
-        return self._conn.writer.is_closing()
+        """True once the client closed its side (or the connection broke)."""
+        return self._conn.writer.is_closing() or self._conn.reader.at_eof()
 
     async def stream(self, status: int = 200, headers: dict[str, str] | None = None) -> ResponseStream:
         """Start a streamed answer (chunked on HTTP/1.1); the handler returns it when done."""
@@ -379,6 +380,8 @@ class HttpServer:
         if c.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE) or c.head_sent:
             return
         log.debug("HTTP API: bad request: %s", detail)
+        if status >= 500:
+            status = 400  # (h11 hints 501 for an unknown transfer coding) bad input is never a 5xx
         resp = _error_response(status, REASONS.get(status, "Bad Request"))
         resp.headers["Connection"] = "close"
         try:
