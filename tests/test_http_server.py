@@ -277,6 +277,12 @@ def test_capture_streams_pcap_chunked() -> None:
         # The connection stays usable after a finished stream.
         writer.write(_get("/status"))
         assert (await _response(reader))[0] == 200
+        # HEAD of a stream: the head alone, and the connection goes on.
+        writer.write(_get("/unstable/capture?count=1").replace(b"GET", b"HEAD", 1))
+        status, headers, _ = await _response_head_only(reader)
+        assert status == 200 and headers["content-type"] == "application/vnd.tcpdump.pcap"
+        writer.write(_get("/status"))
+        assert (await _response(reader))[0] == 200
         writer.close()
 
     _run(test)

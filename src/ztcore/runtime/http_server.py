@@ -31,6 +31,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import h11
 
+from ztcore.errors import report_unexpected
+
 __all__ = [
     "HttpError",
     "HttpServer",
@@ -154,7 +156,7 @@ class ResponseStream:
         self.finished = False
 
     async def write(self, data: bytes) -> None:
-        if data:
+        if data and not self._conn.is_head:  # an answer to HEAD is the head alone
             await self._conn.send(h11.Data(data=data))
 
     async def write_eof(self) -> None:
@@ -320,6 +322,9 @@ class HttpServer:
             pass  # a slow, idle or vanished client: just hang up
         except asyncio.CancelledError:
             pass  # the server is closing
+        except Exception as e:
+            # A bug (h11 refusing what we tried to send, ...): drop this connection, keep serving.
+            report_unexpected(log, "HTTP API: serving a connection", e)
         finally:
             self._tasks.discard(task)
             writer.close()
