@@ -52,8 +52,11 @@ WRITE_TIMEOUT = 30.0
 MAX_CONNECTIONS = 128
 _READ_SIZE = 64 * 1024
 
-# The reason phrases aiohttp put in the JSON errors so far (kept so answers do not change).
+# Reason phrases: in status lines, and as the `error` text of the errors the server makes
+# itself (the phrases aiohttp used, so those answers do not change).
 REASONS = {
+    100: "Continue",
+    200: "OK",
     400: "Bad Request",
     401: "Unauthorized",
     404: "Not Found",
@@ -241,7 +244,7 @@ class _Connection:
         if self.body_done:
             return b""
         if self.h11.client_is_waiting_for_100_continue:
-            await self.send(h11.InformationalResponse(status_code=100, headers=[]))
+            await self.send(h11.InformationalResponse(status_code=100, headers=[], reason="Continue"))
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -266,14 +269,15 @@ class _Connection:
     async def send_head(self, status: int, headers: dict[str, str]) -> None:
         hdrs = [("Date", http_date()), ("Server", "ztcore"), *headers.items()]
         self.head_sent = True
-        await self.send(h11.Response(status_code=status, headers=hdrs))
+        await self.send(h11.Response(status_code=status, headers=hdrs, reason=REASONS.get(status, "")))
 
     async def send_response(self, resp: Response) -> None:
         headers = [("Date", http_date()), ("Server", "ztcore"), *resp.headers.items()]
         headers.append(("Content-Length", str(len(resp.body))))
         self.head_sent = True
         # One write for the whole answer: no small segments for Nagle to hold back.
-        out = [self.h11.send(h11.Response(status_code=resp.status, headers=headers)) or b""]
+        head = h11.Response(status_code=resp.status, headers=headers, reason=REASONS.get(resp.status, ""))
+        out = [self.h11.send(head) or b""]
         if resp.body and not self.is_head:
             out.append(self.h11.send(h11.Data(data=resp.body)) or b"")
         out.append(self.h11.send(h11.EndOfMessage()) or b"")
