@@ -3,9 +3,17 @@ running `ztnode run` node.
 
 `ztnode --help` is run --runs times as a whole process (median and min wall time
 printed). `ztnode run` is started on a throw-away home with an offline planet
-whose only root is on 127.0.0.1 (nothing leaves the machine), its RSS is read
-from /proc once it printed "<address> <port>" and has run --settle seconds, and
-it is stopped with SIGINT.
+whose only root is on 127.0.0.1 (nothing leaves the machine), its RSS (and PSS,
+USS from /proc/PID/smaps_rollup) is read once it printed "<address> <port>" and
+has run --settle seconds, and it is stopped with SIGINT.
+
+The ztcore package's bytecode is compiled first (as pip does when it installs a
+wheel): a tree without ``__pycache__`` (an editable install run with
+PYTHONDONTWRITEBYTECODE) compiles every module at each start, which costs ~2 MiB
+more and a slower start. Where the package directory is not writable this is
+skipped and said.
+
+For where the memory goes, module by module: bench/bench_rss_breakdown.py.
 
 Run: python bench/bench_startup.py [--runs 10] [--settle 3]
 """
@@ -13,6 +21,7 @@ Run: python bench/bench_startup.py [--runs 10] [--settle 3]
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import shutil
 import signal
@@ -23,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import ztcore
 from ztcore.identity import Identity
 from ztcore.runtime.offline import free_udp_port, make_loopback_planet
 
@@ -38,7 +48,11 @@ def time_help(runs: int) -> list[float]:
     return out[1:]
 
 
-def rss_of_run(settle: float) -> float:
+def compile_package() -> bool:
+    return bool(compileall.compile_dir(str(Path(ztcore.__file__).parent), quiet=2))
+
+
+def memory_of_run(settle: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="ztcore-bench-") as tmp:
         port = free_udp_port("127.0.0.1")
         planet = make_loopback_planet(Identity.generate(), "127.0.0.1", free_udp_port("127.0.0.1"))
@@ -51,12 +65,15 @@ def rss_of_run(settle: float) -> float:
             if not line:
                 raise SystemExit("ztnode run did not start")
             time.sleep(settle)
-            status = Path(f"/proc/{proc.pid}/status").read_text()
-            rss = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS:")) / 1024
+            kib: dict[str, int] = {}
+            for line in Path(f"/proc/{proc.pid}/smaps_rollup").read_text().splitlines()[1:]:
+                key, _, rest = line.partition(":")
+                kib[key] = int(rest.split()[0])
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=20)
-        return rss
+        uss = kib["Private_Clean"] + kib["Private_Dirty"]
+        return {"rss": kib["Rss"] / 1024, "pss": kib["Pss"] / 1024, "uss": uss / 1024}
 
 
 def main() -> None:
@@ -64,10 +81,16 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--settle", type=float, default=3.0)
     args = ap.parse_args()
-    print(f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; {ZTNODE}")
+    compiled = compile_package()
+    print(f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; Python {sys.version.split()[0]}; {ZTNODE}")
+    print(f"  bytecode of {Path(ztcore.__file__).parent}: " + ("compiled" if compiled else "NOT compiled (read-only?)"))
     times = time_help(args.runs)
     print(f"  ztnode --help: median {statistics.median(times):.3f} s, min {min(times):.3f} s over {args.runs} runs")
-    print(f"  ztnode run (offline planet, idle, {args.settle:.0f} s): RSS {rss_of_run(args.settle):.1f} MiB")
+    mem = memory_of_run(args.settle)
+    print(
+        f"  ztnode run (offline planet, idle, {args.settle:.0f} s): RSS {mem['rss']:.1f} MiB "
+        f"(PSS {mem['pss']:.1f}, USS {mem['uss']:.1f})"
+    )
 
 
 if __name__ == "__main__":

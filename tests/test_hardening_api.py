@@ -10,8 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp.test_utils import TestClient, TestServer
-
+from api_client import ApiTestClient
 from ztcore.controller.store import ControllerStore
 from ztcore.identity import Identity
 from ztcore.runtime.http_api import StoreControllerBackend, make_app
@@ -64,7 +63,7 @@ def _run(tmp_path: Path, test: Callable[[Call, str], Awaitable[None]]) -> None:
         store = ControllerStore(tmp_path)
         backend = StoreControllerBackend(store, address)
         try:
-            async with TestClient(TestServer(make_app(RealNodeApi(host.node), backend, TOKEN))) as client:
+            async with ApiTestClient(make_app(RealNodeApi(host.node), backend, TOKEN)) as client:
 
                 async def call(method: str, path: str, body: Any) -> tuple[int, Any]:
                     data = body if isinstance(body, (str, bytes)) else json.dumps(body)

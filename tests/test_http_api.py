@@ -11,8 +11,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
+from api_client import ApiTestClient
 from ztcore.controller.store import ControllerStore
 from ztcore.runtime.http_api import HttpApiServer, NodeApi, StoreControllerBackend, make_app
 
@@ -115,7 +115,7 @@ class Recorder:
 
 
 class Env:
-    def __init__(self, client: TestClient, node: FakeNode, backend: StoreControllerBackend, rec: Recorder):
+    def __init__(self, client: ApiTestClient, node: FakeNode, backend: StoreControllerBackend, rec: Recorder):
         self.client, self.node, self.backend, self.rec = client, node, backend, rec
 
     async def call(self, method: str, path: str, body: Any = None, **kw: Any) -> tuple[int, Any]:
@@ -135,7 +135,7 @@ def run(tmp_path: Path, test: Callable[[Env], Awaitable[None]]) -> None:
         rec = Recorder()
         backend.add_listener(rec)
         try:
-            async with TestClient(TestServer(make_app(node, backend, TOKEN))) as client:
+            async with ApiTestClient(make_app(node, backend, TOKEN)) as client:
                 await test(Env(client, node, backend, rec))
         finally:
             store.close()
@@ -498,7 +498,7 @@ def test_server_listens_on_loopback(tmp_path: Path) -> None:
 
 def test_without_controller_its_routes_are_404(tmp_path: Path) -> None:
     async def main() -> None:
-        async with TestClient(TestServer(make_app(FakeNode(), None, TOKEN))) as client:
+        async with ApiTestClient(make_app(FakeNode(), None, TOKEN)) as client:
             r = await client.get("/controller", headers=AUTH)
             assert r.status == 404 and "error" in await r.json()
             r = await client.get("/status", headers=AUTH)

@@ -1,5 +1,5 @@
 """The trace routes of the local API and `ztnode trace`, against a live API server
-(aiohttp on 127.0.0.1, in a thread) over simulated nodes: a member whose drops and
+(on 127.0.0.1, in a thread) over simulated nodes: a member whose drops and
 rules traces go to the controller, the controller's collected traces, filters,
 JSON lines, and bad requests."""
 

@@ -1,8 +1,14 @@
-"""`ztnode run`: one node on a zerotier-one style home directory, until SIGINT/SIGTERM."""
+"""`ztnode run`: one node on a zerotier-one style home directory, until SIGINT/SIGTERM.
+
+The daemon imports what an idle node uses and little else (see
+bench/bench_rss_breakdown.py): the controller loads on first use
+(`ztcore.runtime.controller_host`), and asyncio is imported without its TLS
+support (`import_asyncio_without_tls`), which a node never uses.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import importlib
 import logging
 import signal
 import sys
@@ -12,9 +18,32 @@ from typing import Any
 import click
 
 from ztcore.api import Event, EventType
-from ztcore.errors import ZTError, report_unexpected
+from ztcore.errors import ZTError
 
 log = logging.getLogger("ztcore.run")
+
+
+def import_asyncio_without_tls() -> bool:
+    """Import asyncio without the ``ssl`` module, if neither is loaded yet; True if so.
+
+    asyncio imports ``ssl`` (OpenSSL's libssl, ~4 MiB resident) only to offer TLS
+    transports, and treats a missing ``ssl`` as a Python built without it (TLS
+    calls then raise "Python ssl module is not available"). The daemon's transports
+    are UDP and the plain-HTTP local API on loopback, so ``ssl`` is hidden while
+    asyncio loads (a None entry in ``sys.modules`` makes ``import ssl`` fail, as the
+    import system documents) and the entry is removed right after: a later
+    ``import ssl`` elsewhere in the process still works; only asyncio's own TLS is
+    off. In a process that already has either module this does nothing.
+    """
+    if "asyncio" in sys.modules or "ssl" in sys.modules:
+        return False
+    sys.modules["ssl"] = None  # type: ignore[assignment]
+    try:
+        importlib.import_module("asyncio")
+    finally:
+        if sys.modules.get("ssl", ...) is None:
+            del sys.modules["ssl"]
+    return True
 
 
 def _load_planet(path: Path) -> Any:
@@ -43,32 +72,27 @@ def _log_event(event: Event) -> None:
         log.info("event %s%s", event.type.name, f" {event.data}" if event.data else "")
 
 
-def _attach_live_controller(service: Any, store: Any, backend: Any) -> Any:
-    """Make the node answer network config requests from `store`; returns the controller or None.
+def release_startup_memory() -> bool:
+    """Give the heap that start-up used and freed back to the system; True if done.
 
-    The live controller learns of API changes through the backend's listener hooks
-    (to push new configs to members at once).
+    Imports and start-up leave freed blocks at the top of the C heap, which glibc
+    keeps (~2 MiB of an idle daemon's RSS); ``malloc_trim(0)`` (glibc, see
+    malloc_trim(3)) returns them. Skipped where the C library has no such call
+    (musl, macOS) or ctypes is not available.
     """
+    import gc
+
+    gc.collect()
     try:
-        from ztcore.controller.live import EmbeddedController
-    except ImportError:
-        log.warning("no embedded controller in this build: the API serves the store only")
-        return None
-    try:
-        controller = EmbeddedController(store)
-        backend.add_listener(controller)
-        setter = getattr(service.node, "set_controller", None)
-        if setter is None:
-            log.warning("this node cannot host a controller: config requests will go unanswered")
-        else:
-            setter(controller)
-    except ZTError:
-        raise
-    except Exception as e:
-        # A controller that fails to start must not take the node down with it.
-        report_unexpected(log, "run: starting the embedded controller", e)
-        return None
-    return controller
+        import ctypes
+
+        trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except (ImportError, OSError):
+        return False
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 async def _serve(
@@ -81,6 +105,7 @@ async def _serve(
     with_controller: bool,
 ) -> None:
     from ztcore.runtime.api_glue import start_local_api
+    from ztcore.runtime.controller_host import ControllerHost
     from ztcore.runtime.service import DEFAULT_PORT, NodeService, PortInUseError, ServiceError
 
     def make(p: int) -> NodeService:
@@ -89,11 +114,12 @@ async def _serve(
         return svc
 
     store: Any = None
-    if with_controller:
+    if with_controller and ControllerHost.has_store(home.path):
         from ztcore.controller.store import ControllerStore
 
         # Opened (and checked) before anything starts: a corrupt controller.db stops the
         # daemon with one sentence naming the file, not after the UDP service is up.
+        # Without one, the controller is loaded on first use (see ControllerHost).
         store = ControllerStore(home.path)
     try:
         service = make(DEFAULT_PORT if port is None else port)
@@ -112,18 +138,27 @@ async def _serve(
         raise
 
     api: Any = None
+    host: ControllerHost | None = None
+    import asyncio
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         backend = None
-        if store is not None:
-            from ztcore.runtime.http_api import StoreControllerBackend
-
+        if with_controller:
             # Like zerotier-one, every node is the controller for networks under its own address.
-            backend = StoreControllerBackend(store, int(service.address))
-            _attach_live_controller(service, store, backend)
+            host = ControllerHost(home.path, int(service.address))
+            if store is not None:
+                host.load(store)  # the host owns (and closes) it from now on
+                store = None
+            setter = getattr(service.node, "set_controller", None)
+            if setter is None:
+                log.warning("this node cannot host a controller: config requests will go unanswered")
+            else:
+                setter(host.node_controller)
+            backend = host.backend
         # zerotier-one serves its API on TCP at the UDP port's number; so do we unless told.
         wanted = service.primary_port if api_port is None else api_port
         try:
@@ -135,6 +170,7 @@ async def _serve(
         log.info("local API on 127.0.0.1 port %s", api.port)
         click.echo(f"{service.address_hex} {service.primary_port}")
         sys.stdout.flush()
+        release_startup_memory()
         await stop.wait()
         log.info("shutting down")
     finally:
@@ -143,6 +179,8 @@ async def _serve(
         if api is not None:
             await api.stop()
         await service.stop()
+        if host is not None:
+            host.close()
         if store is not None:
             store.close()
 
@@ -201,6 +239,9 @@ def run(
     with the token in HOME/authtoken.secret, and, unless --no-controller, acts as the
     network controller for networks whose ids start with the node's address.
     """
+    import_asyncio_without_tls()
+    import asyncio
+
     from ztcore.runtime.home import HomeDirectory
 
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING

@@ -12,10 +12,13 @@ import errno
 import ipaddress
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ztcore.api import VirtualFrame
-from ztcore.netstack.responder import Responder
 from ztcore.vl2.mac import MAC
+
+if TYPE_CHECKING:
+    from ztcore.netstack.responder import Responder
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,9 @@ class NetworkStacks:
                 dest_mac: int, src_mac: int, ethertype: int, payload: bytes, nwid: int = network_id
             ) -> None:
                 self._send(nwid, src_mac, dest_mac, ethertype, payload)
+
+            # Loaded with the first network (an idle daemon that joined none does without it).
+            from ztcore.netstack.responder import Responder
 
             responder = Responder(int(mac), send, mtu=mtu)
             responder.enabled = self.enabled

@@ -1,37 +1,49 @@
-"""Runners for `ztcore.node.Node`: state stores, the asyncio UDP service, and a thread-backed facade."""
+"""Runners for `ztcore.node.Node`: state stores, the asyncio UDP service, and a thread-backed facade.
 
-from ztcore.runtime.blocking import ZtDatagramSocket, ZtListener, ZtSocket
-from ztcore.runtime.facade import NodeHandle, ThreadedRuntime
-from ztcore.runtime.home import HomeDirectory, HomeDirectoryError, MemoryState, StateStore
-from ztcore.runtime.service import (
-    DEFAULT_PORT,
-    NodeService,
-    PortInUseError,
-    Runtime,
-    ServiceCounters,
-    ServiceError,
-    now_ms,
-)
-from ztcore.runtime.sockets import TcpTransport, UdpTransport, ZtServer
+The names below are loaded on first use (PEP 562), so that importing one runtime
+module (``ztcore.runtime.home`` for a daemon, say) does not load the blocking
+sockets, the thread facade and the userspace TCP stack with it.
+"""
 
-__all__ = [
-    "DEFAULT_PORT",
-    "HomeDirectory",
-    "HomeDirectoryError",
-    "MemoryState",
-    "NodeHandle",
-    "NodeService",
-    "PortInUseError",
-    "Runtime",
-    "ServiceCounters",
-    "ServiceError",
-    "StateStore",
-    "TcpTransport",
-    "ThreadedRuntime",
-    "UdpTransport",
-    "ZtDatagramSocket",
-    "ZtListener",
-    "ZtServer",
-    "ZtSocket",
-    "now_ms",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# name -> module that defines it
+_LAZY = {
+    "ZtDatagramSocket": "blocking",
+    "ZtListener": "blocking",
+    "ZtSocket": "blocking",
+    "NodeHandle": "facade",
+    "ThreadedRuntime": "facade",
+    "HomeDirectory": "home",
+    "HomeDirectoryError": "home",
+    "MemoryState": "home",
+    "StateStore": "home",
+    "DEFAULT_PORT": "service",
+    "NodeService": "service",
+    "PortInUseError": "service",
+    "Runtime": "service",
+    "ServiceCounters": "service",
+    "ServiceError": "service",
+    "now_ms": "service",
+    "TcpTransport": "sockets",
+    "UdpTransport": "sockets",
+    "ZtServer": "sockets",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

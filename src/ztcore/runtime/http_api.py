@@ -1,7 +1,7 @@
 """The local HTTP JSON API, compatible with zerotier-one's control plane.
 
 Owns the HTTP side of what ``zerotier-cli`` and controller UIs (ztncui, zero-ui,
-ztnet, ...) talk to: an aiohttp server bound to 127.0.0.1 and ::1, the
+ztnet, ...) talk to: a server bound to 127.0.0.1 and ::1 (`ztcore.runtime.http_server`), the
 ``X-ZT1-Auth`` / ``?auth=`` / ``Authorization: Bearer`` token check (401
 without it), and these routes, with zerotier-one's JSON shapes:
 
@@ -19,22 +19,21 @@ without it), and these routes, with zerotier-one's JSON shapes:
 Every answer is ``application/json``; bad requests (bad JSON, bad ids, unknown
 network) get a 4xx with ``{"error": ..., "status": ...}``. The API depends on the
 node only through `NodeApi` and on the controller through `ControllerBackend`;
-`StoreControllerBackend` implements the latter over `ztcore.controller.store`.
+`StoreControllerBackend` (`ztcore.runtime.controller_backend`, importable from here
+but loaded on first use) implements the latter over `ztcore.controller.store`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from aiohttp import web
+import h11
 
-from ztcore.controller import ipam
 from ztcore.controller.model import (
     API_VERSION,
     ApiError,
@@ -43,19 +42,27 @@ from ztcore.controller.model import (
     parse_address,
     parse_body,
     parse_nwid,
-    update_member,
-    update_network,
 )
-from ztcore.controller.store import ControllerStore
 from ztcore.errors import ZTError, report_unexpected
 from ztcore.runtime import pcap
+from ztcore.runtime.http_server import (
+    Handler,
+    HttpError,
+    HttpServer,
+    Request,
+    Response,
+    ResponseStream,
+    Router,
+    json_response,
+)
 
 __all__ = [
     "ControllerBackend",
-    "ControllerListener",
+    "ControllerListener",  # noqa: F822
     "HttpApiServer",
+    "ApiApp",
     "NodeApi",
-    "StoreControllerBackend",
+    "StoreControllerBackend",  # noqa: F822 (loaded on first use, see __getattr__)
     "make_app",
 ]
 
@@ -107,22 +114,6 @@ class NetworkSettingsApi(Protocol):
     """Optional extra a node may offer: per-network local settings (allowManaged, ...)."""
 
     def set_network_settings(self, nwid: int, settings: Mapping[str, bool]) -> None: ...
-
-
-class ControllerListener(Protocol):
-    """Told after a change is committed; the live controller pushes configs / revokes from here.
-
-    `old` / `new` are the records before and after (None = absent). A network deletion
-    is reported as a member change to None for each of its members, then the network's.
-    """
-
-    def on_network_changed(
-        self, nwid: str, old: dict[str, Any] | None, new: dict[str, Any] | None
-    ) -> None: ...
-
-    def on_member_changed(
-        self, nwid: str, address: str, old: dict[str, Any] | None, new: dict[str, Any] | None
-    ) -> None: ...
 
 
 class ControllerBackend(Protocol):
@@ -182,246 +173,110 @@ class ControllerBackend(Protocol):
     ) -> None: ...
 
 
-class StoreControllerBackend:
-    """`ControllerBackend` over a `ControllerStore` and the model functions alone.
-
-    Authorizing a member (or updating an authorized one without giving
-    ``ipAssignments``) runs pool auto-assignment right away, so the address shows up
-    in the API before the member's next config request. Change hooks go to the
-    listeners added with `add_listener`; a failing listener is logged, not raised, since
-    the change is already committed.
-    """
-
-    def __init__(
-        self,
-        store: ControllerStore,
-        controller_address: int | str,
-        clock: Callable[[], int] = now_ms,
-    ) -> None:
-        self.store = store
-        addr = controller_address if isinstance(controller_address, int) else int(controller_address, 16)
-        self._address = addr
-        self._clock = clock
-        self._listeners: list[ControllerListener] = []
-
-    @property
-    def controller_address(self) -> str:
-        return format_address(self._address)
-
-    def add_listener(self, listener: ControllerListener) -> None:
-        self._listeners.append(listener)
-
-    def remove_listener(self, listener: ControllerListener) -> None:
-        self._listeners.remove(listener)
-
-    def ready(self) -> bool:
-        return True
-
-    def list_networks(self) -> list[str]:
-        return self.store.list_networks()
-
-    def get_network(self, nwid: str) -> dict[str, Any] | None:
-        return self.store.get_network(nwid)
-
-    def member_counts(self, nwid: str) -> tuple[int, int]:
-        return self.store.member_counts(nwid)
-
-    def create_network(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        with self.store.transaction():
-            nwid = self.store.free_network_id(self._address)
-            record = update_network(None, body, int(nwid, 16), self._clock())
-            stored, _ = self.store.put_network(record)
-        self.on_network_changed(nwid, None, stored)
-        return stored
-
-    def post_network(self, nwid: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        with self.store.transaction():
-            old = self.store.get_network(nwid)
-            if old is None:
-                # Creating: only under this controller's address. A record already stored
-                # (e.g. by an older version) can still be updated or deleted.
-                _check_own_network(nwid, self.controller_address)
-            record = update_network(old, body, int(nwid, 16), self._clock())
-            stored, changed = self.store.put_network(record)
-        if changed:
-            self.on_network_changed(nwid, old, stored)
-        return stored
-
-    def delete_network(self, nwid: str) -> dict[str, Any] | None:
-        with self.store.transaction():
-            members = self.store.list_members(nwid)
-            old = self.store.delete_network(nwid)
-        if old is not None:
-            for m in members:
-                self.on_member_changed(nwid, str(m.get("id")), m, None)
-            self.on_network_changed(nwid, old, None)
-        return old
-
-    def list_members(self, nwid: str) -> list[dict[str, Any]] | None:
-        with self.store.transaction():
-            if not self.store.has_network(nwid):
-                return None
-            return self.store.list_members(nwid)
-
-    def member_revisions(self, nwid: str) -> dict[str, int] | None:
-        with self.store.transaction():
-            if not self.store.has_network(nwid):
-                return None
-            return self.store.member_revisions(nwid)
-
-    def get_member(self, nwid: str, address: str) -> dict[str, Any] | None:
-        return self.store.get_member(nwid, address)
-
-    def post_member(self, nwid: str, address: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        with self.store.transaction():
-            network = self.store.get_network(nwid)
-            if network is None:
-                raise ApiError(404, f"network {nwid} not found")
-            old = self.store.get_member(nwid, address)
-            record = update_member(old, body, int(nwid, 16), int(address, 16), self._clock(), network=network)
-            if record.get("authorized") is True and "ipAssignments" not in body:
-                record["ipAssignments"] = ipam.auto_assign(
-                    network,
-                    record,
-                    int(address, 16),
-                    lambda: self.store.allocated_ips(nwid, exclude_address=address),
-                )
-            stored, changed = self.store.put_member(record)
-        if changed:
-            self.on_member_changed(nwid, address, old, stored)
-        return stored
-
-    def delete_member(self, nwid: str, address: str) -> dict[str, Any] | None:
-        old = self.store.delete_member(nwid, address)
-        if old is not None:
-            self.on_member_changed(nwid, address, old, None)
-        return old
-
-    def on_network_changed(self, nwid: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener.on_network_changed(nwid, old, new)
-            except Exception as e:
-                report_unexpected(log, "controller backend: listener on a network change", e)
-
-    def on_member_changed(
-        self, nwid: str, address: str, old: dict[str, Any] | None, new: dict[str, Any] | None
-    ) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener.on_member_changed(nwid, address, old, new)
-            except Exception as e:
-                report_unexpected(log, "controller backend: listener on a member change", e)
-
-
-def _check_own_network(nwid: str, controller_address: str) -> None:
-    """A controller serves only network ids that start with its own address (members
-    send their config requests to the address in the id), so it refuses to create any
-    other: such a network could be stored but never served."""
-    if nwid[:10].lower() != controller_address.lower():
-        raise ApiError(
-            400,
-            f"network {nwid} belongs to controller {nwid[:10]}, not to this one ({controller_address})",
-        )
-
-
 # ------------------------------------------------------------------------------------------------
 # HTTP plumbing
 
-_NODE_KEY = web.AppKey("ztcore_node", object)
-_CONTROLLER_KEY = web.AppKey("ztcore_controller", object)
-_TOKEN_KEY = web.AppKey("ztcore_token", str)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+def _json(obj: Any, status: int = 200) -> Response:
+    return json_response(obj, status)
 
 
-def _json(obj: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        text=json.dumps(obj, separators=(",", ":")), status=status, content_type="application/json"
-    )
-
-
-def _error(status: int, message: str) -> web.Response:
+def _error(status: int, message: str) -> Response:
     return _json({"error": message, "status": status}, status)
 
 
-def _token_ok(request: web.Request, token: str) -> bool:
+def _token_ok(request: Request, token: str) -> bool:
     def same(presented: str) -> bool:
         return hmac.compare_digest(presented.strip().encode(), token.encode())
 
     # Same precedence as zerotier-one: the header if present, else ?auth=, else a bearer token.
-    if "X-ZT1-Auth" in request.headers:
-        return same(request.headers["X-ZT1-Auth"])
+    if "x-zt1-auth" in request.headers:
+        return same(request.headers["x-zt1-auth"])
     if "auth" in request.query:
         return same(request.query["auth"])
-    authz = request.headers.get("Authorization", "")
+    authz = request.headers.get("authorization", "")
     if authz[:7].lower() == "bearer ":
         return same(authz[7:])
     return False
 
 
-@web.middleware
-async def _middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Token check, then turn every failure into a JSON error answer."""
-    if not _token_ok(request, request.app[_TOKEN_KEY]):
-        return _error(401, "missing or wrong auth token (X-ZT1-Auth header or ?auth=)")
-    try:
-        return await handler(request)
-    except ApiError as e:
-        return _error(e.status, e.message)
-    except ZTError as e:
-        # Every error of ours raised on purpose is about the request (a bad id, a state the
-        # request does not fit): the client gets a 400 that says why, never a 500.
-        log.info("HTTP API refused %s %s: %s", request.method, request.path, e)
-        return _error(400, str(e) or type(e).__name__)
-    except web.HTTPException as e:
-        if e.status < 400:
-            raise
-        return _error(e.status, e.reason)
-    except Exception as e:
-        # A bug, not bad input: still answer in JSON and keep serving.
-        report_unexpected(log, f"HTTP API: {request.method} {request.path}", e)
-        return _error(500, f"internal error: {type(e).__name__}")
+class ApiApp:
+    """The API without sockets: the routing table, the node and controller behind it,
+    and the token. `dispatch` answers one request (see `HttpApiServer` for the sockets)."""
+
+    def __init__(self, node: NodeApi | None, controller: ControllerBackend | None, auth_token: str) -> None:
+        if not auth_token:
+            raise ValueError("an auth token is required")
+        self.node = node
+        self.controller = controller
+        self.token = auth_token
+        self.router = Router()
+
+    async def dispatch(self, request: Request) -> Response | ResponseStream:
+        """Token check, routing, then turn every failure into a JSON error answer."""
+        request.app = self
+        if not _token_ok(request, self.token):
+            return _error(401, "missing or wrong auth token (X-ZT1-Auth header or ?auth=)")
+        try:
+            handler, request.match_info = self.router.resolve(request.method, request.path)
+            return await handler(request)
+        except HttpError as e:
+            resp = _error(e.status, e.message)
+            resp.headers.update(e.headers)
+            return resp
+        except ApiError as e:
+            return _error(e.status, e.message)
+        except ZTError as e:
+            # Every error of ours raised on purpose is about the request (a bad id, a state the
+            # request does not fit): the client gets a 400 that says why, never a 500.
+            log.info("HTTP API refused %s %s: %s", request.method, request.path, e)
+            return _error(400, str(e) or type(e).__name__)
+        except (ConnectionError, asyncio.TimeoutError, h11.ProtocolError):
+            raise  # the connection's problem, not the request's: the server hangs up
+        except Exception as e:
+            # A bug, not bad input: still answer in JSON and keep serving.
+            report_unexpected(log, f"HTTP API: {request.method} {request.path}", e)
+            return _error(500, f"internal error: {type(e).__name__}")
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    return parse_body(await request.read())
+async def _body(request: Request) -> dict[str, Any]:
+    return parse_body(await request.read(MAX_BODY))
 
 
-def _node(request: web.Request) -> NodeApi:
-    node = request.app[_NODE_KEY]
+def _node(request: Request) -> NodeApi:
+    node = request.app.node
     if node is None:
         raise ApiError(404, "no node behind this API")
-    return node  # type: ignore[return-value]
+    return node  # type: ignore[no-any-return]
 
 
-def _controller(request: web.Request) -> ControllerBackend:
-    ctl = request.app[_CONTROLLER_KEY]
+def _controller(request: Request) -> ControllerBackend:
+    ctl = request.app.controller
     if ctl is None:
         raise ApiError(404, "this node runs no network controller")
-    return ctl  # type: ignore[return-value]
+    return ctl  # type: ignore[no-any-return]
 
 
-def _nwid_param(request: web.Request) -> str:
+def _nwid_param(request: Request) -> str:
     return f"{parse_nwid(request.match_info['nwid']):016x}"
 
 
-def _address_param(request: web.Request) -> str:
+def _address_param(request: Request) -> str:
     return format_address(parse_address(request.match_info["address"]))
 
 
 # ---- node routes
 
 
-async def _status(request: web.Request) -> web.Response:
+async def _status(request: Request) -> Response:
     return _json(_node(request).status())
 
 
-async def _peer_list(request: web.Request) -> web.Response:
+async def _peer_list(request: Request) -> Response:
     return _json(_node(request).peers())
 
 
-async def _peer_get(request: web.Request) -> web.Response:
+async def _peer_get(request: Request) -> Response:
     address = _address_param(request)
     for p in _node(request).peers():
         if str(p.get("address", "")).lower() == address:
@@ -429,11 +284,11 @@ async def _peer_get(request: web.Request) -> web.Response:
     raise ApiError(404, f"no peer {address}")
 
 
-async def _network_list(request: web.Request) -> web.Response:
+async def _network_list(request: Request) -> Response:
     return _json(_node(request).networks())
 
 
-async def _network_get(request: web.Request) -> web.Response:
+async def _network_get(request: Request) -> Response:
     nwid = _nwid_param(request)
     nw = _node(request).network(int(nwid, 16))
     if nw is None:
@@ -441,7 +296,7 @@ async def _network_get(request: web.Request) -> web.Response:
     return _json(nw)
 
 
-async def _network_join(request: web.Request) -> web.Response:
+async def _network_join(request: Request) -> Response:
     nwid = int(_nwid_param(request), 16)
     body = await _body(request)
     settings: dict[str, bool] = {}
@@ -463,7 +318,7 @@ async def _network_join(request: web.Request) -> web.Response:
     return _json(result)
 
 
-async def _network_leave(request: web.Request) -> web.Response:
+async def _network_leave(request: Request) -> Response:
     nwid = _nwid_param(request)
     if not _node(request).leave(int(nwid, 16)):
         raise ApiError(404, f"not a member of network {nwid}")
@@ -473,22 +328,22 @@ async def _network_leave(request: web.Request) -> web.Response:
 # ---- controller routes
 
 
-async def _controller_get(request: web.Request) -> web.Response:
+async def _controller_get(request: Request) -> Response:
     ready = _controller(request).ready()
     out = {"controller": True, "apiVersion": API_VERSION, "clock": now_ms(), "databaseReady": ready}
     return _json(out, 200 if ready else 503)
 
 
-async def _ctl_network_list(request: web.Request) -> web.Response:
+async def _ctl_network_list(request: Request) -> Response:
     return _json(_controller(request).list_networks())
 
 
-async def _ctl_network_create(request: web.Request) -> web.Response:
+async def _ctl_network_create(request: Request) -> Response:
     ctl = _controller(request)
     return _json(ctl.create_network(await _body(request)))
 
 
-async def _ctl_network_get(request: web.Request) -> web.Response:
+async def _ctl_network_get(request: Request) -> Response:
     nwid = _nwid_param(request)
     nw = _controller(request).get_network(nwid)
     if nw is None:
@@ -496,7 +351,7 @@ async def _ctl_network_get(request: web.Request) -> web.Response:
     return _json(nw)
 
 
-async def _ctl_network_post(request: web.Request) -> web.Response:
+async def _ctl_network_post(request: Request) -> Response:
     ctl = _controller(request)
     raw = request.match_info["nwid"]
     body = await _body(request)
@@ -510,7 +365,7 @@ async def _ctl_network_post(request: web.Request) -> web.Response:
     return _json(ctl.post_network(_nwid_param(request), body))
 
 
-async def _ctl_network_delete(request: web.Request) -> web.Response:
+async def _ctl_network_delete(request: Request) -> Response:
     nwid = _nwid_param(request)
     old = _controller(request).delete_network(nwid)
     if old is None:
@@ -518,7 +373,7 @@ async def _ctl_network_delete(request: web.Request) -> web.Response:
     return _json(old)
 
 
-async def _ctl_member_list(request: web.Request) -> web.Response:
+async def _ctl_member_list(request: Request) -> Response:
     nwid = _nwid_param(request)
     revs = _controller(request).member_revisions(nwid)
     if revs is None:
@@ -526,7 +381,7 @@ async def _ctl_member_list(request: web.Request) -> web.Response:
     return _json(revs)
 
 
-async def _ctl_member_get(request: web.Request) -> web.Response:
+async def _ctl_member_get(request: Request) -> Response:
     nwid, address = _nwid_param(request), _address_param(request)
     m = _controller(request).get_member(nwid, address)
     if m is None:
@@ -534,13 +389,13 @@ async def _ctl_member_get(request: web.Request) -> web.Response:
     return _json(m)
 
 
-async def _ctl_member_post(request: web.Request) -> web.Response:
+async def _ctl_member_post(request: Request) -> Response:
     nwid, address = _nwid_param(request), _address_param(request)
     body = await _body(request)
     return _json(_controller(request).post_member(nwid, address, body))
 
 
-async def _ctl_member_delete(request: web.Request) -> web.Response:
+async def _ctl_member_delete(request: Request) -> Response:
     nwid, address = _nwid_param(request), _address_param(request)
     old = _controller(request).delete_member(nwid, address)
     if old is None:
@@ -548,7 +403,7 @@ async def _ctl_member_delete(request: web.Request) -> web.Response:
     return _json(old)
 
 
-async def _unstable_network_list(request: web.Request) -> web.Response:
+async def _unstable_network_list(request: Request) -> Response:
     ctl = _controller(request)
     data = []
     for nwid in ctl.list_networks():
@@ -560,7 +415,7 @@ async def _unstable_network_list(request: web.Request) -> web.Response:
     return _json({"data": data, "meta": {"networkCount": len(data)}})
 
 
-async def _unstable_member_list(request: web.Request) -> web.Response:
+async def _unstable_member_list(request: Request) -> Response:
     nwid = _nwid_param(request)
     members = _controller(request).list_members(nwid)
     if members is None:
@@ -572,7 +427,7 @@ async def _unstable_member_list(request: web.Request) -> web.Response:
 CAPTURE_QUEUE = 4096  # packets buffered for a slow capture client before drops
 
 
-async def _capture(request: web.Request) -> web.StreamResponse:
+async def _capture(request: Request) -> ResponseStream:
     """GET /unstable/capture[?network=NWID][&count=N][&seconds=S]: a pcap stream of the
     node's UDP datagrams (raw IP) or of a joined network's frames (Ethernet)."""
     node = _node(request)
@@ -603,14 +458,13 @@ async def _capture(request: web.Request) -> web.StreamResponse:
     deadline = loop.time() + seconds if seconds else None
     written = 0
     try:
-        resp = web.StreamResponse(headers={"Content-Type": "application/vnd.tcpdump.pcap"})
-        await resp.prepare(request)
+        resp = await request.stream(200, {"Content-Type": "application/vnd.tcpdump.pcap"})
         await resp.write(pcap.file_header(pcap.LINKTYPE_RAW if nwid is None else pcap.LINKTYPE_ETHERNET))
         while not count or written < count:
             left = None if deadline is None else deadline - loop.time()
             if left is not None and left <= 0:
                 break
-            if request.transport is None or request.transport.is_closing():
+            if request.client_gone():
                 break  # the client went away while the node was quiet
             try:
                 # Wake up at least every second to notice a client that left.
@@ -620,8 +474,9 @@ async def _capture(request: web.Request) -> web.StreamResponse:
             await resp.write(pcap.record(packet, when))
             written += 1
         await resp.write_eof()
-    except (ConnectionResetError, ConnectionError):
+    except (ConnectionError, asyncio.TimeoutError):
         log.info("capture client went away after %d packets", written)
+        raise
     finally:
         stop()
         if dropped:
@@ -642,7 +497,7 @@ async def _capture(request: web.Request) -> web.StreamResponse:
 _TRACE_LIMIT_MAX = 10000
 
 
-def _int_query(request: web.Request, name: str, default: int | None) -> int | None:
+def _int_query(request: Request, name: str, default: int | None) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -655,7 +510,7 @@ def _int_query(request: web.Request, name: str, default: int | None) -> int | No
     return v
 
 
-async def _trace_list(request: web.Request) -> web.Response:
+async def _trace_list(request: Request) -> Response:
     getter = getattr(_node(request), "traces", None)
     if getter is None:
         raise ApiError(501, "this node keeps no traces")
@@ -664,7 +519,8 @@ async def _trace_list(request: web.Request) -> web.Response:
     return _json(getter(after, limit))
 
 
-async def _ctl_trace_list(request: web.Request) -> web.Response:
+async def _ctl_trace_list(request: Request) -> Response:
+    from ztcore.controller.store import ControllerStore
     from ztcore.controller.traces import TraceStore
 
     nwid = _nwid_param(request)
@@ -690,45 +546,39 @@ async def _ctl_trace_list(request: web.Request) -> web.Response:
     return resp
 
 
-def _add_trace_routes(r: web.UrlDispatcher) -> None:
-    r.add_get("/trace", _trace_list)
-    r.add_get("/controller/network/{nwid}/trace", _ctl_trace_list)
-
-
-def make_app(node: NodeApi | None, controller: ControllerBackend | None, auth_token: str) -> web.Application:
-    """The aiohttp application serving the API (no sockets yet: see `HttpApiServer`)."""
-    if not auth_token:
-        raise ValueError("an auth token is required")
-    app = web.Application(middlewares=[_middleware], client_max_size=MAX_BODY)
-    app[_NODE_KEY] = node
-    app[_CONTROLLER_KEY] = controller
-    app[_TOKEN_KEY] = auth_token
-    r = app.router
-    r.add_get("/status", _status)
-    r.add_get("/peer", _peer_list)
-    r.add_get("/peer/{address}", _peer_get)
-    r.add_get("/network", _network_list)
-    r.add_get("/network/{nwid}", _network_get)
-    r.add_post("/network/{nwid}", _network_join)
-    r.add_put("/network/{nwid}", _network_join)
-    r.add_delete("/network/{nwid}", _network_leave)
-    r.add_get("/controller", _controller_get)
-    r.add_get("/controller/network", _ctl_network_list)
-    r.add_post("/controller/network", _ctl_network_create)
-    r.add_put("/controller/network", _ctl_network_create)
-    r.add_get("/controller/network/{nwid}", _ctl_network_get)
-    r.add_post("/controller/network/{nwid}", _ctl_network_post)
-    r.add_put("/controller/network/{nwid}", _ctl_network_post)
-    r.add_delete("/controller/network/{nwid}", _ctl_network_delete)
-    r.add_get("/controller/network/{nwid}/member", _ctl_member_list)
-    r.add_get("/controller/network/{nwid}/member/{address}", _ctl_member_get)
-    r.add_post("/controller/network/{nwid}/member/{address}", _ctl_member_post)
-    r.add_put("/controller/network/{nwid}/member/{address}", _ctl_member_post)
-    r.add_delete("/controller/network/{nwid}/member/{address}", _ctl_member_delete)
-    r.add_get("/unstable/controller/network", _unstable_network_list)
-    r.add_get("/unstable/controller/network/{nwid}/member", _unstable_member_list)
-    r.add_get("/unstable/capture", _capture)
-    _add_trace_routes(r)
+def make_app(node: NodeApi | None, controller: ControllerBackend | None, auth_token: str) -> ApiApp:
+    """The API application (no sockets yet: see `HttpApiServer`)."""
+    app = ApiApp(node, controller, auth_token)
+    routes: list[tuple[str, str, Handler]] = [
+        ("GET", "/status", _status),
+        ("GET", "/peer", _peer_list),
+        ("GET", "/peer/{address}", _peer_get),
+        ("GET", "/network", _network_list),
+        ("GET", "/network/{nwid}", _network_get),
+        ("POST", "/network/{nwid}", _network_join),
+        ("PUT", "/network/{nwid}", _network_join),
+        ("DELETE", "/network/{nwid}", _network_leave),
+        ("GET", "/controller", _controller_get),
+        ("GET", "/controller/network", _ctl_network_list),
+        ("POST", "/controller/network", _ctl_network_create),
+        ("PUT", "/controller/network", _ctl_network_create),
+        ("GET", "/controller/network/{nwid}", _ctl_network_get),
+        ("POST", "/controller/network/{nwid}", _ctl_network_post),
+        ("PUT", "/controller/network/{nwid}", _ctl_network_post),
+        ("DELETE", "/controller/network/{nwid}", _ctl_network_delete),
+        ("GET", "/controller/network/{nwid}/member", _ctl_member_list),
+        ("GET", "/controller/network/{nwid}/member/{address}", _ctl_member_get),
+        ("POST", "/controller/network/{nwid}/member/{address}", _ctl_member_post),
+        ("PUT", "/controller/network/{nwid}/member/{address}", _ctl_member_post),
+        ("DELETE", "/controller/network/{nwid}/member/{address}", _ctl_member_delete),
+        ("GET", "/unstable/controller/network", _unstable_network_list),
+        ("GET", "/unstable/controller/network/{nwid}/member", _unstable_member_list),
+        ("GET", "/unstable/capture", _capture),
+        ("GET", "/trace", _trace_list),
+        ("GET", "/controller/network/{nwid}/trace", _ctl_trace_list),
+    ]
+    for method, pattern, handler in routes:
+        app.router.add(method, pattern, handler)
     return app
 
 
@@ -736,6 +586,7 @@ class HttpApiServer:
     """The API listening on loopback: 127.0.0.1 always, ::1 too when the host has IPv6.
 
     ``port=0`` picks a free port (see `port` after `start`); ::1 then uses the same one.
+    An `app` made by `make_app` may be given instead of node, controller and token.
     """
 
     def __init__(
@@ -745,17 +596,18 @@ class HttpApiServer:
         auth_token: str,
         port: int,
         hosts: tuple[str, ...] = ("127.0.0.1", "::1"),
+        *,
+        app: ApiApp | None = None,
     ) -> None:
-        self.app = make_app(node, controller, auth_token)
+        self.app = app if app is not None else make_app(node, controller, auth_token)
         self._requested_port = port
         self._hosts = hosts
-        self._runner: web.AppRunner | None = None
+        self._server: HttpServer | None = None
         self.port: int | None = None
         self.bound: list[str] = []
 
     async def start(self) -> None:
-        runner = web.AppRunner(self.app, access_log=None)
-        await runner.setup()
+        server = HttpServer(self.app.dispatch, body_limit=MAX_BODY)
         port = self._requested_port
         try:
             for i, host in enumerate(self._hosts):
@@ -766,6 +618,7 @@ class HttpApiServer:
                     if family == socket.AF_INET6:
                         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                     sock.bind((host, port))
+                    sock.listen(128)
                 except OSError:
                     sock.close()
                     if i == 0:
@@ -774,18 +627,18 @@ class HttpApiServer:
                     log.info("HTTP API: could not bind %s port %d", host, port)
                     continue
                 port = sock.getsockname()[1]
-                await web.SockSite(runner, sock).start()
+                await server.listen(sock)
                 self.bound.append(host)
         except BaseException:
-            await runner.cleanup()
+            await server.close()
             raise
-        self._runner = runner
+        self._server = server
         self.port = port
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._server is not None:
+            await self._server.close()
+            self._server = None
 
     async def __aenter__(self) -> HttpApiServer:
         await self.start()
@@ -793,3 +646,12 @@ class HttpApiServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def __getattr__(name: str) -> Any:
+    # Kept importable from here, but loaded (with the controller and SQLite) only when used.
+    if name in ("StoreControllerBackend", "ControllerListener"):
+        from ztcore.runtime import controller_backend
+
+        return getattr(controller_backend, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
