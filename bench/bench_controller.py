@@ -54,7 +54,9 @@ from ztcore.vl1.fragment import make_fragments
 from ztcore.vl1.packet import Verb, armor
 from ztcore.vl2.controller_api import ControllerError
 from ztcore.vl2.credentials import Revocation
-from ztcore.vl2.netconf import NetworkConfig, NetworkConfigChunker, build_request_metadata
+from ztcore.vl2.netconf import NetworkConfig
+from ztcore.vl2.netconf_chunks import NetworkConfigChunker
+from ztcore.vl2.netconf_request import build_request_metadata
 
 NETWORK_BODY: dict[str, Any] = {
     "private": True,

@@ -15,20 +15,22 @@ from ztcore.vl2.dictionary import Dictionary
 from ztcore.vl2.netconf import (
     FLAG_ENABLE_BROADCAST,
     FLAG_ENABLE_IPV6_NDP_EMULATION,
-    MAX_CONFIG_CHUNK_LENGTH,
     NETWORKCONFIG_DICT_CAPACITY,
     SPECIALIST_TYPE_ACTIVE_BRIDGE,
     SPECIALIST_TYPE_ANCHOR,
     DnsConfig,
     NetworkConfig,
+    NetworkType,
+    Route,
+)
+from ztcore.vl2.netconf_chunks import (
+    MAX_CONFIG_CHUNK_LENGTH,
     NetworkConfigAssembler,
     NetworkConfigChunk,
     NetworkConfigChunker,
     NetworkConfigChunkError,
-    NetworkType,
-    Route,
-    build_request_metadata,
 )
+from ztcore.vl2.netconf_request import build_request_metadata
 from ztcore.vl2.rules import Rule
 
 CONTROLLER_SECRET = (

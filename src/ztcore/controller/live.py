@@ -59,8 +59,6 @@ from ztcore.vl2.credentials import (
 )
 from ztcore.vl2.dictionary import Dictionary
 from ztcore.vl2.netconf import (
-    AUTHINFO_KEY_AUTHENTICATION_URL,
-    AUTHINFO_KEY_VERSION,
     CREDENTIAL_TIME_DFL_MAX_DELTA,
     CREDENTIAL_TIME_MAX_MAX_DELTA,
     CREDENTIAL_TIME_MIN_MAX_DELTA,
@@ -77,17 +75,21 @@ from ztcore.vl2.netconf import (
     MAX_ZT_ASSIGNED_ADDRESSES,
     MIN_MTU,
     NETWORKCONFIG_METADATA_DICT_CAPACITY,
+    SPECIALIST_TYPE_ACTIVE_BRIDGE,
+    DnsConfig,
+    NetworkConfig,
+    NetworkType,
+    Route,
+)
+from ztcore.vl2.netconf_request import (
+    AUTHINFO_KEY_AUTHENTICATION_URL,
+    AUTHINFO_KEY_VERSION,
     REQUEST_KEY_AUTH,
     REQUEST_KEY_NODE_MAJOR_VERSION,
     REQUEST_KEY_NODE_MINOR_VERSION,
     REQUEST_KEY_NODE_REVISION,
     REQUEST_KEY_PROTOCOL_VERSION,
     REQUEST_KEY_RULES_ENGINE_REV,
-    SPECIALIST_TYPE_ACTIVE_BRIDGE,
-    DnsConfig,
-    NetworkConfig,
-    NetworkType,
-    Route,
 )
 from ztcore.vl2.rules import Rule, RuleType, rules_from_json
 
