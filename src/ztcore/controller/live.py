@@ -19,6 +19,16 @@ the records in `ztcore.controller.store`:
 Per-member request state (time, packet id, metadata, identity, physical
 address) lives in memory only, as in zerotier-one. All work runs synchronously
 in the caller's thread under one lock; the sender is called from there too.
+
+Repeat requests: members re-request their config every minute, and unless a
+record changed the answer differs only in its time stamp and the credentials
+signed with it (COM, capabilities, tags, COO). So the last answer to each
+authorized member is kept without its credentials (`_Issued`), tagged with the
+store's `generation()`, and a request that finds the same generation, identity,
+version and rules-engine support re-issues only the credentials. Any network or
+member write (JSON API, CLI, another process on the same controller.db,
+deauthorization) changes the generation, and the next request is answered from
+the records again.
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ import secrets
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ztcore.controller import ipam
@@ -139,6 +149,23 @@ class MemberStatus:
         return now - last < ONLINE_WINDOW
 
 
+@dataclass
+class _Issued:
+    """A member's config without its credentials, and what they say: all a repeat
+    request needs (credentials are re-issued with each request's time)."""
+
+    # timestamp 0, no COM, capabilities, tags or COO; never handed out itself.
+    config: NetworkConfig
+    ctmd: int
+    capabilities: list[tuple[int, list[Rule]]] = field(default_factory=list)
+    tags: list[tuple[int, int]] = field(default_factory=list)
+    # What the cached answer was made for (see `EmbeddedController._repeat`).
+    generation: tuple[int, int] = (-1, -1)
+    identity: Identity | None = None
+    version: tuple[int, int, int, int] | None = None
+    rules_engine: bool = False
+
+
 class _Deny(Exception):
     """Internal: answer the current request with an error and stop."""
 
@@ -206,6 +233,8 @@ class EmbeddedController:
         self._sender: ControllerSender | None = None
         self._lock = threading.RLock()
         self._status: dict[tuple[int, int], MemberStatus] = {}
+        # The last answer to each authorized member, for its repeat requests (module doc).
+        self._issued: dict[tuple[int, int], _Issued] = {}
         self.stats: Counter[str] = Counter()
         self._traces: TraceStore | None = None
 
@@ -261,7 +290,9 @@ class EmbeddedController:
             if not request_packet_id:
                 self.stats["pushes"] += 1
             try:
-                config = self._build(now, network_id, request_packet_id, identity, metadata)
+                config = self._repeat(now, network_id, request_packet_id, identity, metadata)
+                if config is None:
+                    config = self._build(now, network_id, request_packet_id, identity, metadata)
             except _Deny as d:
                 config = d
             except Exception as e:
@@ -271,6 +302,7 @@ class EmbeddedController:
                 )
                 return
             if isinstance(config, _Deny):
+                self._issued.pop((network_id, address), None)
                 if config.member_refused and (network_id, address) in self._status:
                     # However it lost access, it no longer vouches for MULTICAST_GATHER/LIKE.
                     self._status[(network_id, address)].last_config_time = None
@@ -326,6 +358,8 @@ class EmbeddedController:
             if new is None:
                 for key in [k for k in self._status if k[0] == network_id]:
                     del self._status[key]
+                for key in [k for k in self._issued if k[0] == network_id]:
+                    del self._issued[key]
                 return
             for (n, _a), st in list(self._status.items()):
                 if n == network_id:
@@ -341,6 +375,8 @@ class EmbeddedController:
         was_auth = old is not None and _json_bool(old.get("authorized"), False)
         is_auth = new is not None and _json_bool(new.get("authorized"), False)
         with self._lock:
+            # The store's generation moved too; dropping the answer here also frees it.
+            self._issued.pop((network_id, addr), None)
             if was_auth and not is_auth:
                 self._deauthorize(now, network_id, addr)
             st = self._status.get((network_id, addr))
@@ -413,6 +449,42 @@ class EmbeddedController:
         for to in sorted(recipients):
             self.stats["revocations_sent"] += 1
             self._sender.nc_send_revocation(Address(to), rev)
+
+    @staticmethod
+    def _version(metadata: Dictionary) -> tuple[int, int, int, int]:
+        return (
+            metadata.get_uint(REQUEST_KEY_NODE_MAJOR_VERSION, 0),
+            metadata.get_uint(REQUEST_KEY_NODE_MINOR_VERSION, 0),
+            metadata.get_uint(REQUEST_KEY_NODE_REVISION, 0),
+            metadata.get_uint(REQUEST_KEY_PROTOCOL_VERSION, 0),
+        )
+
+    def _repeat(
+        self, now: int, network_id: int, request_packet_id: int, identity: Identity, metadata: Dictionary
+    ) -> NetworkConfig | None:
+        """The answer to a repeat request, if nothing it depends on changed; else None.
+
+        Valid while the store's generation is the one the answer was made under (no
+        network or member written since, by anyone), for the same identity, and for
+        a request that records the same version (a genuine request stores it in the
+        member record) and has the same rules-engine support.
+        """
+        issued = self._issued.get((network_id, int(identity.address)))
+        if issued is None:
+            return None
+        if (
+            issued.identity != identity
+            or issued.rules_engine != (metadata.get_uint(REQUEST_KEY_RULES_ENGINE_REV, 0) > 0)
+            or (request_packet_id and issued.version != self._version(metadata))
+            or issued.generation != self.store.generation()
+        ):
+            return None
+        if request_packet_id:
+            st = self._status.setdefault((network_id, int(identity.address)), MemberStatus())
+            st.identity = identity
+            st.metadata = metadata
+        self.stats["repeat_configs"] += 1
+        return self._credentials(now, network_id, issued, identity)
 
     def _build(
         self, now: int, network_id: int, request_packet_id: int, identity: Identity, metadata: Dictionary
@@ -489,24 +561,74 @@ class EmbeddedController:
                 return _Deny(ControllerError.ACCESS_DENIED, member_refused=True)
 
             if request_packet_id:
-                version = (
-                    metadata.get_uint(REQUEST_KEY_NODE_MAJOR_VERSION, 0),
-                    metadata.get_uint(REQUEST_KEY_NODE_MINOR_VERSION, 0),
-                    metadata.get_uint(REQUEST_KEY_NODE_REVISION, 0),
-                    metadata.get_uint(REQUEST_KEY_PROTOCOL_VERSION, 0),
-                )
-                member = note_config_request(member, identity.to_string(False), version)
+                member = note_config_request(member, identity.to_string(False), self._version(metadata))
                 st = self._status.setdefault((network_id, address), MemberStatus())
                 st.identity = identity
                 st.metadata = metadata
 
-            config = self._config(now, network_id, network, member, identity, metadata, new_member, sso)
+            issued = self._config(network_id, network, member, identity, metadata, new_member, sso)
             member["ipAssignments"] = ipam.auto_assign(
                 network, member, address, lambda: store.allocated_ips(nwids, exclude_address=addrs)
             )
-            self._add_addresses(now, network_id, network, member, config)
+            self._add_addresses(network_id, network, member, issued.config)
             store.put_member(clean_member(member))
-        return config
+            # Inside the transaction, after our own write: nobody else can write meanwhile.
+            generation = store.generation()
+        if not sso:  # an SSO member's config depends on its authentication expiry time
+            issued.generation = generation
+            issued.identity = identity
+            # What the stored record says: a push (no version recorded) never matches a request.
+            issued.version = (
+                _json_int(member.get("vMajor"), -1),
+                _json_int(member.get("vMinor"), -1),
+                _json_int(member.get("vRev"), -1),
+                _json_int(member.get("vProto"), -1),
+            )
+            issued.rules_engine = metadata.get_uint(REQUEST_KEY_RULES_ENGINE_REV, 0) > 0
+            self._issued[(network_id, address)] = issued
+        else:
+            self._issued.pop((network_id, address), None)
+        return self._credentials(now, network_id, issued, identity)
+
+    def _credentials(self, now: int, network_id: int, issued: _Issued, identity: Identity) -> NetworkConfig:
+        """`issued`'s config stamped `now`, with its COM, capabilities, tags and COO signed."""
+        assert self._identity is not None
+        signer = self._identity
+        base = issued.config
+        address = base.issued_to
+        # Fresh lists: whoever receives the config may keep it, the cached one must not change.
+        nc = replace(
+            base,
+            timestamp=now,
+            specialists=list(base.specialists),
+            routes=list(base.routes),
+            static_ips=list(base.static_ips),
+            rules=list(base.rules),
+            dns=replace(base.dns, servers=list(base.dns.servers)),
+            capabilities=[],
+            tags=[],
+            certificates_of_ownership=[],
+        )
+        com = CertificateOfMembership.create(now, issued.ctmd, network_id, identity)
+        if not com.sign(signer):
+            raise RuntimeError("could not sign the certificate of membership")
+        nc.com = com
+        for cid, rules in issued.capabilities:
+            capability = Capability(cid, network_id, now, rules, 1)
+            if capability.sign(signer, address):
+                nc.capabilities.append(capability)
+        for tid, value in issued.tags:
+            tag = Tag(tid, value, network_id, now, address)
+            if tag.sign(signer):
+                nc.tags.append(tag)
+        if nc.static_ips:
+            coo = CertificateOfOwnership(network_id, now, address, id=1)
+            for ip in nc.static_ips:
+                if not coo.add_thing(ip):
+                    break
+            coo.sign(signer)
+            nc.certificates_of_ownership = [coo]
+        return nc
 
     @staticmethod
     def _presented_token(metadata: Dictionary) -> str | None:
@@ -527,7 +649,6 @@ class EmbeddedController:
 
     def _config(
         self,
-        now: int,
         network_id: int,
         network: Mapping[str, Any],
         member: dict[str, Any],
@@ -535,10 +656,9 @@ class EmbeddedController:
         metadata: Dictionary,
         new_member: bool,
         sso: bool,
-    ) -> NetworkConfig:
-        """Everything but the addresses; `member` gains default capabilities and tags."""
-        assert self._identity is not None
-        signer = self._identity
+    ) -> _Issued:
+        """Everything but the addresses and the credentials; `member` gains default
+        capabilities and tags."""
         address = identity.address
 
         ctmd = _json_int(network.get("certificateTimeoutWindowSize"), CREDENTIAL_TIME_DFL_MAX_DELTA)
@@ -546,7 +666,6 @@ class EmbeddedController:
 
         nc = NetworkConfig(network_id=network_id, issued_to=address)
         nc.type = NetworkType.PRIVATE if _json_bool(network.get("private"), True) else NetworkType.PUBLIC
-        nc.timestamp = now
         nc.credential_time_max_delta = ctmd
         nc.revision = max(0, _json_int(network.get("revision"), 0))
         if _json_bool(network.get("enableBroadcast"), True):
@@ -575,14 +694,15 @@ class EmbeddedController:
         for b in bridges:
             nc.add_specialist(b, SPECIALIST_TYPE_ACTIVE_BRIDGE)
 
+        issued = _Issued(nc, ctmd)
         if metadata.get_uint(REQUEST_KEY_RULES_ENGINE_REV, 0) <= 0:
             # Members without a rules engine get allow-all; newer peers still filter inbound.
             nc.rules = [Rule(RuleType.ACTION_ACCEPT)]
         else:
             rules = network.get("rules")
             nc.rules = rules_from_json(rules)[:MAX_NETWORK_RULES] if isinstance(rules, list) else []
-            nc.capabilities = self._capabilities(now, network_id, network, member, new_member, address)
-            nc.tags = self._tags(now, network_id, network, member, address)
+            issued.capabilities = self._capabilities(network, member, new_member)
+            issued.tags = self._tags(network, member)
 
         routes = network.get("routes")
         for rt in routes if isinstance(routes, list) else []:
@@ -604,23 +724,14 @@ class EmbeddedController:
             servers = dns.get("servers")
             addrs = [_inet(s) for s in (servers if isinstance(servers, list) else [])[:MAX_DNS_SERVERS]]
             nc.dns = DnsConfig(domain if isinstance(domain, str) else "", [a for a in addrs if a is not None])
+        return issued
 
-        com = CertificateOfMembership.create(now, ctmd, network_id, identity)
-        if not com.sign(signer):
-            raise RuntimeError("could not sign the certificate of membership")
-        nc.com = com
-        return nc
-
+    @staticmethod
     def _capabilities(
-        self,
-        now: int,
-        network_id: int,
-        network: Mapping[str, Any],
-        member: dict[str, Any],
-        new_member: bool,
-        address: Address,
-    ) -> list[Capability]:
-        assert self._identity is not None
+        network: Mapping[str, Any], member: dict[str, Any], new_member: bool
+    ) -> list[tuple[int, list[Rule]]]:
+        """(id, rules) of the member's capabilities that the network defines, at most
+        MAX_NETWORK_CAPABILITIES."""
         mcaps = member.get("capabilities")
         if not isinstance(mcaps, list):
             mcaps = member["capabilities"] = []
@@ -635,25 +746,22 @@ class EmbeddedController:
             if new_member and _json_bool(cap.get("default"), False):
                 if cid not in {_json_int(c, 0) & _U32 for c in mcaps}:
                     mcaps.append(cid)
-        out: list[Capability] = []
+        out: list[tuple[int, list[Rule]]] = []
         for c in mcaps:
             cid = _json_int(c, 0) & _U32
             cap = by_id.get(cid)
             if not cap:
                 continue
             rules = cap.get("rules")
-            cap_rules = rules_from_json(rules)[:MAX_CAPABILITY_RULES] if isinstance(rules, list) else []
-            capability = Capability(cid, network_id, now, cap_rules, 1)
-            if capability.sign(self._identity, address):
-                out.append(capability)
+            out.append((cid, rules_from_json(rules)[:MAX_CAPABILITY_RULES] if isinstance(rules, list) else []))
             if len(out) >= MAX_NETWORK_CAPABILITIES:
                 break
         return out
 
-    def _tags(
-        self, now: int, network_id: int, network: Mapping[str, Any], member: dict[str, Any], address: Address
-    ) -> list[Tag]:
-        assert self._identity is not None
+    @staticmethod
+    def _tags(network: Mapping[str, Any], member: dict[str, Any]) -> list[tuple[int, int]]:
+        """(id, value) of the member's tags, network defaults filled in, by id, at most
+        MAX_NETWORK_TAGS."""
         values: dict[int, int] = {}
         mtags = member.get("tags")
         if not isinstance(mtags, list):
@@ -671,25 +779,17 @@ class EmbeddedController:
             if isinstance(dfl, int | float) and not isinstance(dfl, bool) and tid not in values:
                 values[tid] = int(dfl) & _U32
                 mtags.append([tid, int(dfl) & _U32])
-        out: list[Tag] = []
-        for tid in sorted(values):
-            if len(out) >= MAX_NETWORK_TAGS:
-                break
-            tag = Tag(tid, values[tid], network_id, now, address)
-            if tag.sign(self._identity):
-                out.append(tag)
-        return out
+        return [(tid, values[tid]) for tid in sorted(values)[:MAX_NETWORK_TAGS]]
 
+    @staticmethod
     def _add_addresses(
-        self,
-        now: int,
         network_id: int,
         network: Mapping[str, Any],
         member: Mapping[str, Any],
         nc: NetworkConfig,
     ) -> None:
-        """Static IPs (RFC4193/6PLANE, then assigned ones inside a route) and their COO."""
-        assert self._identity is not None
+        """Static IPs (RFC4193/6PLANE, then assigned ones inside a route); `_credentials`
+        adds their COO."""
         address = int(nc.issued_to)
         if ipam.managed_v6_addresses(network, member, network_id, address):
             nc.flags |= FLAG_ENABLE_IPV6_NDP_EMULATION
@@ -697,10 +797,3 @@ class EmbeddedController:
             ip = _inet(text)
             if ip is not None and len(nc.static_ips) < MAX_ZT_ASSIGNED_ADDRESSES:
                 nc.static_ips.append(ip)
-        if nc.static_ips:
-            coo = CertificateOfOwnership(network_id, now, nc.issued_to, id=1)
-            for ip in nc.static_ips:
-                if not coo.add_thing(ip):
-                    break
-            coo.sign(self._identity)
-            nc.certificates_of_ownership = [coo]
