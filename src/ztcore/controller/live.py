@@ -8,7 +8,8 @@ the records in `ztcore.controller.store`:
   learns the member's identity on its first request (and refuses a different
   identity under the same address afterwards), records its version, assigns
   addresses from the pools and answers with a `NetworkConfig` carrying a
-  controller-signed COM, capabilities, tags and certificate of ownership;
+  controller-signed COM, capabilities, tags and certificate of ownership (what
+  the records say in it is `ztcore.controller.memberconfig`'s);
 * the listener hooks (`on_member_changed` / `on_network_changed`, as
   ``StoreControllerBackend.add_listener`` calls them) push fresh configs to
   members that asked recently, and on deauthorization send a signed
@@ -23,7 +24,7 @@ in the caller's thread under one lock; the sender is called from there too.
 Repeat requests: members re-request their config every minute, and unless a
 record changed the answer differs only in its time stamp and the credentials
 signed with it (COM, capabilities, tags, COO). So the last answer to each
-authorized member is kept without its credentials (`_Issued`), tagged with the
+authorized member is kept without its credentials (`IssuedConfig`), tagged with the
 store's `generation()`, and a request that finds the same generation, identity,
 version and rules-engine support re-issues only the credentials. Any network or
 member write (JSON API, CLI, another process on the same controller.db,
@@ -33,16 +34,24 @@ the records again.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import secrets
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ztcore.controller import ipam
+from ztcore.controller.memberconfig import (
+    IssuedConfig,
+    add_addresses,
+    build_config,
+    issue,
+    json_bool,
+    json_int,
+    split_config,
+)
 from ztcore.controller.model import (
     clean_member,
     format_address,
@@ -60,36 +69,13 @@ from ztcore.vl1.inetaddress import InetAddress
 from ztcore.vl2.controller_api import ControllerError, ControllerSender
 from ztcore.vl2.credentials import (
     REVOCATION_FLAG_FAST_PROPAGATE,
-    Capability,
-    CertificateOfMembership,
-    CertificateOfOwnership,
     CredentialType,
     Revocation,
-    Tag,
 )
 from ztcore.vl2.dictionary import Dictionary
 from ztcore.vl2.netconf import (
-    CREDENTIAL_TIME_DFL_MAX_DELTA,
-    CREDENTIAL_TIME_MAX_MAX_DELTA,
-    CREDENTIAL_TIME_MIN_MAX_DELTA,
-    DEFAULT_MTU,
-    FLAG_ENABLE_BROADCAST,
-    FLAG_ENABLE_IPV6_NDP_EMULATION,
-    MAX_CAPABILITY_RULES,
-    MAX_DNS_SERVERS,
-    MAX_MTU,
-    MAX_NETWORK_CAPABILITIES,
-    MAX_NETWORK_ROUTES,
-    MAX_NETWORK_RULES,
-    MAX_NETWORK_TAGS,
-    MAX_ZT_ASSIGNED_ADDRESSES,
-    MIN_MTU,
     NETWORKCONFIG_METADATA_DICT_CAPACITY,
-    SPECIALIST_TYPE_ACTIVE_BRIDGE,
-    DnsConfig,
     NetworkConfig,
-    NetworkType,
-    Route,
 )
 from ztcore.vl2.netconf_request import (
     AUTHINFO_KEY_AUTHENTICATION_URL,
@@ -101,7 +87,6 @@ from ztcore.vl2.netconf_request import (
     REQUEST_KEY_PROTOCOL_VERSION,
     REQUEST_KEY_RULES_ENGINE_REV,
 )
-from ztcore.vl2.rules import Rule, RuleType, rules_from_json
 
 __all__ = [
     "AUTHORIZATION_WINDOW",
@@ -149,23 +134,6 @@ class MemberStatus:
         return now - last < ONLINE_WINDOW
 
 
-@dataclass
-class _Issued:
-    """A member's config without its credentials, and what they say: all a repeat
-    request needs (credentials are re-issued with each request's time)."""
-
-    # timestamp 0, no COM, capabilities, tags or COO; never handed out itself.
-    config: NetworkConfig
-    ctmd: int
-    capabilities: list[tuple[int, list[Rule]]] = field(default_factory=list)
-    tags: list[tuple[int, int]] = field(default_factory=list)
-    # What the cached answer was made for (see `EmbeddedController._repeat`).
-    generation: tuple[int, int] = (-1, -1)
-    identity: Identity | None = None
-    version: tuple[int, int, int, int] | None = None
-    rules_engine: bool = False
-
-
 class _Deny(Exception):
     """Internal: answer the current request with an error and stop."""
 
@@ -175,52 +143,6 @@ class _Deny(Exception):
         self.data = data
         # True when the member itself is refused (not an impostor under its address).
         self.member_refused = member_refused
-
-
-def _json_int(v: object, default: int) -> int:
-    """A lenient integer as the core's jsonInt reads it (bools/strings/floats accepted)."""
-    if isinstance(v, bool):
-        return int(v)
-    if isinstance(v, int):
-        return v
-    if isinstance(v, float):
-        return int(v)
-    if isinstance(v, str):
-        try:
-            return int(v.strip(), 0)
-        except ValueError:
-            return default
-    return default
-
-
-def _json_bool(v: object, default: bool) -> bool:
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, int | float):
-        return v > 0
-    if isinstance(v, str):
-        return v.strip().lower() in ("true", "1", "t")
-    return default
-
-
-def _address_text(v: object) -> int | None:
-    """A 10-hex-digit address string (as remoteTraceTarget holds) or None."""
-    if isinstance(v, str) and len(v) == 10 and _HEX.issuperset(v):
-        return int(v, 16)
-    return None
-
-
-def _inet(text: object, bits: int | None = None) -> InetAddress | None:
-    """An IP (optionally "ip/bits") as an InetAddress; the netmask goes in the port."""
-    if not isinstance(text, str):
-        return None
-    try:
-        if "/" in text:
-            iface = ipaddress.ip_interface(text.strip())
-            return InetAddress(iface.ip, iface.network.prefixlen if bits is None else bits)
-        return InetAddress(ipaddress.ip_address(text.strip()), bits or 0)
-    except (ValueError, InvalidFormatError):
-        return None
 
 
 class EmbeddedController:
@@ -234,7 +156,9 @@ class EmbeddedController:
         self._lock = threading.RLock()
         self._status: dict[tuple[int, int], MemberStatus] = {}
         # The last answer to each authorized member, for its repeat requests (module doc).
-        self._issued: dict[tuple[int, int], _Issued] = {}
+        self._issued: dict[tuple[int, int], IssuedConfig] = {}
+        # Per network, the shared part of the last config made from the records.
+        self._shared: dict[int, NetworkConfig] = {}
         self.stats: Counter[str] = Counter()
         self._traces: TraceStore | None = None
 
@@ -360,6 +284,7 @@ class EmbeddedController:
                     del self._status[key]
                 for key in [k for k in self._issued if k[0] == network_id]:
                     del self._issued[key]
+                self._shared.pop(network_id, None)
                 return
             for (n, _a), st in list(self._status.items()):
                 if n == network_id:
@@ -372,8 +297,8 @@ class EmbeddedController:
         network_id = int(nwid, 16)
         addr = int(address, 16)
         now = self._clock()
-        was_auth = old is not None and _json_bool(old.get("authorized"), False)
-        is_auth = new is not None and _json_bool(new.get("authorized"), False)
+        was_auth = old is not None and json_bool(old.get("authorized"), False)
+        is_auth = new is not None and json_bool(new.get("authorized"), False)
         with self._lock:
             # The store's generation moved too; dropping the answer here also frees it.
             self._issued.pop((network_id, addr), None)
@@ -442,7 +367,7 @@ class EmbeddedController:
         recipients = {a for (n, a), s in self._status.items() if n == network_id and self._online(now, s)}
         try:
             for m in self.store.list_members(format_nwid(network_id)):
-                if _json_bool(m.get("authorized"), False) and isinstance(m.get("id"), str):
+                if json_bool(m.get("authorized"), False) and isinstance(m.get("id"), str):
                     recipients.add(int(m["id"], 16))
         except Exception as e:
             report_unexpected(log, "controller: listing members for a revocation", e)
@@ -469,6 +394,7 @@ class EmbeddedController:
         a request that records the same version (a genuine request stores it in the
         member record) and has the same rules-engine support.
         """
+        assert self._identity is not None
         issued = self._issued.get((network_id, int(identity.address)))
         if issued is None:
             return None
@@ -484,7 +410,7 @@ class EmbeddedController:
             st.identity = identity
             st.metadata = metadata
         self.stats["repeat_configs"] += 1
-        return self._credentials(now, network_id, issued, identity)
+        return issue(now, network_id, issued, identity, self._identity)
 
     def _build(
         self, now: int, network_id: int, request_packet_id: int, identity: Identity, metadata: Dictionary
@@ -523,10 +449,10 @@ class EmbeddedController:
             member["address"] = addrs
             member["nwid"] = nwids
 
-            authorized = _json_bool(member.get("authorized"), False)
+            authorized = json_bool(member.get("authorized"), False)
             auto: tuple[str, str | None] | None = None
             if not authorized:
-                if not _json_bool(network.get("private"), True):
+                if not json_bool(network.get("private"), True):
                     auto = ("public", None)
                 else:
                     token = self._presented_token(metadata)
@@ -539,10 +465,10 @@ class EmbeddedController:
                 member["lastAuthorizedCredentialType"], member["lastAuthorizedCredential"] = auto
                 self.stats["auto_authorized"] += 1
 
-            sso = _json_bool(network.get("ssoEnabled"), False) and not _json_bool(
+            sso = json_bool(network.get("ssoEnabled"), False) and not json_bool(
                 member.get("ssoExempt"), False
             )
-            if sso and _json_int(member.get("authenticationExpiryTime"), 0) <= now:
+            if sso and json_int(member.get("authenticationExpiryTime"), 0) <= now:
                 # We have no SSO provider: the member must be (re)authenticated out of band.
                 info = Dictionary(4096)
                 info.add(AUTHINFO_KEY_VERSION, 0)
@@ -566,69 +492,33 @@ class EmbeddedController:
                 st.identity = identity
                 st.metadata = metadata
 
-            issued = self._config(network_id, network, member, identity, metadata, new_member, sso)
+            bridges = [int(a, 16) for a in store.active_bridges(nwids)]
+            nc, ctmd, caps, tags = build_config(
+                network_id, network, member, identity, metadata, new_member, sso, bridges
+            )
             member["ipAssignments"] = ipam.auto_assign(
                 network, member, address, lambda: store.allocated_ips(nwids, exclude_address=addrs)
             )
-            self._add_addresses(network_id, network, member, issued.config)
+            add_addresses(network_id, network, member, nc)
             store.put_member(clean_member(member))
             # Inside the transaction, after our own write: nobody else can write meanwhile.
             generation = store.generation()
+        issued = split_config(self._shared, network_id, nc, ctmd, caps, tags)
         if not sso:  # an SSO member's config depends on its authentication expiry time
             issued.generation = generation
             issued.identity = identity
             # What the stored record says: a push (no version recorded) never matches a request.
             issued.version = (
-                _json_int(member.get("vMajor"), -1),
-                _json_int(member.get("vMinor"), -1),
-                _json_int(member.get("vRev"), -1),
-                _json_int(member.get("vProto"), -1),
+                json_int(member.get("vMajor"), -1),
+                json_int(member.get("vMinor"), -1),
+                json_int(member.get("vRev"), -1),
+                json_int(member.get("vProto"), -1),
             )
             issued.rules_engine = metadata.get_uint(REQUEST_KEY_RULES_ENGINE_REV, 0) > 0
             self._issued[(network_id, address)] = issued
         else:
             self._issued.pop((network_id, address), None)
-        return self._credentials(now, network_id, issued, identity)
-
-    def _credentials(self, now: int, network_id: int, issued: _Issued, identity: Identity) -> NetworkConfig:
-        """`issued`'s config stamped `now`, with its COM, capabilities, tags and COO signed."""
-        assert self._identity is not None
-        signer = self._identity
-        base = issued.config
-        address = base.issued_to
-        # Fresh lists: whoever receives the config may keep it, the cached one must not change.
-        nc = replace(
-            base,
-            timestamp=now,
-            specialists=list(base.specialists),
-            routes=list(base.routes),
-            static_ips=list(base.static_ips),
-            rules=list(base.rules),
-            dns=replace(base.dns, servers=list(base.dns.servers)),
-            capabilities=[],
-            tags=[],
-            certificates_of_ownership=[],
-        )
-        com = CertificateOfMembership.create(now, issued.ctmd, network_id, identity)
-        if not com.sign(signer):
-            raise RuntimeError("could not sign the certificate of membership")
-        nc.com = com
-        for cid, rules in issued.capabilities:
-            capability = Capability(cid, network_id, now, rules, 1)
-            if capability.sign(signer, address):
-                nc.capabilities.append(capability)
-        for tid, value in issued.tags:
-            tag = Tag(tid, value, network_id, now, address)
-            if tag.sign(signer):
-                nc.tags.append(tag)
-        if nc.static_ips:
-            coo = CertificateOfOwnership(network_id, now, address, id=1)
-            for ip in nc.static_ips:
-                if not coo.add_thing(ip):
-                    break
-            coo.sign(signer)
-            nc.certificates_of_ownership = [coo]
-        return nc
+        return issue(now, network_id, issued, identity, self._identity)
 
     @staticmethod
     def _presented_token(metadata: Dictionary) -> str | None:
@@ -646,154 +536,3 @@ class EmbeddedController:
         if isinstance(expires, bool) or not isinstance(expires, int | float):
             return False
         return expires == 0 or expires > now
-
-    def _config(
-        self,
-        network_id: int,
-        network: Mapping[str, Any],
-        member: dict[str, Any],
-        identity: Identity,
-        metadata: Dictionary,
-        new_member: bool,
-        sso: bool,
-    ) -> _Issued:
-        """Everything but the addresses and the credentials; `member` gains default
-        capabilities and tags."""
-        address = identity.address
-
-        ctmd = _json_int(network.get("certificateTimeoutWindowSize"), CREDENTIAL_TIME_DFL_MAX_DELTA)
-        ctmd = max(min(ctmd, CREDENTIAL_TIME_MAX_MAX_DELTA), CREDENTIAL_TIME_MIN_MAX_DELTA)
-
-        nc = NetworkConfig(network_id=network_id, issued_to=address)
-        nc.type = NetworkType.PRIVATE if _json_bool(network.get("private"), True) else NetworkType.PUBLIC
-        nc.credential_time_max_delta = ctmd
-        nc.revision = max(0, _json_int(network.get("revision"), 0))
-        if _json_bool(network.get("enableBroadcast"), True):
-            nc.flags |= FLAG_ENABLE_BROADCAST
-        name = network.get("name")
-        nc.name = name if isinstance(name, str) else ""
-        nc.mtu = max(min(_json_int(network.get("mtu"), DEFAULT_MTU), MAX_MTU), MIN_MTU)
-        nc.multicast_limit = _json_int(network.get("multicastLimit"), 32) & _U32
-        if sso:
-            nc.sso_enabled = True
-            nc.sso_version = 0
-            nc.authentication_expiry_time = _json_int(member.get("authenticationExpiryTime"), 0)
-
-        target = _address_text(member.get("remoteTraceTarget"))
-        if target is not None:
-            nc.remote_trace_target = Address(target)
-            nc.remote_trace_level = _json_int(member.get("remoteTraceLevel"), 0) & 0xFF
-        else:
-            target = _address_text(network.get("remoteTraceTarget"))
-            nc.remote_trace_target = Address(target or 0)
-            nc.remote_trace_level = _json_int(network.get("remoteTraceLevel"), 0) & 0xFF
-
-        bridges = [int(a, 16) for a in self.store.active_bridges(format_nwid(network_id))]
-        if _json_bool(member.get("activeBridge"), False) and int(address) not in bridges:
-            bridges.append(int(address))  # a first request's own record is not stored yet
-        for b in bridges:
-            nc.add_specialist(b, SPECIALIST_TYPE_ACTIVE_BRIDGE)
-
-        issued = _Issued(nc, ctmd)
-        if metadata.get_uint(REQUEST_KEY_RULES_ENGINE_REV, 0) <= 0:
-            # Members without a rules engine get allow-all; newer peers still filter inbound.
-            nc.rules = [Rule(RuleType.ACTION_ACCEPT)]
-        else:
-            rules = network.get("rules")
-            nc.rules = rules_from_json(rules)[:MAX_NETWORK_RULES] if isinstance(rules, list) else []
-            issued.capabilities = self._capabilities(network, member, new_member)
-            issued.tags = self._tags(network, member)
-
-        routes = network.get("routes")
-        for rt in routes if isinstance(routes, list) else []:
-            if len(nc.routes) >= MAX_NETWORK_ROUTES:
-                break
-            if not isinstance(rt, Mapping) or not isinstance(rt.get("target"), str):
-                continue
-            t = _inet(rt["target"])
-            if t is None:
-                continue
-            via = _inet(rt.get("via")) if isinstance(rt.get("via"), str) else None
-            if via is not None and via.ip.version != t.ip.version:
-                via = None
-            nc.routes.append(Route(t, via))
-
-        dns = network.get("dns")
-        if isinstance(dns, Mapping):
-            domain = dns.get("domain")
-            servers = dns.get("servers")
-            addrs = [_inet(s) for s in (servers if isinstance(servers, list) else [])[:MAX_DNS_SERVERS]]
-            nc.dns = DnsConfig(domain if isinstance(domain, str) else "", [a for a in addrs if a is not None])
-        return issued
-
-    @staticmethod
-    def _capabilities(
-        network: Mapping[str, Any], member: dict[str, Any], new_member: bool
-    ) -> list[tuple[int, list[Rule]]]:
-        """(id, rules) of the member's capabilities that the network defines, at most
-        MAX_NETWORK_CAPABILITIES."""
-        mcaps = member.get("capabilities")
-        if not isinstance(mcaps, list):
-            mcaps = member["capabilities"] = []
-        by_id: dict[int, Mapping[str, Any]] = {}
-        caps = network.get("capabilities")
-        for cap in caps if isinstance(caps, list) else []:
-            if not isinstance(cap, Mapping):
-                continue
-            cid = _json_int(cap.get("id"), 0) & _U32
-            by_id[cid] = cap
-            # Default capabilities are handed out once, to members seen for the first time.
-            if new_member and _json_bool(cap.get("default"), False):
-                if cid not in {_json_int(c, 0) & _U32 for c in mcaps}:
-                    mcaps.append(cid)
-        out: list[tuple[int, list[Rule]]] = []
-        for c in mcaps:
-            cid = _json_int(c, 0) & _U32
-            cap = by_id.get(cid)
-            if not cap:
-                continue
-            rules = cap.get("rules")
-            out.append((cid, rules_from_json(rules)[:MAX_CAPABILITY_RULES] if isinstance(rules, list) else []))
-            if len(out) >= MAX_NETWORK_CAPABILITIES:
-                break
-        return out
-
-    @staticmethod
-    def _tags(network: Mapping[str, Any], member: dict[str, Any]) -> list[tuple[int, int]]:
-        """(id, value) of the member's tags, network defaults filled in, by id, at most
-        MAX_NETWORK_TAGS."""
-        values: dict[int, int] = {}
-        mtags = member.get("tags")
-        if not isinstance(mtags, list):
-            mtags = member["tags"] = []
-        for t in mtags:
-            if isinstance(t, list) and len(t) == 2:
-                values[_json_int(t[0], 0) & _U32] = _json_int(t[1], 0) & _U32
-        tags = network.get("tags")
-        for t in tags if isinstance(tags, list) else []:
-            if not isinstance(t, Mapping):
-                continue
-            tid = _json_int(t.get("id"), 0) & _U32
-            dfl = t.get("default")
-            # A network tag's default is given (and recorded) to members that lack the tag.
-            if isinstance(dfl, int | float) and not isinstance(dfl, bool) and tid not in values:
-                values[tid] = int(dfl) & _U32
-                mtags.append([tid, int(dfl) & _U32])
-        return [(tid, values[tid]) for tid in sorted(values)[:MAX_NETWORK_TAGS]]
-
-    @staticmethod
-    def _add_addresses(
-        network_id: int,
-        network: Mapping[str, Any],
-        member: Mapping[str, Any],
-        nc: NetworkConfig,
-    ) -> None:
-        """Static IPs (RFC4193/6PLANE, then assigned ones inside a route); `_credentials`
-        adds their COO."""
-        address = int(nc.issued_to)
-        if ipam.managed_v6_addresses(network, member, network_id, address):
-            nc.flags |= FLAG_ENABLE_IPV6_NDP_EMULATION
-        for text in ipam.static_ips(network, member, network_id, address):
-            ip = _inet(text)
-            if ip is not None and len(nc.static_ips) < MAX_ZT_ASSIGNED_ADDRESSES:
-                nc.static_ips.append(ip)
