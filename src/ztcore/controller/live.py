@@ -398,13 +398,17 @@ class EmbeddedController:
         issued = self._issued.get((network_id, int(identity.address)))
         if issued is None:
             return None
-        if (
-            issued.identity != identity
-            or issued.rules_engine != (metadata.get_uint(REQUEST_KEY_RULES_ENGINE_REV, 0) > 0)
-            or (request_packet_id and issued.version != self._version(metadata))
-            or issued.generation != self.store.generation()
-        ):
+        if issued.identity != identity or issued.generation != self.store.generation():
             return None
+        md = metadata.to_bytes()
+        if md != issued.metadata:
+            # Members send the same metadata each time: parse it only when it differs.
+            if issued.rules_engine != (metadata.get_uint(REQUEST_KEY_RULES_ENGINE_REV, 0) > 0) or (
+                request_packet_id and issued.version != self._version(metadata)
+            ):
+                return None
+            if request_packet_id:
+                issued.metadata = md
         if request_packet_id:
             st = self._status.setdefault((network_id, int(identity.address)), MemberStatus())
             st.identity = identity
@@ -515,6 +519,8 @@ class EmbeddedController:
                 json_int(member.get("vProto"), -1),
             )
             issued.rules_engine = metadata.get_uint(REQUEST_KEY_RULES_ENGINE_REV, 0) > 0
+            if request_packet_id:  # then its version is the one recorded
+                issued.metadata = metadata.to_bytes()
             self._issued[(network_id, address)] = issued
         else:
             self._issued.pop((network_id, address), None)

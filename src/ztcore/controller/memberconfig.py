@@ -137,6 +137,8 @@ class IssuedConfig:
     identity: Identity | None = None
     version: tuple[int, int, int, int] | None = None
     rules_engine: bool = False
+    # A genuine request's metadata known to match `version` and `rules_engine`.
+    metadata: bytes | None = None
 
 
 def build_config(

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ztcore.errors import InvalidFormatError
@@ -50,7 +51,7 @@ from ztcore.vl2.credentials import (
     CertificateOfOwnership,
     Tag,
 )
-from ztcore.vl2.dictionary import Dictionary, strtoull_hex
+from ztcore.vl2.dictionary import Dictionary, encode_entry, strtoull_hex
 from ztcore.vl2.rules import Rule, RuleType, deserialize_rules, serialize_rules
 
 __all__ = [
@@ -148,6 +149,45 @@ K_PRIVATE_OLD = "p"
 K_ALLOWED_ETHERNET_TYPES_OLD = "et"
 K_CERTIFICATE_OF_MEMBERSHIP_OLD = "com"
 K_ACTIVE_BRIDGES_OLD = "ab"
+
+# The keys as bytes (valid Dictionary keys: no NUL, CR, LF or '=').
+_KB = {
+    k: k.encode()
+    for k in (
+        K_VERSION,
+        K_NETWORK_ID,
+        K_TIMESTAMP,
+        K_CREDENTIAL_TIME_MAX_DELTA,
+        K_REVISION,
+        K_ISSUED_TO,
+        K_REMOTE_TRACE_TARGET,
+        K_REMOTE_TRACE_LEVEL,
+        K_FLAGS,
+        K_MULTICAST_LIMIT,
+        K_TYPE,
+        K_NAME,
+        K_MTU,
+        K_COM,
+        K_CAPABILITIES,
+        K_TAGS,
+        K_CERTIFICATES_OF_OWNERSHIP,
+        K_SPECIALISTS,
+        K_ROUTES,
+        K_STATIC_IPS,
+        K_RULES,
+        K_DNS,
+        K_SSO_VERSION,
+        K_SSO_ENABLED,
+        K_AUTHENTICATION_URL,
+        K_AUTHENTICATION_EXPIRY_TIME,
+        K_ISSUER_URL,
+        K_CENTRAL_ENDPOINT_URL,
+        K_NONCE,
+        K_STATE,
+        K_CLIENT_ID,
+        K_SSO_PROVIDER,
+    )
+}
 
 # C string buffer sizes of the SSO fields (values are cut to size-1 bytes on read).
 _SSO_FIELD_SIZES = {
@@ -338,71 +378,81 @@ class NetworkConfig:
 
     def to_dictionary(self, capacity: int = NETWORKCONFIG_DICT_CAPACITY) -> Dictionary:
         """Encode as the core's toDictionary does; InvalidFormatError if it overflows."""
+        return Dictionary.from_bytes(self.to_bytes(capacity), capacity)
+
+    def to_bytes(self, capacity: int = NETWORKCONFIG_DICT_CAPACITY) -> bytes:
+        """The dictionary's serialized bytes (what NETWORK_CONFIG chunks carry): the bytes
+        `Dictionary.add` would make of each entry, joined at once (a controller encodes one
+        config per request); InvalidFormatError if they overflow `capacity`."""
         self._check_limits()
-        d = Dictionary(capacity)
+        parts: list[bytes] = []
+        size = -1
+        for key, value in self._entries():
+            entry = encode_entry(key, value)
+            size += len(entry) + 1
+            if size > capacity - 1:
+                raise InvalidFormatError(
+                    f"network config too large for its dictionary (at key {key.decode()!r})"
+                )
+            parts.append(entry)
+        return b"\n".join(parts)
 
-        def add(key: str, value: str | bytes | bool | int) -> None:
-            if not d.add(key, value):
-                raise InvalidFormatError(f"network config too large for its dictionary (at key {key!r})")
-
-        add(K_VERSION, NETWORKCONFIG_VERSION)
-        add(K_NETWORK_ID, self.network_id)
-        add(K_TIMESTAMP, self.timestamp)
-        add(K_CREDENTIAL_TIME_MAX_DELTA, self.credential_time_max_delta)
-        add(K_REVISION, self.revision)
-        add(K_ISSUED_TO, _addr10(self.issued_to))
-        add(K_REMOTE_TRACE_TARGET, _addr10(self.remote_trace_target))
-        add(K_REMOTE_TRACE_LEVEL, self.remote_trace_level)
-        add(K_FLAGS, self.flags)
-        add(K_MULTICAST_LIMIT, self.multicast_limit)
-        add(K_TYPE, int(self.type))
-        add(K_NAME, _c_string(self.name, MAX_NETWORK_SHORT_NAME_LENGTH + 1))
-        add(K_MTU, self.mtu)
+    def _entries(self) -> Iterator[tuple[bytes, str | bytes | bool | int]]:
+        """The dictionary's entries, keyed and ordered as the core writes them."""
+        yield _KB[K_VERSION], NETWORKCONFIG_VERSION
+        yield _KB[K_NETWORK_ID], self.network_id
+        yield _KB[K_TIMESTAMP], self.timestamp
+        yield _KB[K_CREDENTIAL_TIME_MAX_DELTA], self.credential_time_max_delta
+        yield _KB[K_REVISION], self.revision
+        yield _KB[K_ISSUED_TO], _addr10(self.issued_to)
+        yield _KB[K_REMOTE_TRACE_TARGET], _addr10(self.remote_trace_target)
+        yield _KB[K_REMOTE_TRACE_LEVEL], self.remote_trace_level
+        yield _KB[K_FLAGS], self.flags
+        yield _KB[K_MULTICAST_LIMIT], self.multicast_limit
+        yield _KB[K_TYPE], int(self.type)
+        yield _KB[K_NAME], _c_string(self.name, MAX_NETWORK_SHORT_NAME_LENGTH + 1)
+        yield _KB[K_MTU], self.mtu
 
         if self.com:
-            add(K_COM, self.com.to_bytes())
+            yield _KB[K_COM], self.com.to_bytes()
         if self.capabilities:
-            add(K_CAPABILITIES, b"".join(c.to_bytes() for c in self.capabilities))
+            yield _KB[K_CAPABILITIES], b"".join(c.to_bytes() for c in self.capabilities)
         if self.tags:
-            add(K_TAGS, b"".join(t.to_bytes() for t in self.tags))
+            yield _KB[K_TAGS], b"".join(t.to_bytes() for t in self.tags)
         if self.certificates_of_ownership:
-            add(K_CERTIFICATES_OF_OWNERSHIP, b"".join(c.to_bytes() for c in self.certificates_of_ownership))
+            coos = self.certificates_of_ownership
+            yield _KB[K_CERTIFICATES_OF_OWNERSHIP], b"".join(c.to_bytes() for c in coos)
         if self.specialists:
-            add(K_SPECIALISTS, b"".join(struct.pack(">Q", s) for s in self.specialists))
+            yield _KB[K_SPECIALISTS], b"".join(struct.pack(">Q", s) for s in self.specialists)
         if self.routes:
             rt = bytearray()
             for r in self.routes:
                 rt += r.target.to_bytes() if r.target is not None else InetAddress.nil_bytes()
                 rt += r.via.to_bytes() if r.via is not None else InetAddress.nil_bytes()
                 rt += struct.pack(">HH", r.flags, r.metric)
-            add(K_ROUTES, bytes(rt))
+            yield _KB[K_ROUTES], bytes(rt)
         if self.static_ips:
-            add(K_STATIC_IPS, b"".join(ip.to_bytes() for ip in self.static_ips))
+            yield _KB[K_STATIC_IPS], b"".join(ip.to_bytes() for ip in self.static_ips)
         if self.rules:
-            add(K_RULES, serialize_rules(self.rules))
-        add(K_DNS, self.dns.to_bytes())
+            yield _KB[K_RULES], serialize_rules(self.rules)
+        yield _KB[K_DNS], self.dns.to_bytes()
 
         if self.sso_version == 0:
-            add(K_SSO_VERSION, 0)
-            add(K_SSO_ENABLED, self.sso_enabled)
+            yield _KB[K_SSO_VERSION], 0
+            yield _KB[K_SSO_ENABLED], self.sso_enabled
             if self.sso_enabled:
                 if self.authentication_url:
-                    add(K_AUTHENTICATION_URL, _c_string(self.authentication_url, 2048))
-                add(K_AUTHENTICATION_EXPIRY_TIME, self.authentication_expiry_time & _U64)
+                    yield _KB[K_AUTHENTICATION_URL], _c_string(self.authentication_url, 2048)
+                yield _KB[K_AUTHENTICATION_EXPIRY_TIME], self.authentication_expiry_time & _U64
         elif self.sso_version == 1:
-            add(K_SSO_VERSION, 1)
-            add(K_SSO_ENABLED, self.sso_enabled)
-            add(K_ISSUER_URL, _c_string(self.issuer_url, 2048))
-            add(K_CENTRAL_ENDPOINT_URL, _c_string(self.central_auth_url, 2048))
-            add(K_NONCE, _c_string(self.sso_nonce, 128))
-            add(K_STATE, _c_string(self.sso_state, 256))
-            add(K_CLIENT_ID, _c_string(self.sso_client_id, 256))
-            add(K_SSO_PROVIDER, _c_string(self.sso_provider, 64))
-        return d
-
-    def to_bytes(self) -> bytes:
-        """The dictionary's serialized bytes (what NETWORK_CONFIG chunks carry)."""
-        return self.to_dictionary().to_bytes()
+            yield _KB[K_SSO_VERSION], 1
+            yield _KB[K_SSO_ENABLED], self.sso_enabled
+            yield _KB[K_ISSUER_URL], _c_string(self.issuer_url, 2048)
+            yield _KB[K_CENTRAL_ENDPOINT_URL], _c_string(self.central_auth_url, 2048)
+            yield _KB[K_NONCE], _c_string(self.sso_nonce, 128)
+            yield _KB[K_STATE], _c_string(self.sso_state, 256)
+            yield _KB[K_CLIENT_ID], _c_string(self.sso_client_id, 256)
+            yield _KB[K_SSO_PROVIDER], _c_string(self.sso_provider, 64)
 
     def _check_limits(self) -> None:
         for name, items, limit in (
