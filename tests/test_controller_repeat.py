@@ -287,3 +287,52 @@ def test_request_without_rules_engine_gets_allow_all(env: Env) -> None:
     env.req("a", now, legacy)
     _, nc = env.last_config("a")
     assert nc.rules == [Rule(RuleType.ACTION_ACCEPT)] and nc.tags == [] and nc.capabilities == []
+
+
+def test_write_elsewhere_is_rechecked_not_rebuilt(env: Env) -> None:
+    """A write that leaves this member's inputs alone (another member's first request)
+    costs one fingerprint check, not a rebuild; the answer is still the fresh one."""
+    now = _warm(env)
+    env.authorize("b")
+    env.req("b", now)  # b's first request writes b's record
+    built = _from_records(env)
+    nc = _ask(env, now + 1)
+    assert _from_records(env) == built and env.ctl.stats["repeat_rechecked"] == 1
+    assert [str(a.ip) for a in nc.static_ips] == ["10.9.0.7"] and nc.timestamp == now + 1
+
+
+def test_bridge_elsewhere_is_seen(env: Env) -> None:
+    """Another member turned into an active bridge (by another process) changes every
+    member's specialists: the check sees it."""
+    now = _warm(env)
+    env.authorize("b")
+    _other_process(env, "member", "b", {"activeBridge": True})
+    nc = _ask(env, now)
+    assert nc.is_active_bridge(int(env.ids["b"].address))
+    assert env.ctl.stats["repeat_rechecked"] == 0
+
+
+def test_address_picked_from_the_pool_is_not_rechecked(ids: dict[str, Identity], tmp_path: Any) -> None:
+    """A member without an address depends on every other member's addresses (the pool):
+    after any write its answer is made from the records again."""
+    e = _env(
+        ids,
+        tmp_path,
+        {**NETWORK, "ipAssignmentPools": [{"ipRangeStart": "10.9.0.7", "ipRangeEnd": "10.9.0.7"}]},
+    )
+    try:
+        e.authorize("b")  # takes the pool's only address
+        e.backend.post_member(
+            e.nwids, f"{int(ids['a'].address):010x}", {"authorized": True, "ipAssignments": []}
+        )
+        e.req("a", T0)
+        assert e.last_config("a")[1].static_ips == []  # nothing left to pick
+        e.req("a", T0 + STEP)
+        assert e.ctl.stats["repeat_configs"] == 1
+        # b gives its address back (another process): a gets it at its next request.
+        _other_process(e, "member", "b", {"ipAssignments": []})
+        e.req("a", T0 + 2 * STEP)
+        assert [str(x.ip) for x in e.last_config("a")[1].static_ips] == ["10.9.0.7"]
+        assert e.ctl.stats["repeat_rechecked"] == 0
+    finally:
+        e.store.close()

@@ -390,16 +390,29 @@ class EmbeddedController:
         """The answer to a repeat request, if nothing it depends on changed; else None.
 
         Valid while the store's generation is the one the answer was made under (no
-        network or member written since, by anyone), for the same identity, and for
-        a request that records the same version (a genuine request stores it in the
+        network or member written since, by anyone) or, after writes, while the
+        store's fingerprint of the member's inputs (network and member records,
+        active bridges) is unchanged and its address was not picked from the pool
+        (which depends on every other member); for the same identity, and for a
+        request that records the same version (a genuine request stores it in the
         member record) and has the same rules-engine support.
         """
         assert self._identity is not None
         issued = self._issued.get((network_id, int(identity.address)))
         if issued is None:
             return None
-        if issued.identity != identity or issued.generation != self.store.generation():
+        if issued.identity != identity:
             return None
+        generation = self.store.generation()
+        if issued.generation != generation:
+            # Something was written since; if not this member's inputs, the answer stands.
+            # (The generation is read first: a write in between only means another check.)
+            if issued.fingerprint is None or issued.fingerprint != self.store.fingerprint(
+                format_nwid(network_id), format_address(int(identity.address))
+            ):
+                return None
+            issued.generation = generation
+            self.stats["repeat_rechecked"] += 1
         md = metadata.to_bytes()
         if md != issued.metadata:
             # Members send the same metadata each time: parse it only when it differs.
@@ -500,16 +513,22 @@ class EmbeddedController:
             nc, ctmd, caps, tags = build_config(
                 network_id, network, member, identity, metadata, new_member, sso, bridges
             )
-            member["ipAssignments"] = ipam.auto_assign(
-                network, member, address, lambda: store.allocated_ips(nwids, exclude_address=addrs)
-            )
+            picked: list[bool] = []
+
+            def taken() -> list[str]:
+                picked.append(True)
+                return store.allocated_ips(nwids, exclude_address=addrs)
+
+            member["ipAssignments"] = ipam.auto_assign(network, member, address, taken)
             add_addresses(network_id, network, member, nc)
             store.put_member(clean_member(member))
             # Inside the transaction, after our own write: nobody else can write meanwhile.
             generation = store.generation()
+            fingerprint = store.fingerprint(nwids, addrs) if not picked else None
         issued = split_config(self._shared, network_id, nc, ctmd, caps, tags)
         if not sso:  # an SSO member's config depends on its authentication expiry time
             issued.generation = generation
+            issued.fingerprint = fingerprint
             issued.identity = identity
             # What the stored record says: a push (no version recorded) never matches a request.
             issued.version = (

@@ -139,6 +139,8 @@ class IssuedConfig:
     rules_engine: bool = False
     # A genuine request's metadata known to match `version` and `rules_engine`.
     metadata: bytes | None = None
+    # `ControllerStore.fingerprint` of its inputs; None if it depends on other members too.
+    fingerprint: bytes | None = None
 
 
 def build_config(

@@ -22,6 +22,7 @@ controller's repeat configs) compare it before trusting their cache.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -202,6 +203,26 @@ class ControllerStore:
         ``data_version`` does not see). Writes that were rolled back count as changes too."""
         with self._lock:
             return int(self._conn.execute("PRAGMA data_version").fetchone()[0]), self._writes
+
+    def fingerprint(self, nwid: str, address: str) -> bytes:
+        """A digest of what a member's config is made of in the store: the network's and the
+        member's records as stored and the network's active bridges. Equal fingerprints mean
+        equal inputs (BLAKE2b, 128 bits), whatever happened in between."""
+        nwid, address = nwid.lower(), address.lower()
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT (SELECT record FROM network WHERE nwid=?), "
+                "(SELECT record FROM member WHERE nwid=? AND address=?), "
+                "(SELECT group_concat(address) FROM "
+                "(SELECT address FROM member_bridge WHERE nwid=? ORDER BY address))",
+                (nwid, nwid, address, nwid),
+            ).fetchone()
+        h = hashlib.blake2b(digest_size=16)
+        for part in rows:
+            text = b"\xff" if part is None else str(part).encode()
+            h.update(len(text).to_bytes(8, "big"))
+            h.update(text)
+        return h.digest()
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
