@@ -392,8 +392,8 @@ class EmbeddedController:
         Valid while the store's generation is the one the answer was made under (no
         network or member written since, by anyone) or, after writes, while the
         store's fingerprint of the member's inputs (network and member records,
-        active bridges) is unchanged and its address was not picked from the pool
-        (which depends on every other member); for the same identity, and for a
+        active bridges) is unchanged and it does not wait for an address from an
+        exhausted pool (which depends on every other member); for the same identity, and for a
         request that records the same version (a genuine request stores it in the
         member record) and has the same rules-engine support.
         """
@@ -513,18 +513,23 @@ class EmbeddedController:
             nc, ctmd, caps, tags = build_config(
                 network_id, network, member, identity, metadata, new_member, sso, bridges
             )
-            picked: list[bool] = []
+            picking: list[bool] = []
 
             def taken() -> list[str]:
-                picked.append(True)
+                picking.append(True)
                 return store.allocated_ips(nwids, exclude_address=addrs)
 
             member["ipAssignments"] = ipam.auto_assign(network, member, address, taken)
+            if picking:
+                # Would the next request still have to pick (the pool had nothing left)?
+                # Then its answer depends on every other member's addresses.
+                picking.clear()
+                ipam.auto_assign(network, member, address, lambda: picking.append(True) or [])
             add_addresses(network_id, network, member, nc)
             store.put_member(clean_member(member))
             # Inside the transaction, after our own write: nobody else can write meanwhile.
             generation = store.generation()
-            fingerprint = store.fingerprint(nwids, addrs) if not picked else None
+            fingerprint = store.fingerprint(nwids, addrs) if not picking else None
         issued = split_config(self._shared, network_id, nc, ctmd, caps, tags)
         if not sso:  # an SSO member's config depends on its authentication expiry time
             issued.generation = generation
