@@ -312,9 +312,9 @@ def test_bridge_elsewhere_is_seen(env: Env) -> None:
     assert env.ctl.stats["repeat_rechecked"] == 0
 
 
-def test_address_picked_from_the_pool_is_not_rechecked(ids: dict[str, Identity], tmp_path: Any) -> None:
-    """A member without an address depends on every other member's addresses (the pool):
-    after any write its answer is made from the records again."""
+def test_member_waiting_for_a_pool_address_is_not_rechecked(ids: dict[str, Identity], tmp_path: Any) -> None:
+    """A member still without an address depends on every other member's addresses (the
+    pool): after any write its answer is made from the records again."""
     e = _env(
         ids,
         tmp_path,
@@ -334,5 +334,21 @@ def test_address_picked_from_the_pool_is_not_rechecked(ids: dict[str, Identity],
         e.req("a", T0 + 2 * STEP)
         assert [str(x.ip) for x in e.last_config("a")[1].static_ips] == ["10.9.0.7"]
         assert e.ctl.stats["repeat_rechecked"] == 0
+    finally:
+        e.store.close()
+
+
+def test_address_just_picked_is_rechecked(ids: dict[str, Identity], tmp_path: Any) -> None:
+    """Once its address is picked and recorded, a member's answer no longer depends on the
+    pool: a write elsewhere costs a fingerprint check."""
+    e = _env(ids, tmp_path, NETWORK)
+    try:
+        e.store.put_member(update_member(None, {"authorized": True}, e.nwid, int(ids["a"].address)))
+        e.req("a", T0)  # picks 10.9.0.7 from the pool and records it
+        assert e.member("a")["ipAssignments"] == ["10.9.0.7"]
+        e.authorize("b")
+        e.req("a", T0 + STEP)
+        assert e.ctl.stats["repeat_rechecked"] == 1 and e.ctl.stats["repeat_configs"] == 1
+        assert [str(x.ip) for x in e.last_config("a")[1].static_ips] == ["10.9.0.7"]
     finally:
         e.store.close()
