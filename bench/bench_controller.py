@@ -26,13 +26,16 @@ controller never validates that (the node does, in HELLO), so making 10,000 of
 them stays cheap.
 
 Run: python bench/bench_controller.py [--sizes 10,100,1000] [--active 200] [--seconds 2] [--big 10000] [--samples 60]
+     [--profile N]  (cProfile the repeat requests, print the N costliest functions)
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
 import platform
+import pstats
 import random
 import resource
 import statistics
@@ -54,7 +57,9 @@ from ztcore.vl1.fragment import make_fragments
 from ztcore.vl1.packet import Verb, armor
 from ztcore.vl2.controller_api import ControllerError
 from ztcore.vl2.credentials import Revocation
-from ztcore.vl2.netconf import NetworkConfig, NetworkConfigChunker, build_request_metadata
+from ztcore.vl2.netconf import NetworkConfig
+from ztcore.vl2.netconf_chunks import NetworkConfigChunker
+from ztcore.vl2.netconf_request import build_request_metadata
 
 NETWORK_BODY: dict[str, Any] = {
     "private": True,
@@ -187,7 +192,7 @@ def timed_request(
     return time.perf_counter() - t0
 
 
-def part1(tmp: Path, size: int, active: int, seconds: float) -> list[tuple[str, str]]:
+def part1(tmp: Path, size: int, active: int, seconds: float, profile: int = 0) -> list[tuple[str, str]]:
     """One network of `size` authorized members, of which `active` ask for configs."""
     store, controller, backend, sender, clock = setup(tmp / f"part1-{size}")
     network = backend.create_network({"name": "bench-small", **NETWORK_BODY})
@@ -204,11 +209,18 @@ def part1(tmp: Path, size: int, active: int, seconds: float) -> list[tuple[str, 
 
     repeat: list[float] = []
     configs_before, bytes_before, datagrams_before = sender.configs, sender.bytes, sender.datagrams
+    profiler = cProfile.Profile() if profile else None
+    if profiler is not None:
+        profiler.enable()
     end = time.perf_counter() + seconds
     i = 0
     while time.perf_counter() < end:
         repeat.append(timed_request(controller, clock, network_id, idents[i % len(idents)], metadata))
         i += 1
+    if profiler is not None:
+        profiler.disable()
+        print(f"\ncProfile of {i:,} repeat requests at {size:,} members (figures below are slowed by it):")
+        pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(profile)
     replies = sender.configs - configs_before
     store.close()
     return [
@@ -297,6 +309,13 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=2.0, help="time of each repeat-request run in part 1")
     ap.add_argument("--big", type=int, default=10_000, help="members of the part 2 network (0 skips part 2)")
     ap.add_argument("--samples", type=int, default=60, help="random members asking in part 2")
+    ap.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="cProfile part 1's repeat requests and print the N costliest functions",
+    )
     ap.add_argument("--dir", type=Path, default=None, help="where to put the stores (default: a temp dir)")
     args = ap.parse_args()
     args.sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
@@ -315,7 +334,7 @@ def main() -> None:
         ]
         t0 = time.perf_counter()
         for size in args.sizes:
-            rows += part1(tmp, size, args.active, args.seconds)
+            rows += part1(tmp, size, args.active, args.seconds, args.profile)
         rows.append(("target", ">= 1,000 replies/s"))
         _print_section(f"1. config replies per second (up to {args.active} members asking)", rows, t0)
         if args.big > 0:

@@ -28,11 +28,10 @@ from ztcore.vl2.netconf import (
     FLAG_ENABLE_BROADCAST,
     FLAG_ENABLE_IPV6_NDP_EMULATION,
     NetworkConfig,
-    NetworkConfigAssembler,
-    NetworkConfigChunker,
     NetworkType,
-    build_request_metadata,
 )
+from ztcore.vl2.netconf_chunks import NetworkConfigAssembler, NetworkConfigChunker
+from ztcore.vl2.netconf_request import build_request_metadata
 from ztcore.vl2.rules import Rule, RuleType
 
 # From ZeroTier's NetworkConfig.hpp / Constants.hpp.

@@ -44,7 +44,8 @@ from ztcore.vl2.dictionary import Dictionary
 from ztcore.vl2.mac import MAC
 from ztcore.vl2.multicast_group import MulticastGroup
 from ztcore.vl2.multicaster import MAX_SUBSCRIPTIONS
-from ztcore.vl2.netconf import NetworkConfig, NetworkConfigAssembler, NetworkConfigChunk, NetworkConfigChunker
+from ztcore.vl2.netconf import NetworkConfig
+from ztcore.vl2.netconf_chunks import NetworkConfigAssembler, NetworkConfigChunk, NetworkConfigChunker
 
 SCALE = int(os.environ.get("ZTCORE_FUZZ_SCALE", "1"))
 SEED = int(os.environ.get("ZTCORE_FUZZ_SEED", "20261201"))

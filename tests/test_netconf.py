@@ -15,20 +15,22 @@ from ztcore.vl2.dictionary import Dictionary
 from ztcore.vl2.netconf import (
     FLAG_ENABLE_BROADCAST,
     FLAG_ENABLE_IPV6_NDP_EMULATION,
-    MAX_CONFIG_CHUNK_LENGTH,
     NETWORKCONFIG_DICT_CAPACITY,
     SPECIALIST_TYPE_ACTIVE_BRIDGE,
     SPECIALIST_TYPE_ANCHOR,
     DnsConfig,
     NetworkConfig,
+    NetworkType,
+    Route,
+)
+from ztcore.vl2.netconf_chunks import (
+    MAX_CONFIG_CHUNK_LENGTH,
     NetworkConfigAssembler,
     NetworkConfigChunk,
     NetworkConfigChunker,
     NetworkConfigChunkError,
-    NetworkType,
-    Route,
-    build_request_metadata,
 )
+from ztcore.vl2.netconf_request import build_request_metadata
 from ztcore.vl2.rules import Rule
 
 CONTROLLER_SECRET = (
@@ -414,3 +416,20 @@ def test_three_updates_in_flight(ctl: Identity, nwid: int) -> None:
     for i, cs in enumerate(chunk_sets[:3]):
         results = [asm.add_chunk(c) for c in cs[1:]]
         assert results[-1] is not None and results[-1].config.revision == i
+
+
+def test_to_bytes_is_the_dictionary_built_entry_by_entry(full_config: NetworkConfig) -> None:
+    """to_bytes joins the entries at once; it must equal adding them one by one to a
+    Dictionary (escapes in binary credentials included) and overflow where add would."""
+    sso1 = dataclasses.replace(full_config, sso_version=1, issuer_url="https://i", sso_nonce="n=\n")
+    for nc in (CONFIG_KAT, full_config, sso1):
+        d = Dictionary(NETWORKCONFIG_DICT_CAPACITY)
+        for key, value in nc._entries():
+            assert d.add(key, value)
+        data = nc.to_bytes()
+        assert data == d.to_bytes() and b"\x00" not in data
+        assert nc.to_dictionary() == d
+        # Content fits in capacity - 1 bytes (the C string's NUL takes the last one).
+        assert nc.to_bytes(capacity=len(data) + 1) == data
+        with pytest.raises(InvalidFormatError, match="too large"):
+            nc.to_bytes(capacity=len(data))

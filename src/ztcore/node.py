@@ -31,7 +31,8 @@ from ztcore.vl2.controller_api import ControllerError, NetworkController
 from ztcore.vl2.credentials import NetworkCredentials, Revocation
 from ztcore.vl2.multicast_group import MulticastGroup
 from ztcore.vl2.multicaster import Multicaster
-from ztcore.vl2.netconf import NetworkConfig, NetworkConfigChunker
+from ztcore.vl2.netconf import NetworkConfig
+from ztcore.vl2.netconf_chunks import NetworkConfigChunker
 from ztcore.vl2.network import NETWORK_AUTOCONF_DELAY, Network
 from ztcore.vl2.switch import VL2Switch
 

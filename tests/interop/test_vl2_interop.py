@@ -10,7 +10,8 @@ Checked: an unauthorized real member shows up in the API and is authorized throu
 gets its IPv4 from the pool plus its RFC4193 and 6PLANE addresses; two real nodes move 10 MB
 over TCP byte-exact; a real node and the ztcore member ping each other and exchange UDP both
 ways; deauthorizing a real member through the API cuts its traffic off at once and the
-member itself sees ACCESS_DENIED.
+member itself sees ACCESS_DENIED; a real member that leaves and joins again takes the
+config the controller answers from its repeat-request cache.
 
 Two libzt 1.8.4 limits shape the checks (see driver_libzt.py): lwIP has no raw sockets, so
 the real node's ICMP echo requests enter lwIP at its IPv4 output path; and libzt's network
@@ -425,3 +426,42 @@ def test_deauthorizing_a_libzt_member_through_api_cuts_it_off(vl2: Vl2World) -> 
     other.udp_sendto(fd_other, ip_ctl, 7101, b"still here")
     assert try_recv(ctl, fd_ctl, 5) == (b"still here", ip_other, 7103)
     print(f"\nVL2 interop timings: {vl2.timings}")
+
+
+def test_libzt_member_rejoining_takes_the_cached_config(vl2: Vl2World) -> None:
+    """The controller answers a repeat request from the member's last config with fresh
+    credentials (controller/live.py): the real core must take that answer. Last in the
+    module: a libzt node that left and joined again does not always pass UDP at once. A libzt member
+    that leaves and joins again asks anew. Its first such request records its version
+    (the config it had was pushed on authorization, which records none), so it is made
+    from the records; the second, with nothing changed, comes from the cache."""
+    lz = vl2.lz_a
+    before = vl2.ensure_member(lz)
+
+    def rejoin() -> tuple[dict[str, int], dict[str, int]]:
+        lz.leave(vl2.nwid)
+        wait_until(lambda: not lz.core_network(vl2.nwid).get("joined"), 20, "libzt-a left")
+        stats0 = vl2.ctl.stats()["controller"]
+        lz.join(vl2.nwid)
+        c = wait_core_status(lz, vl2.nwid, "OK", 30)
+        stats1 = vl2.ctl.stats()["controller"]
+        assert c["netconf_revision"] > 0 and c["name"] == "vl2-interop", c
+        after = lz.wait_for(
+            when(lambda: lz.network(vl2.nwid), lambda n: bool(ipv4_of(n.get("addrs", [])))),
+            20,
+            "its IPv4 again",
+        )
+        assert ipv4_of(after["addrs"]) == ipv4_of(before["addrs"]), (before, after)
+        return stats0, stats1
+
+    def from_records(s: dict[str, int]) -> int:
+        return s.get("configs_sent", 0) - s.get("repeat_configs", 0)
+
+    stats0, stats1 = rejoin()
+    assert from_records(stats1) > from_records(stats0), (stats0, stats1)
+    _, m = vl2.member(lz.node_id or "")
+    assert m["vMajor"] == 1 and m["vMinor"] == 8, m  # libzt 1.8.4's core
+    stats0, stats1 = rejoin()
+    # Every config sent meanwhile (the rejoin's among them) came from the cache.
+    assert stats1.get("repeat_configs", 0) > stats0.get("repeat_configs", 0), (stats0, stats1)
+    assert from_records(stats1) == from_records(stats0), (stats0, stats1)

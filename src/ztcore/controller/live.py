@@ -8,7 +8,8 @@ the records in `ztcore.controller.store`:
   learns the member's identity on its first request (and refuses a different
   identity under the same address afterwards), records its version, assigns
   addresses from the pools and answers with a `NetworkConfig` carrying a
-  controller-signed COM, capabilities, tags and certificate of ownership;
+  controller-signed COM, capabilities, tags and certificate of ownership (what
+  the records say in it is `ztcore.controller.memberconfig`'s);
 * the listener hooks (`on_member_changed` / `on_network_changed`, as
   ``StoreControllerBackend.add_listener`` calls them) push fresh configs to
   members that asked recently, and on deauthorization send a signed
@@ -19,11 +20,20 @@ the records in `ztcore.controller.store`:
 Per-member request state (time, packet id, metadata, identity, physical
 address) lives in memory only, as in zerotier-one. All work runs synchronously
 in the caller's thread under one lock; the sender is called from there too.
+
+Repeat requests: members re-request their config every minute, and unless a
+record changed the answer differs only in its time stamp and the credentials
+signed with it (COM, capabilities, tags, COO). So the last answer to each
+authorized member is kept without its credentials (`IssuedConfig`), tagged with the
+store's `generation()`, and a request that finds the same generation, identity,
+version and rules-engine support re-issues only the credentials. Any network or
+member write (JSON API, CLI, another process on the same controller.db,
+deauthorization) changes the generation, and the next request is answered from
+the records again.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import secrets
 import threading
@@ -33,6 +43,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ztcore.controller import ipam
+from ztcore.controller.memberconfig import (
+    IssuedConfig,
+    add_addresses,
+    build_config,
+    issue,
+    json_bool,
+    json_int,
+    split_config,
+)
 from ztcore.controller.model import (
     clean_member,
     format_address,
@@ -50,46 +69,24 @@ from ztcore.vl1.inetaddress import InetAddress
 from ztcore.vl2.controller_api import ControllerError, ControllerSender
 from ztcore.vl2.credentials import (
     REVOCATION_FLAG_FAST_PROPAGATE,
-    Capability,
-    CertificateOfMembership,
-    CertificateOfOwnership,
     CredentialType,
     Revocation,
-    Tag,
 )
 from ztcore.vl2.dictionary import Dictionary
 from ztcore.vl2.netconf import (
+    NETWORKCONFIG_METADATA_DICT_CAPACITY,
+    NetworkConfig,
+)
+from ztcore.vl2.netconf_request import (
     AUTHINFO_KEY_AUTHENTICATION_URL,
     AUTHINFO_KEY_VERSION,
-    CREDENTIAL_TIME_DFL_MAX_DELTA,
-    CREDENTIAL_TIME_MAX_MAX_DELTA,
-    CREDENTIAL_TIME_MIN_MAX_DELTA,
-    DEFAULT_MTU,
-    FLAG_ENABLE_BROADCAST,
-    FLAG_ENABLE_IPV6_NDP_EMULATION,
-    MAX_CAPABILITY_RULES,
-    MAX_DNS_SERVERS,
-    MAX_MTU,
-    MAX_NETWORK_CAPABILITIES,
-    MAX_NETWORK_ROUTES,
-    MAX_NETWORK_RULES,
-    MAX_NETWORK_TAGS,
-    MAX_ZT_ASSIGNED_ADDRESSES,
-    MIN_MTU,
-    NETWORKCONFIG_METADATA_DICT_CAPACITY,
     REQUEST_KEY_AUTH,
     REQUEST_KEY_NODE_MAJOR_VERSION,
     REQUEST_KEY_NODE_MINOR_VERSION,
     REQUEST_KEY_NODE_REVISION,
     REQUEST_KEY_PROTOCOL_VERSION,
     REQUEST_KEY_RULES_ENGINE_REV,
-    SPECIALIST_TYPE_ACTIVE_BRIDGE,
-    DnsConfig,
-    NetworkConfig,
-    NetworkType,
-    Route,
 )
-from ztcore.vl2.rules import Rule, RuleType, rules_from_json
 
 __all__ = [
     "AUTHORIZATION_WINDOW",
@@ -148,52 +145,6 @@ class _Deny(Exception):
         self.member_refused = member_refused
 
 
-def _json_int(v: object, default: int) -> int:
-    """A lenient integer as the core's jsonInt reads it (bools/strings/floats accepted)."""
-    if isinstance(v, bool):
-        return int(v)
-    if isinstance(v, int):
-        return v
-    if isinstance(v, float):
-        return int(v)
-    if isinstance(v, str):
-        try:
-            return int(v.strip(), 0)
-        except ValueError:
-            return default
-    return default
-
-
-def _json_bool(v: object, default: bool) -> bool:
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, int | float):
-        return v > 0
-    if isinstance(v, str):
-        return v.strip().lower() in ("true", "1", "t")
-    return default
-
-
-def _address_text(v: object) -> int | None:
-    """A 10-hex-digit address string (as remoteTraceTarget holds) or None."""
-    if isinstance(v, str) and len(v) == 10 and _HEX.issuperset(v):
-        return int(v, 16)
-    return None
-
-
-def _inet(text: object, bits: int | None = None) -> InetAddress | None:
-    """An IP (optionally "ip/bits") as an InetAddress; the netmask goes in the port."""
-    if not isinstance(text, str):
-        return None
-    try:
-        if "/" in text:
-            iface = ipaddress.ip_interface(text.strip())
-            return InetAddress(iface.ip, iface.network.prefixlen if bits is None else bits)
-        return InetAddress(ipaddress.ip_address(text.strip()), bits or 0)
-    except (ValueError, InvalidFormatError):
-        return None
-
-
 class EmbeddedController:
     """A `NetworkController` over a `ControllerStore`, and a listener for its changes."""
 
@@ -204,6 +155,10 @@ class EmbeddedController:
         self._sender: ControllerSender | None = None
         self._lock = threading.RLock()
         self._status: dict[tuple[int, int], MemberStatus] = {}
+        # The last answer to each authorized member, for its repeat requests (module doc).
+        self._issued: dict[tuple[int, int], IssuedConfig] = {}
+        # Per network, the shared part of the last config made from the records.
+        self._shared: dict[int, NetworkConfig] = {}
         self.stats: Counter[str] = Counter()
         self._traces: TraceStore | None = None
 
@@ -259,7 +214,9 @@ class EmbeddedController:
             if not request_packet_id:
                 self.stats["pushes"] += 1
             try:
-                config = self._build(now, network_id, request_packet_id, identity, metadata)
+                config = self._repeat(now, network_id, request_packet_id, identity, metadata)
+                if config is None:
+                    config = self._build(now, network_id, request_packet_id, identity, metadata)
             except _Deny as d:
                 config = d
             except Exception as e:
@@ -269,6 +226,7 @@ class EmbeddedController:
                 )
                 return
             if isinstance(config, _Deny):
+                self._issued.pop((network_id, address), None)
                 if config.member_refused and (network_id, address) in self._status:
                     # However it lost access, it no longer vouches for MULTICAST_GATHER/LIKE.
                     self._status[(network_id, address)].last_config_time = None
@@ -324,6 +282,9 @@ class EmbeddedController:
             if new is None:
                 for key in [k for k in self._status if k[0] == network_id]:
                     del self._status[key]
+                for key in [k for k in self._issued if k[0] == network_id]:
+                    del self._issued[key]
+                self._shared.pop(network_id, None)
                 return
             for (n, _a), st in list(self._status.items()):
                 if n == network_id:
@@ -336,9 +297,11 @@ class EmbeddedController:
         network_id = int(nwid, 16)
         addr = int(address, 16)
         now = self._clock()
-        was_auth = old is not None and _json_bool(old.get("authorized"), False)
-        is_auth = new is not None and _json_bool(new.get("authorized"), False)
+        was_auth = old is not None and json_bool(old.get("authorized"), False)
+        is_auth = new is not None and json_bool(new.get("authorized"), False)
         with self._lock:
+            # The store's generation moved too; dropping the answer here also frees it.
+            self._issued.pop((network_id, addr), None)
             if was_auth and not is_auth:
                 self._deauthorize(now, network_id, addr)
             st = self._status.get((network_id, addr))
@@ -404,13 +367,67 @@ class EmbeddedController:
         recipients = {a for (n, a), s in self._status.items() if n == network_id and self._online(now, s)}
         try:
             for m in self.store.list_members(format_nwid(network_id)):
-                if _json_bool(m.get("authorized"), False) and isinstance(m.get("id"), str):
+                if json_bool(m.get("authorized"), False) and isinstance(m.get("id"), str):
                     recipients.add(int(m["id"], 16))
         except Exception as e:
             report_unexpected(log, "controller: listing members for a revocation", e)
         for to in sorted(recipients):
             self.stats["revocations_sent"] += 1
             self._sender.nc_send_revocation(Address(to), rev)
+
+    @staticmethod
+    def _version(metadata: Dictionary) -> tuple[int, int, int, int]:
+        return (
+            metadata.get_uint(REQUEST_KEY_NODE_MAJOR_VERSION, 0),
+            metadata.get_uint(REQUEST_KEY_NODE_MINOR_VERSION, 0),
+            metadata.get_uint(REQUEST_KEY_NODE_REVISION, 0),
+            metadata.get_uint(REQUEST_KEY_PROTOCOL_VERSION, 0),
+        )
+
+    def _repeat(
+        self, now: int, network_id: int, request_packet_id: int, identity: Identity, metadata: Dictionary
+    ) -> NetworkConfig | None:
+        """The answer to a repeat request, if nothing it depends on changed; else None.
+
+        Valid while the store's generation is the one the answer was made under (no
+        network or member written since, by anyone) or, after writes, while the
+        store's fingerprint of the member's inputs (network and member records,
+        active bridges) is unchanged and it does not wait for an address from an
+        exhausted pool (which depends on every other member); for the same identity, and for a
+        request that records the same version (a genuine request stores it in the
+        member record) and has the same rules-engine support.
+        """
+        assert self._identity is not None
+        issued = self._issued.get((network_id, int(identity.address)))
+        if issued is None:
+            return None
+        if issued.identity != identity:
+            return None
+        generation = self.store.generation()
+        if issued.generation != generation:
+            # Something was written since; if not this member's inputs, the answer stands.
+            # (The generation is read first: a write in between only means another check.)
+            if issued.fingerprint is None or issued.fingerprint != self.store.fingerprint(
+                format_nwid(network_id), format_address(int(identity.address))
+            ):
+                return None
+            issued.generation = generation
+            self.stats["repeat_rechecked"] += 1
+        md = metadata.to_bytes()
+        if md != issued.metadata:
+            # Members send the same metadata each time: parse it only when it differs.
+            if issued.rules_engine != (metadata.get_uint(REQUEST_KEY_RULES_ENGINE_REV, 0) > 0) or (
+                request_packet_id and issued.version != self._version(metadata)
+            ):
+                return None
+            if request_packet_id:
+                issued.metadata = md
+        if request_packet_id:
+            st = self._status.setdefault((network_id, int(identity.address)), MemberStatus())
+            st.identity = identity
+            st.metadata = metadata
+        self.stats["repeat_configs"] += 1
+        return issue(now, network_id, issued, identity, self._identity)
 
     def _build(
         self, now: int, network_id: int, request_packet_id: int, identity: Identity, metadata: Dictionary
@@ -449,10 +466,10 @@ class EmbeddedController:
             member["address"] = addrs
             member["nwid"] = nwids
 
-            authorized = _json_bool(member.get("authorized"), False)
+            authorized = json_bool(member.get("authorized"), False)
             auto: tuple[str, str | None] | None = None
             if not authorized:
-                if not _json_bool(network.get("private"), True):
+                if not json_bool(network.get("private"), True):
                     auto = ("public", None)
                 else:
                     token = self._presented_token(metadata)
@@ -465,10 +482,10 @@ class EmbeddedController:
                 member["lastAuthorizedCredentialType"], member["lastAuthorizedCredential"] = auto
                 self.stats["auto_authorized"] += 1
 
-            sso = _json_bool(network.get("ssoEnabled"), False) and not _json_bool(
+            sso = json_bool(network.get("ssoEnabled"), False) and not json_bool(
                 member.get("ssoExempt"), False
             )
-            if sso and _json_int(member.get("authenticationExpiryTime"), 0) <= now:
+            if sso and json_int(member.get("authenticationExpiryTime"), 0) <= now:
                 # We have no SSO provider: the member must be (re)authenticated out of band.
                 info = Dictionary(4096)
                 info.add(AUTHINFO_KEY_VERSION, 0)
@@ -487,24 +504,51 @@ class EmbeddedController:
                 return _Deny(ControllerError.ACCESS_DENIED, member_refused=True)
 
             if request_packet_id:
-                version = (
-                    metadata.get_uint(REQUEST_KEY_NODE_MAJOR_VERSION, 0),
-                    metadata.get_uint(REQUEST_KEY_NODE_MINOR_VERSION, 0),
-                    metadata.get_uint(REQUEST_KEY_NODE_REVISION, 0),
-                    metadata.get_uint(REQUEST_KEY_PROTOCOL_VERSION, 0),
-                )
-                member = note_config_request(member, identity.to_string(False), version)
+                member = note_config_request(member, identity.to_string(False), self._version(metadata))
                 st = self._status.setdefault((network_id, address), MemberStatus())
                 st.identity = identity
                 st.metadata = metadata
 
-            config = self._config(now, network_id, network, member, identity, metadata, new_member, sso)
-            member["ipAssignments"] = ipam.auto_assign(
-                network, member, address, lambda: store.allocated_ips(nwids, exclude_address=addrs)
+            bridges = [int(a, 16) for a in store.active_bridges(nwids)]
+            nc, ctmd, caps, tags = build_config(
+                network_id, network, member, identity, metadata, new_member, sso, bridges
             )
-            self._add_addresses(now, network_id, network, member, config)
+            picking: list[bool] = []
+
+            def taken() -> list[str]:
+                picking.append(True)
+                return store.allocated_ips(nwids, exclude_address=addrs)
+
+            member["ipAssignments"] = ipam.auto_assign(network, member, address, taken)
+            if picking:
+                # Would the next request still have to pick (the pool had nothing left)?
+                # Then its answer depends on every other member's addresses.
+                picking.clear()
+                ipam.auto_assign(network, member, address, lambda: picking.append(True) or [])
+            add_addresses(network_id, network, member, nc)
             store.put_member(clean_member(member))
-        return config
+            # Inside the transaction, after our own write: nobody else can write meanwhile.
+            generation = store.generation()
+            fingerprint = store.fingerprint(nwids, addrs) if not picking else None
+        issued = split_config(self._shared, network_id, nc, ctmd, caps, tags)
+        if not sso:  # an SSO member's config depends on its authentication expiry time
+            issued.generation = generation
+            issued.fingerprint = fingerprint
+            issued.identity = identity
+            # What the stored record says: a push (no version recorded) never matches a request.
+            issued.version = (
+                json_int(member.get("vMajor"), -1),
+                json_int(member.get("vMinor"), -1),
+                json_int(member.get("vRev"), -1),
+                json_int(member.get("vProto"), -1),
+            )
+            issued.rules_engine = metadata.get_uint(REQUEST_KEY_RULES_ENGINE_REV, 0) > 0
+            if request_packet_id:  # then its version is the one recorded
+                issued.metadata = metadata.to_bytes()
+            self._issued[(network_id, address)] = issued
+        else:
+            self._issued.pop((network_id, address), None)
+        return issue(now, network_id, issued, identity, self._identity)
 
     @staticmethod
     def _presented_token(metadata: Dictionary) -> str | None:
@@ -522,183 +566,3 @@ class EmbeddedController:
         if isinstance(expires, bool) or not isinstance(expires, int | float):
             return False
         return expires == 0 or expires > now
-
-    def _config(
-        self,
-        now: int,
-        network_id: int,
-        network: Mapping[str, Any],
-        member: dict[str, Any],
-        identity: Identity,
-        metadata: Dictionary,
-        new_member: bool,
-        sso: bool,
-    ) -> NetworkConfig:
-        """Everything but the addresses; `member` gains default capabilities and tags."""
-        assert self._identity is not None
-        signer = self._identity
-        address = identity.address
-
-        ctmd = _json_int(network.get("certificateTimeoutWindowSize"), CREDENTIAL_TIME_DFL_MAX_DELTA)
-        ctmd = max(min(ctmd, CREDENTIAL_TIME_MAX_MAX_DELTA), CREDENTIAL_TIME_MIN_MAX_DELTA)
-
-        nc = NetworkConfig(network_id=network_id, issued_to=address)
-        nc.type = NetworkType.PRIVATE if _json_bool(network.get("private"), True) else NetworkType.PUBLIC
-        nc.timestamp = now
-        nc.credential_time_max_delta = ctmd
-        nc.revision = max(0, _json_int(network.get("revision"), 0))
-        if _json_bool(network.get("enableBroadcast"), True):
-            nc.flags |= FLAG_ENABLE_BROADCAST
-        name = network.get("name")
-        nc.name = name if isinstance(name, str) else ""
-        nc.mtu = max(min(_json_int(network.get("mtu"), DEFAULT_MTU), MAX_MTU), MIN_MTU)
-        nc.multicast_limit = _json_int(network.get("multicastLimit"), 32) & _U32
-        if sso:
-            nc.sso_enabled = True
-            nc.sso_version = 0
-            nc.authentication_expiry_time = _json_int(member.get("authenticationExpiryTime"), 0)
-
-        target = _address_text(member.get("remoteTraceTarget"))
-        if target is not None:
-            nc.remote_trace_target = Address(target)
-            nc.remote_trace_level = _json_int(member.get("remoteTraceLevel"), 0) & 0xFF
-        else:
-            target = _address_text(network.get("remoteTraceTarget"))
-            nc.remote_trace_target = Address(target or 0)
-            nc.remote_trace_level = _json_int(network.get("remoteTraceLevel"), 0) & 0xFF
-
-        bridges = [int(a, 16) for a in self.store.active_bridges(format_nwid(network_id))]
-        if _json_bool(member.get("activeBridge"), False) and int(address) not in bridges:
-            bridges.append(int(address))  # a first request's own record is not stored yet
-        for b in bridges:
-            nc.add_specialist(b, SPECIALIST_TYPE_ACTIVE_BRIDGE)
-
-        if metadata.get_uint(REQUEST_KEY_RULES_ENGINE_REV, 0) <= 0:
-            # Members without a rules engine get allow-all; newer peers still filter inbound.
-            nc.rules = [Rule(RuleType.ACTION_ACCEPT)]
-        else:
-            rules = network.get("rules")
-            nc.rules = rules_from_json(rules)[:MAX_NETWORK_RULES] if isinstance(rules, list) else []
-            nc.capabilities = self._capabilities(now, network_id, network, member, new_member, address)
-            nc.tags = self._tags(now, network_id, network, member, address)
-
-        routes = network.get("routes")
-        for rt in routes if isinstance(routes, list) else []:
-            if len(nc.routes) >= MAX_NETWORK_ROUTES:
-                break
-            if not isinstance(rt, Mapping) or not isinstance(rt.get("target"), str):
-                continue
-            t = _inet(rt["target"])
-            if t is None:
-                continue
-            via = _inet(rt.get("via")) if isinstance(rt.get("via"), str) else None
-            if via is not None and via.ip.version != t.ip.version:
-                via = None
-            nc.routes.append(Route(t, via))
-
-        dns = network.get("dns")
-        if isinstance(dns, Mapping):
-            domain = dns.get("domain")
-            servers = dns.get("servers")
-            addrs = [_inet(s) for s in (servers if isinstance(servers, list) else [])[:MAX_DNS_SERVERS]]
-            nc.dns = DnsConfig(domain if isinstance(domain, str) else "", [a for a in addrs if a is not None])
-
-        com = CertificateOfMembership.create(now, ctmd, network_id, identity)
-        if not com.sign(signer):
-            raise RuntimeError("could not sign the certificate of membership")
-        nc.com = com
-        return nc
-
-    def _capabilities(
-        self,
-        now: int,
-        network_id: int,
-        network: Mapping[str, Any],
-        member: dict[str, Any],
-        new_member: bool,
-        address: Address,
-    ) -> list[Capability]:
-        assert self._identity is not None
-        mcaps = member.get("capabilities")
-        if not isinstance(mcaps, list):
-            mcaps = member["capabilities"] = []
-        by_id: dict[int, Mapping[str, Any]] = {}
-        caps = network.get("capabilities")
-        for cap in caps if isinstance(caps, list) else []:
-            if not isinstance(cap, Mapping):
-                continue
-            cid = _json_int(cap.get("id"), 0) & _U32
-            by_id[cid] = cap
-            # Default capabilities are handed out once, to members seen for the first time.
-            if new_member and _json_bool(cap.get("default"), False):
-                if cid not in {_json_int(c, 0) & _U32 for c in mcaps}:
-                    mcaps.append(cid)
-        out: list[Capability] = []
-        for c in mcaps:
-            cid = _json_int(c, 0) & _U32
-            cap = by_id.get(cid)
-            if not cap:
-                continue
-            rules = cap.get("rules")
-            cap_rules = rules_from_json(rules)[:MAX_CAPABILITY_RULES] if isinstance(rules, list) else []
-            capability = Capability(cid, network_id, now, cap_rules, 1)
-            if capability.sign(self._identity, address):
-                out.append(capability)
-            if len(out) >= MAX_NETWORK_CAPABILITIES:
-                break
-        return out
-
-    def _tags(
-        self, now: int, network_id: int, network: Mapping[str, Any], member: dict[str, Any], address: Address
-    ) -> list[Tag]:
-        assert self._identity is not None
-        values: dict[int, int] = {}
-        mtags = member.get("tags")
-        if not isinstance(mtags, list):
-            mtags = member["tags"] = []
-        for t in mtags:
-            if isinstance(t, list) and len(t) == 2:
-                values[_json_int(t[0], 0) & _U32] = _json_int(t[1], 0) & _U32
-        tags = network.get("tags")
-        for t in tags if isinstance(tags, list) else []:
-            if not isinstance(t, Mapping):
-                continue
-            tid = _json_int(t.get("id"), 0) & _U32
-            dfl = t.get("default")
-            # A network tag's default is given (and recorded) to members that lack the tag.
-            if isinstance(dfl, int | float) and not isinstance(dfl, bool) and tid not in values:
-                values[tid] = int(dfl) & _U32
-                mtags.append([tid, int(dfl) & _U32])
-        out: list[Tag] = []
-        for tid in sorted(values):
-            if len(out) >= MAX_NETWORK_TAGS:
-                break
-            tag = Tag(tid, values[tid], network_id, now, address)
-            if tag.sign(self._identity):
-                out.append(tag)
-        return out
-
-    def _add_addresses(
-        self,
-        now: int,
-        network_id: int,
-        network: Mapping[str, Any],
-        member: Mapping[str, Any],
-        nc: NetworkConfig,
-    ) -> None:
-        """Static IPs (RFC4193/6PLANE, then assigned ones inside a route) and their COO."""
-        assert self._identity is not None
-        address = int(nc.issued_to)
-        if ipam.managed_v6_addresses(network, member, network_id, address):
-            nc.flags |= FLAG_ENABLE_IPV6_NDP_EMULATION
-        for text in ipam.static_ips(network, member, network_id, address):
-            ip = _inet(text)
-            if ip is not None and len(nc.static_ips) < MAX_ZT_ASSIGNED_ADDRESSES:
-                nc.static_ips.append(ip)
-        if nc.static_ips:
-            coo = CertificateOfOwnership(network_id, now, nc.issued_to, id=1)
-            for ip in nc.static_ips:
-                if not coo.add_thing(ip):
-                    break
-            coo.sign(self._identity)
-            nc.certificates_of_ownership = [coo]

@@ -12,11 +12,17 @@ Revisions follow zerotier-one's controller: a save bumps a record's
 ``revision`` by one only if some other field changed; saving an identical
 record is a no-op. Several processes (or threads) may open the same file;
 writers serialize on SQLite's lock (``BEGIN IMMEDIATE`` with a busy timeout).
+
+`generation()` changes whenever a network or member may have changed, through
+this store or through any other connection to the file (another process
+included): callers that cache what they derive from records (the live
+controller's repeat configs) compare it before trusting their cache.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -103,6 +109,8 @@ class ControllerStore:
                 os.chmod(p, 0o600)
         self._lock = threading.RLock()
         self._depth = 0
+        # Network and member writes made through this connection (rolled-back ones too).
+        self._writes = 0
         self._rollback_only = False
         try:
             self._open(p, busy_timeout_s, existed)
@@ -188,6 +196,34 @@ class ControllerStore:
                     raise StoreError("a nested transaction failed; all of its changes were rolled back")
                 self._conn.execute("COMMIT")
 
+    def generation(self) -> tuple[int, int]:
+        """A value that differs from any earlier one if a network or member may have changed
+        since: SQLite's ``data_version`` (moves when another connection, in this process or
+        another, commits) and this store's own count of network and member writes (which
+        ``data_version`` does not see). Writes that were rolled back count as changes too."""
+        with self._lock:
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0]), self._writes
+
+    def fingerprint(self, nwid: str, address: str) -> bytes:
+        """A digest of what a member's config is made of in the store: the network's and the
+        member's records as stored and the network's active bridges. Equal fingerprints mean
+        equal inputs (BLAKE2b, 128 bits), whatever happened in between."""
+        nwid, address = nwid.lower(), address.lower()
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT (SELECT record FROM network WHERE nwid=?), "
+                "(SELECT record FROM member WHERE nwid=? AND address=?), "
+                "(SELECT group_concat(address) FROM "
+                "(SELECT address FROM member_bridge WHERE nwid=? ORDER BY address))",
+                (nwid, nwid, address, nwid),
+            ).fetchone()
+        h = hashlib.blake2b(digest_size=16)
+        for part in rows:
+            text = b"\xff" if part is None else str(part).encode()
+            h.update(len(text).to_bytes(8, "big"))
+            h.update(text)
+        return h.digest()
+
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._conn.execute(sql, args).fetchall()
@@ -223,6 +259,7 @@ class ControllerStore:
                 return old, False
             new = dict(record)
             new["revision"] = (_revision(old) if old is not None else _revision(record)) + 1
+            self._writes += 1
             self._conn.execute(
                 "INSERT INTO network (nwid, revision, record) VALUES (?, ?, ?) "
                 "ON CONFLICT(nwid) DO UPDATE SET revision=excluded.revision, record=excluded.record",
@@ -235,6 +272,7 @@ class ControllerStore:
         with self.transaction():
             old = self.get_network(nwid)
             if old is not None:
+                self._writes += 1
                 self._conn.execute("DELETE FROM member WHERE nwid=?", (nwid.lower(),))
                 self._conn.execute("DELETE FROM member_ip WHERE nwid=?", (nwid.lower(),))
                 self._conn.execute("DELETE FROM member_bridge WHERE nwid=?", (nwid.lower(),))
@@ -299,6 +337,7 @@ class ControllerStore:
                 return old, False
             new = dict(record)
             new["revision"] = (_revision(old) if old is not None else _revision(record)) + 1
+            self._writes += 1
             self._conn.execute(
                 "INSERT INTO member (nwid, address, revision, authorized, record) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(nwid, address) DO UPDATE SET revision=excluded.revision, "
@@ -334,6 +373,7 @@ class ControllerStore:
         with self.transaction():
             old = self.get_member(nwid, address)
             if old is not None:
+                self._writes += 1
                 self._conn.execute(
                     "DELETE FROM member WHERE nwid=? AND address=?", (nwid.lower(), address.lower())
                 )

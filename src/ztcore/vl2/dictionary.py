@@ -30,6 +30,7 @@ from ztcore.errors import InvalidFormatError
 __all__ = [
     "DEFAULT_CAPACITY",
     "Dictionary",
+    "encode_entry",
     "strtoll_hex",
     "strtoull_hex",
 ]
@@ -151,6 +152,12 @@ def _encode_value(value: str | bytes | bytearray | memoryview | bool | int) -> b
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     raise TypeError(f"unsupported dictionary value type {type(value).__name__}")
+
+
+def encode_entry(key: bytes, value: str | bytes | bytearray | memoryview | bool | int) -> bytes:
+    """``key=value`` exactly as `Dictionary.add` appends it (without the separating LF), for
+    writers that join a whole dictionary at once; ``key`` must be a valid key (not checked)."""
+    return key + b"=" + _escape(_encode_value(value))
 
 
 class Dictionary:

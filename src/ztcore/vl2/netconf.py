@@ -1,6 +1,10 @@
-"""Network configurations (NetworkConfig), their Dictionary encoding, the
-config-request metadata, and the chunked, controller-signed NETWORK_CONFIG
-transport (NetworkConfigChunker / NetworkConfigAssembler).
+"""Network configurations (NetworkConfig) and their Dictionary encoding.
+
+This module owns what a controller issues to one member: the NetworkConfig
+model (routes, static IPs, DNS, specialists, rules, credentials, SSO fields),
+its limits, and the Dictionary it travels as. The metadata a member sends with
+its request is in ``netconf_request``; the chunked, controller-signed
+NETWORK_CONFIG transport is in ``netconf_chunks``.
 
 Dictionary encoding (network config version 7), keys in the order the core
 writes them::
@@ -29,39 +33,25 @@ Hex integers are 16 digits (see dictionary.py). Readers use the core's
 lenient getters, defaults and clamps (MTU clamped to 1280..10000, default 2800).
 Configs older than version 6 are rejected as 1.14 does, unless
 ``allow_legacy=True`` asks for the pre-1.2 keys (eb, p, v4s, v6s, et, ab).
-
-NETWORK_CONFIG chunk (payload of VERB_NETWORK_CONFIG, or of OK(NETWORK_CONFIG_REQUEST)
-after its in-re verb and packet id)::
-
-    u64 network id | u16 chunk length | chunk bytes
-    | u8 flags (0x01 fast propagate) | u64 config update id | u32 total length
-    | u32 chunk index (byte offset) | u8 1 | u16 96 | 96-byte signature
-
-The signature is the controller's over everything from the network id through
-the chunk index. Legacy controllers send only network id, length and bytes
-(one unsigned chunk) and are trusted only when the packet came from the
-controller itself.
 """
 
 from __future__ import annotations
 
 import enum
-import secrets
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ztcore.errors import InvalidFormatError, ZTError
-from ztcore.identity import Address, Identity
+from ztcore.errors import InvalidFormatError
+from ztcore.identity import Address
 from ztcore.vl1.inetaddress import InetAddress
 from ztcore.vl2.credentials import (
     Capability,
     CertificateOfMembership,
     CertificateOfOwnership,
-    IdentityLookup,
     Tag,
 )
-from ztcore.vl2.dictionary import Dictionary, strtoull_hex
+from ztcore.vl2.dictionary import Dictionary, encode_entry, strtoull_hex
 from ztcore.vl2.rules import Rule, RuleType, deserialize_rules, serialize_rules
 
 __all__ = [
@@ -70,25 +60,16 @@ __all__ = [
     "FLAG_ENABLE_BROADCAST",
     "FLAG_ENABLE_IPV6_NDP_EMULATION",
     "FLAG_RULES_RESULT_OF_UNSUPPORTED_MATCH",
-    "MAX_CONFIG_CHUNK_LENGTH",
-    "MAX_INCOMING_UPDATES",
-    "MAX_UPDATE_CHUNKS",
     "NETWORKCONFIG_DICT_CAPACITY",
     "NETWORKCONFIG_METADATA_DICT_CAPACITY",
     "NETWORKCONFIG_VERSION",
     "SPECIALIST_TYPE_ACTIVE_BRIDGE",
     "SPECIALIST_TYPE_ANCHOR",
     "SPECIALIST_TYPE_MULTICAST_REPLICATOR",
-    "AssembledConfig",
     "DnsConfig",
     "NetworkConfig",
-    "NetworkConfigAssembler",
-    "NetworkConfigChunk",
-    "NetworkConfigChunkError",
-    "NetworkConfigChunker",
     "NetworkType",
     "Route",
-    "build_request_metadata",
 ]
 
 NETWORKCONFIG_VERSION = 7
@@ -113,11 +94,6 @@ MAX_DNS_SERVERS = 4
 DNS_DOMAIN_FIELD = 128
 MAX_CAPABILITY_RULES = 64
 
-# Max packet (7 fragments x 1432) minus header and 256 bytes of headroom.
-MAX_CONFIG_CHUNK_LENGTH = 7 * 1432 - (28 + 256)
-MAX_INCOMING_UPDATES = 3
-MAX_UPDATE_CHUNKS = NETWORKCONFIG_DICT_CAPACITY // 1024 + 1
-
 FLAG_ENABLE_BROADCAST = 0x2
 FLAG_ENABLE_IPV6_NDP_EMULATION = 0x4
 FLAG_RULES_RESULT_OF_UNSUPPORTED_MATCH = 0x8
@@ -131,32 +107,6 @@ SPECIALIST_TYPE_MULTICAST_REPLICATOR = 0x0000080000000000
 CREDENTIAL_TIME_DFL_MAX_DELTA = 1000 * 60 * 30
 CREDENTIAL_TIME_MAX_MAX_DELTA = 1000 * 60 * 60 * 2
 CREDENTIAL_TIME_MIN_MAX_DELTA = 1000 * 60 * 5
-
-# Config request metadata keys (the dictionary sent in NETWORK_CONFIG_REQUEST).
-REQUEST_KEY_VERSION = "v"
-REQUEST_KEY_OS_ARCH = "o"
-REQUEST_KEY_PROTOCOL_VERSION = "pv"
-REQUEST_KEY_NODE_VENDOR = "vend"
-REQUEST_KEY_NODE_MAJOR_VERSION = "majv"
-REQUEST_KEY_NODE_MINOR_VERSION = "minv"
-REQUEST_KEY_NODE_REVISION = "revv"
-REQUEST_KEY_RULES_ENGINE_REV = "revr"
-REQUEST_KEY_MAX_NETWORK_RULES = "mr"
-REQUEST_KEY_MAX_NETWORK_CAPABILITIES = "mc"
-REQUEST_KEY_MAX_CAPABILITY_RULES = "mcr"
-REQUEST_KEY_MAX_NETWORK_TAGS = "mt"
-REQUEST_KEY_AUTH = "a"
-REQUEST_KEY_FLAGS = "f"
-
-# Authentication info keys controllers put in NC_ERROR_AUTHENTICATION_REQUIRED.
-AUTHINFO_KEY_VERSION = "aV"
-AUTHINFO_KEY_AUTHENTICATION_URL = "aU"
-AUTHINFO_KEY_ISSUER_URL = "iU"
-AUTHINFO_KEY_CENTRAL_ENDPOINT_URL = "aCU"
-AUTHINFO_KEY_NONCE = "aN"
-AUTHINFO_KEY_STATE = "aS"
-AUTHINFO_KEY_CLIENT_ID = "aCID"
-AUTHINFO_KEY_SSO_PROVIDER = "aSSOp"
 
 # Config dictionary keys.
 K_VERSION = "v"
@@ -199,6 +149,45 @@ K_PRIVATE_OLD = "p"
 K_ALLOWED_ETHERNET_TYPES_OLD = "et"
 K_CERTIFICATE_OF_MEMBERSHIP_OLD = "com"
 K_ACTIVE_BRIDGES_OLD = "ab"
+
+# The keys as bytes (valid Dictionary keys: no NUL, CR, LF or '=').
+_KB = {
+    k: k.encode()
+    for k in (
+        K_VERSION,
+        K_NETWORK_ID,
+        K_TIMESTAMP,
+        K_CREDENTIAL_TIME_MAX_DELTA,
+        K_REVISION,
+        K_ISSUED_TO,
+        K_REMOTE_TRACE_TARGET,
+        K_REMOTE_TRACE_LEVEL,
+        K_FLAGS,
+        K_MULTICAST_LIMIT,
+        K_TYPE,
+        K_NAME,
+        K_MTU,
+        K_COM,
+        K_CAPABILITIES,
+        K_TAGS,
+        K_CERTIFICATES_OF_OWNERSHIP,
+        K_SPECIALISTS,
+        K_ROUTES,
+        K_STATIC_IPS,
+        K_RULES,
+        K_DNS,
+        K_SSO_VERSION,
+        K_SSO_ENABLED,
+        K_AUTHENTICATION_URL,
+        K_AUTHENTICATION_EXPIRY_TIME,
+        K_ISSUER_URL,
+        K_CENTRAL_ENDPOINT_URL,
+        K_NONCE,
+        K_STATE,
+        K_CLIENT_ID,
+        K_SSO_PROVIDER,
+    )
+}
 
 # C string buffer sizes of the SSO fields (values are cut to size-1 bytes on read).
 _SSO_FIELD_SIZES = {
@@ -389,71 +378,81 @@ class NetworkConfig:
 
     def to_dictionary(self, capacity: int = NETWORKCONFIG_DICT_CAPACITY) -> Dictionary:
         """Encode as the core's toDictionary does; InvalidFormatError if it overflows."""
+        return Dictionary.from_bytes(self.to_bytes(capacity), capacity)
+
+    def to_bytes(self, capacity: int = NETWORKCONFIG_DICT_CAPACITY) -> bytes:
+        """The dictionary's serialized bytes (what NETWORK_CONFIG chunks carry): the bytes
+        `Dictionary.add` would make of each entry, joined at once (a controller encodes one
+        config per request); InvalidFormatError if they overflow `capacity`."""
         self._check_limits()
-        d = Dictionary(capacity)
+        parts: list[bytes] = []
+        size = -1
+        for key, value in self._entries():
+            entry = encode_entry(key, value)
+            size += len(entry) + 1
+            if size > capacity - 1:
+                raise InvalidFormatError(
+                    f"network config too large for its dictionary (at key {key.decode()!r})"
+                )
+            parts.append(entry)
+        return b"\n".join(parts)
 
-        def add(key: str, value: str | bytes | bool | int) -> None:
-            if not d.add(key, value):
-                raise InvalidFormatError(f"network config too large for its dictionary (at key {key!r})")
-
-        add(K_VERSION, NETWORKCONFIG_VERSION)
-        add(K_NETWORK_ID, self.network_id)
-        add(K_TIMESTAMP, self.timestamp)
-        add(K_CREDENTIAL_TIME_MAX_DELTA, self.credential_time_max_delta)
-        add(K_REVISION, self.revision)
-        add(K_ISSUED_TO, _addr10(self.issued_to))
-        add(K_REMOTE_TRACE_TARGET, _addr10(self.remote_trace_target))
-        add(K_REMOTE_TRACE_LEVEL, self.remote_trace_level)
-        add(K_FLAGS, self.flags)
-        add(K_MULTICAST_LIMIT, self.multicast_limit)
-        add(K_TYPE, int(self.type))
-        add(K_NAME, _c_string(self.name, MAX_NETWORK_SHORT_NAME_LENGTH + 1))
-        add(K_MTU, self.mtu)
+    def _entries(self) -> Iterator[tuple[bytes, str | bytes | bool | int]]:
+        """The dictionary's entries, keyed and ordered as the core writes them."""
+        yield _KB[K_VERSION], NETWORKCONFIG_VERSION
+        yield _KB[K_NETWORK_ID], self.network_id
+        yield _KB[K_TIMESTAMP], self.timestamp
+        yield _KB[K_CREDENTIAL_TIME_MAX_DELTA], self.credential_time_max_delta
+        yield _KB[K_REVISION], self.revision
+        yield _KB[K_ISSUED_TO], _addr10(self.issued_to)
+        yield _KB[K_REMOTE_TRACE_TARGET], _addr10(self.remote_trace_target)
+        yield _KB[K_REMOTE_TRACE_LEVEL], self.remote_trace_level
+        yield _KB[K_FLAGS], self.flags
+        yield _KB[K_MULTICAST_LIMIT], self.multicast_limit
+        yield _KB[K_TYPE], int(self.type)
+        yield _KB[K_NAME], _c_string(self.name, MAX_NETWORK_SHORT_NAME_LENGTH + 1)
+        yield _KB[K_MTU], self.mtu
 
         if self.com:
-            add(K_COM, self.com.to_bytes())
+            yield _KB[K_COM], self.com.to_bytes()
         if self.capabilities:
-            add(K_CAPABILITIES, b"".join(c.to_bytes() for c in self.capabilities))
+            yield _KB[K_CAPABILITIES], b"".join(c.to_bytes() for c in self.capabilities)
         if self.tags:
-            add(K_TAGS, b"".join(t.to_bytes() for t in self.tags))
+            yield _KB[K_TAGS], b"".join(t.to_bytes() for t in self.tags)
         if self.certificates_of_ownership:
-            add(K_CERTIFICATES_OF_OWNERSHIP, b"".join(c.to_bytes() for c in self.certificates_of_ownership))
+            coos = self.certificates_of_ownership
+            yield _KB[K_CERTIFICATES_OF_OWNERSHIP], b"".join(c.to_bytes() for c in coos)
         if self.specialists:
-            add(K_SPECIALISTS, b"".join(struct.pack(">Q", s) for s in self.specialists))
+            yield _KB[K_SPECIALISTS], b"".join(struct.pack(">Q", s) for s in self.specialists)
         if self.routes:
             rt = bytearray()
             for r in self.routes:
                 rt += r.target.to_bytes() if r.target is not None else InetAddress.nil_bytes()
                 rt += r.via.to_bytes() if r.via is not None else InetAddress.nil_bytes()
                 rt += struct.pack(">HH", r.flags, r.metric)
-            add(K_ROUTES, bytes(rt))
+            yield _KB[K_ROUTES], bytes(rt)
         if self.static_ips:
-            add(K_STATIC_IPS, b"".join(ip.to_bytes() for ip in self.static_ips))
+            yield _KB[K_STATIC_IPS], b"".join(ip.to_bytes() for ip in self.static_ips)
         if self.rules:
-            add(K_RULES, serialize_rules(self.rules))
-        add(K_DNS, self.dns.to_bytes())
+            yield _KB[K_RULES], serialize_rules(self.rules)
+        yield _KB[K_DNS], self.dns.to_bytes()
 
         if self.sso_version == 0:
-            add(K_SSO_VERSION, 0)
-            add(K_SSO_ENABLED, self.sso_enabled)
+            yield _KB[K_SSO_VERSION], 0
+            yield _KB[K_SSO_ENABLED], self.sso_enabled
             if self.sso_enabled:
                 if self.authentication_url:
-                    add(K_AUTHENTICATION_URL, _c_string(self.authentication_url, 2048))
-                add(K_AUTHENTICATION_EXPIRY_TIME, self.authentication_expiry_time & _U64)
+                    yield _KB[K_AUTHENTICATION_URL], _c_string(self.authentication_url, 2048)
+                yield _KB[K_AUTHENTICATION_EXPIRY_TIME], self.authentication_expiry_time & _U64
         elif self.sso_version == 1:
-            add(K_SSO_VERSION, 1)
-            add(K_SSO_ENABLED, self.sso_enabled)
-            add(K_ISSUER_URL, _c_string(self.issuer_url, 2048))
-            add(K_CENTRAL_ENDPOINT_URL, _c_string(self.central_auth_url, 2048))
-            add(K_NONCE, _c_string(self.sso_nonce, 128))
-            add(K_STATE, _c_string(self.sso_state, 256))
-            add(K_CLIENT_ID, _c_string(self.sso_client_id, 256))
-            add(K_SSO_PROVIDER, _c_string(self.sso_provider, 64))
-        return d
-
-    def to_bytes(self) -> bytes:
-        """The dictionary's serialized bytes (what NETWORK_CONFIG chunks carry)."""
-        return self.to_dictionary().to_bytes()
+            yield _KB[K_SSO_VERSION], 1
+            yield _KB[K_SSO_ENABLED], self.sso_enabled
+            yield _KB[K_ISSUER_URL], _c_string(self.issuer_url, 2048)
+            yield _KB[K_CENTRAL_ENDPOINT_URL], _c_string(self.central_auth_url, 2048)
+            yield _KB[K_NONCE], _c_string(self.sso_nonce, 128)
+            yield _KB[K_STATE], _c_string(self.sso_state, 256)
+            yield _KB[K_CLIENT_ID], _c_string(self.sso_client_id, 256)
+            yield _KB[K_SSO_PROVIDER], _c_string(self.sso_provider, 64)
 
     def _check_limits(self) -> None:
         for name, items, limit in (
@@ -649,297 +648,3 @@ class NetworkConfig:
         for item in (d.get_str(K_ACTIVE_BRIDGES_OLD, "", 1023) or "").split(","):
             if item:
                 self.add_specialist(strtoull_hex(item) & 0xFFFFFFFFFF, SPECIALIST_TYPE_ACTIVE_BRIDGE)
-
-
-def build_request_metadata(
-    *,
-    os_arch: str = "linux-x64",
-    major: int = 1,
-    minor: int = 14,
-    revision: int = 1,
-    protocol_version: int = 12,
-    vendor: int = 1,
-    auth: str | None = None,
-) -> Dictionary:
-    """The metadata Dictionary a member sends in NETWORK_CONFIG_REQUEST, keyed and
-    ordered as the 1.14 core sends it (defaults: a 1.14.1 ZeroTier-vendor node)."""
-    d = Dictionary(NETWORKCONFIG_METADATA_DICT_CAPACITY)
-    for key, value in (
-        (REQUEST_KEY_VERSION, NETWORKCONFIG_VERSION),
-        (REQUEST_KEY_NODE_VENDOR, vendor),
-        (REQUEST_KEY_PROTOCOL_VERSION, protocol_version),
-        (REQUEST_KEY_NODE_MAJOR_VERSION, major),
-        (REQUEST_KEY_NODE_MINOR_VERSION, minor),
-        (REQUEST_KEY_NODE_REVISION, revision),
-        (REQUEST_KEY_MAX_NETWORK_RULES, MAX_NETWORK_RULES),
-        (REQUEST_KEY_MAX_NETWORK_CAPABILITIES, MAX_NETWORK_CAPABILITIES),
-        (REQUEST_KEY_MAX_CAPABILITY_RULES, MAX_CAPABILITY_RULES),
-        (REQUEST_KEY_MAX_NETWORK_TAGS, MAX_NETWORK_TAGS),
-        (REQUEST_KEY_FLAGS, 0),
-        (REQUEST_KEY_RULES_ENGINE_REV, 1),
-        (REQUEST_KEY_OS_ARCH, os_arch),
-    ):
-        d.add(key, value)
-    if auth is not None:
-        d.add(REQUEST_KEY_AUTH, auth)
-    return d
-
-
-# ------------------------------------------------------------ chunked transport
-
-
-class NetworkConfigChunkError(InvalidFormatError):
-    """A NETWORK_CONFIG chunk is malformed, out of limits, or badly signed."""
-
-
-@dataclass(frozen=True)
-class NetworkConfigChunk:
-    """One NETWORK_CONFIG chunk. ``signature`` is None for a legacy unsigned chunk."""
-
-    network_id: int
-    data: bytes
-    flags: int = 0
-    update_id: int = 0
-    total_length: int = 0
-    chunk_index: int = 0
-    signature: bytes | None = None
-
-    FLAG_FAST_PROPAGATE = 0x01
-
-    @property
-    def fast_propagate(self) -> bool:
-        return bool(self.flags & self.FLAG_FAST_PROPAGATE)
-
-    @property
-    def is_legacy(self) -> bool:
-        return self.signature is None
-
-    @property
-    def chunk_id(self) -> bytes:
-        """Per-chunk dedup key: the first 16 signature bytes folded into 8."""
-        if self.signature is None:
-            return b""
-        return bytes(self.signature[i] ^ self.signature[i + 8] for i in range(8))
-
-    def signed_part(self) -> bytes:
-        """The bytes the controller signs."""
-        return (
-            struct.pack(">QH", self.network_id, len(self.data))
-            + self.data
-            + struct.pack(">BQII", self.flags, self.update_id, self.total_length, self.chunk_index)
-        )
-
-    def to_bytes(self) -> bytes:
-        if self.signature is None:
-            return struct.pack(">QH", self.network_id, len(self.data)) + self.data
-        if len(self.signature) != 96:
-            raise NetworkConfigChunkError("chunk signature must be 96 bytes")
-        return self.signed_part() + b"\x01\x00\x60" + self.signature
-
-    @classmethod
-    def from_bytes(
-        cls, payload: bytes | bytearray | memoryview, offset: int = 0
-    ) -> tuple[NetworkConfigChunk, int]:
-        """Parse a chunk at ``offset``; a payload ending right after the data is a legacy chunk."""
-        d = bytes(payload)
-        p = offset
-        if p < 0 or p + 10 > len(d):
-            raise NetworkConfigChunkError("config chunk: truncated header")
-        nwid, clen = struct.unpack_from(">QH", d, p)
-        p += 10
-        if p + clen > len(d):
-            raise NetworkConfigChunkError("config chunk: data runs past the end of the payload")
-        data = d[p : p + clen]
-        p += clen
-        if p >= len(d):
-            return cls(nwid, data, 0, 0, clen, 0, None), p - offset
-        if p + 17 + 3 + 96 > len(d):
-            raise NetworkConfigChunkError("config chunk: truncated trailer or signature")
-        flags, update_id, total, index = struct.unpack_from(">BQII", d, p)
-        p += 17
-        if d[p] != 1 or struct.unpack_from(">H", d, p + 1)[0] != 96:
-            raise NetworkConfigChunkError("config chunk: unsupported signature type")
-        sig = d[p + 3 : p + 3 + 96]
-        p += 3 + 96
-        return cls(nwid, data, flags, update_id, total, index, sig), p - offset
-
-
-class NetworkConfigChunker:
-    """Split a config into signed NETWORK_CONFIG chunk payloads, as a controller does."""
-
-    def __init__(self, signer: Identity, max_chunk_length: int = MAX_CONFIG_CHUNK_LENGTH) -> None:
-        if not signer.has_private:
-            raise ZTError("the chunk signer needs a private key")
-        if max_chunk_length < 1 or max_chunk_length > 0xFFFF:
-            raise ValueError("max chunk length must be 1..65535")
-        self.signer = signer
-        self.max_chunk_length = max_chunk_length
-
-    def chunks(
-        self,
-        network_id: int,
-        config: NetworkConfig | Dictionary | bytes,
-        update_id: int | None = None,
-        flags: int = 0,
-    ) -> list[bytes]:
-        """Chunk payloads in order (each goes in its own packet)."""
-        if isinstance(config, NetworkConfig):
-            data = config.to_bytes()
-        elif isinstance(config, Dictionary):
-            data = config.to_bytes()
-        else:
-            data = bytes(config)
-        if len(data) >= NETWORKCONFIG_DICT_CAPACITY:
-            raise InvalidFormatError("network config too large")
-        if update_id is None:
-            update_id = secrets.randbits(64) or 1
-        out: list[bytes] = []
-        for index in range(0, len(data), self.max_chunk_length):
-            part = data[index : index + self.max_chunk_length]
-            chunk = NetworkConfigChunk(network_id, part, flags, update_id, len(data), index, bytes(96))
-            sig = self.signer.sign(chunk.signed_part())
-            out.append(chunk.signed_part() + b"\x01\x00\x60" + sig)
-        return out
-
-
-@dataclass
-class AssembledConfig:
-    """A complete, verified config: its update id, dictionary bytes and decoded form."""
-
-    update_id: int
-    data: bytes
-    config: NetworkConfig
-
-
-@dataclass
-class _Slot:
-    update_id: int = 0
-    total_length: int = 0
-    have_bytes: int = 0
-    chunk_ids: list[bytes] = field(default_factory=list)
-    buf: bytearray = field(default_factory=bytearray)
-    last_used: int = 0
-    done: bool = False
-
-
-ControllerIdentity = IdentityLookup
-
-
-class NetworkConfigAssembler:
-    """Reassemble signed NETWORK_CONFIG chunks for one network (member side).
-
-    Tracks up to three updates at once (least recently used is replaced),
-    drops duplicate chunks, verifies each chunk's controller signature, and
-    returns the decoded config when all of an update's bytes have arrived.
-    """
-
-    def __init__(
-        self,
-        network_id: int,
-        controller: ControllerIdentity | None = None,
-        *,
-        allow_legacy_dictionary: bool = False,
-    ) -> None:
-        self.network_id = network_id
-        self.controller_address = Address((network_id >> 24) & 0xFFFFFFFFFF)
-        self.controller = controller
-        self.allow_legacy_dictionary = allow_legacy_dictionary
-        self._slots = [_Slot() for _ in range(MAX_INCOMING_UPDATES)]
-        self._clock = 0
-
-    def _controller_identity(self) -> Identity | None:
-        c = self.controller
-        if c is None:
-            return None
-        if isinstance(c, Identity):
-            return c if c.address == self.controller_address else None
-        if isinstance(c, Mapping):
-            return c.get(self.controller_address)
-        return c(self.controller_address)
-
-    def add_chunk(
-        self,
-        payload: bytes | bytearray | memoryview | NetworkConfigChunk,
-        offset: int = 0,
-        *,
-        source: int | None = None,
-        packet_id: int = 0,
-    ) -> AssembledConfig | None:
-        """Feed one chunk; returns the config once complete, else None (incomplete or duplicate).
-
-        ``source`` is the ZeroTier address the packet came from (needed to accept a
-        legacy unsigned chunk, which only the controller may send) and ``packet_id``
-        its packet id (a legacy chunk's update id). Raises NetworkConfigChunkError
-        for malformed, oversized or badly signed chunks, and ZTError if the
-        controller's identity is not known yet (WHOIS it and retry).
-        """
-        chunk = (
-            payload
-            if isinstance(payload, NetworkConfigChunk)
-            else NetworkConfigChunk.from_bytes(payload, offset)[0]
-        )
-        if chunk.network_id != self.network_id:
-            raise NetworkConfigChunkError(
-                f"config chunk for network {chunk.network_id:016x}, expected {self.network_id:016x}"
-            )
-        clen = len(chunk.data)
-
-        if chunk.signature is not None:
-            if (
-                chunk.chunk_index + clen > chunk.total_length
-                or chunk.total_length >= NETWORKCONFIG_DICT_CAPACITY
-            ):
-                raise NetworkConfigChunkError("config chunk: index/length outside the announced total")
-            update_id = chunk.update_id
-            chunk_id = chunk.chunk_id
-            slot = self._find_slot(update_id)
-            if slot.update_id == update_id and (chunk_id in slot.chunk_ids or slot.done):
-                return None  # duplicate, or an update we already completed
-            ident = self._controller_identity()
-            if ident is None:
-                raise ZTError(f"controller identity {self.controller_address} unknown")
-            if not ident.verify(chunk.signed_part(), chunk.signature):
-                raise NetworkConfigChunkError("config chunk: bad controller signature")
-            total = chunk.total_length
-        else:
-            if source is None or int(source) != self.controller_address:
-                raise NetworkConfigChunkError("unsigned legacy config chunk not sent by the controller")
-            if clen >= NETWORKCONFIG_DICT_CAPACITY:
-                raise NetworkConfigChunkError("config chunk too large")
-            update_id = packet_id
-            chunk_id = packet_id.to_bytes(8, "big")
-            total = clen
-            slot = self._lru_slot()
-
-        self._clock += 1
-        slot.last_used = self._clock
-        if slot.update_id != update_id or slot.total_length != total:
-            slot.update_id = update_id
-            slot.total_length = total
-            slot.have_bytes = 0
-            slot.chunk_ids = []
-            slot.buf = bytearray(total)
-            slot.done = False
-        if len(slot.chunk_ids) >= MAX_UPDATE_CHUNKS:
-            raise NetworkConfigChunkError("config update has too many chunks")
-        slot.chunk_ids.append(chunk_id)
-        slot.buf[chunk.chunk_index : chunk.chunk_index + clen] = chunk.data
-        slot.have_bytes += clen
-        if slot.have_bytes != slot.total_length:
-            return None
-        slot.done = True
-        data = bytes(slot.buf)
-        try:
-            config = NetworkConfig.from_bytes(data, allow_legacy=self.allow_legacy_dictionary)
-        except InvalidFormatError as e:
-            raise NetworkConfigChunkError(f"assembled network config is invalid: {e}") from e
-        return AssembledConfig(update_id, data, config)
-
-    def _find_slot(self, update_id: int) -> _Slot:
-        for s in self._slots:
-            if s.update_id == update_id and s.last_used:
-                return s
-        return self._lru_slot()
-
-    def _lru_slot(self) -> _Slot:
-        return min(self._slots, key=lambda s: s.last_used)

@@ -31,13 +31,9 @@ from ztcore.vl2.dictionary import Dictionary
 from ztcore.vl2.mac import BROADCAST_MAC, MAC
 from ztcore.vl2.membership import MULTICAST_ANNOUNCE_PERIOD, AddCredentialResult, Membership
 from ztcore.vl2.multicast_group import MulticastGroup
-from ztcore.vl2.netconf import (
-    DEFAULT_MTU,
-    NetworkConfig,
-    NetworkConfigAssembler,
-    NetworkConfigChunkError,
-    build_request_metadata,
-)
+from ztcore.vl2.netconf import DEFAULT_MTU, NetworkConfig
+from ztcore.vl2.netconf_chunks import NetworkConfigAssembler, NetworkConfigChunkError
+from ztcore.vl2.netconf_request import build_request_metadata
 from ztcore.vl2.networkid import controller_for, rfc4193_ip, sixplane_ip
 from ztcore.vl2.rules.cache import VerdictCache, rule_visible_key
 from ztcore.vl2.rules.evaluate import (

@@ -107,6 +107,7 @@ class Driver:
             "drops": dict(node.switch.drops),
             "vl2_stats": dict(node.vl2.stats),
             "vl2_drops": dict(node.vl2.drops),
+            "controller": dict(self.controller.stats) if self.controller is not None else {},
         }
 
     # ------------------------------------------------ timed runs for bench/bench_vs_libzt.py
