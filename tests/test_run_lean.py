@@ -26,7 +26,7 @@ from ztcore.simulation import make_planet
 from ztcore.vl1.inetaddress import InetAddress
 from ztcore.vl1.world import save_world_file
 from ztcore.vl2.controller_api import ControllerError
-from ztcore.vl2.netconf import build_request_metadata
+from ztcore.vl2.netconf_request import build_request_metadata
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 
