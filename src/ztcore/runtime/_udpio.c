@@ -9,18 +9,10 @@
  * two fields for IPv6 (numeric host, "%scope" for scoped addresses).
  *
  *     recv_batch(fd: int, max_count: int) -> list[tuple[bytes, tuple[str, int]]]
- *     send_batch(fd: int, datagrams: list[tuple[bytes, tuple[str, int]]]) -> int
  *
- * recv_batch: an empty list means nothing is queued. A socket error with
- * nothing read raises OSError (the caller counts it and goes on); an error
- * after some datagrams were read is reported by the kernel on the next call.
- *
- * send_batch hands the datagrams to the kernel with sendmmsg(2) (Linux; a
- * sendto(2) loop elsewhere), never blocking, and returns how many went. It
- * stops at the first datagram that cannot go: if that is the first one it
- * raises OSError (BlockingIOError for a full buffer), else the count says
- * where it stopped and the next call reports the error. Destinations are
- * (host, port) with a numeric host ("%scope" allowed for IPv6).
+ * An empty list means nothing is queued. A socket error with nothing read
+ * raises OSError (the caller counts it and goes on); an error after some
+ * datagrams were read is reported by the kernel on the next call.
  *
  * Source addresses repeat (a node talks to few peers), so the last few are
  * remembered and the same (host, port) tuple object is handed out again
@@ -32,9 +24,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <net/if.h>
-#include <stdint.h>
-#include <stdlib.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -196,142 +185,7 @@ static PyObject *udpio_recv_batch(PyObject *self, PyObject *args)
     return out;
 }
 
-/* (host, port) -> sockaddr; 0 on success, -1 with a Python exception set. */
-static int parse_destination(PyObject *addr, struct sockaddr_storage *ss, socklen_t *len)
-{
-    const char *host;
-    Py_ssize_t hostlen;
-    int port;
-    PyObject *h;
-    if (!PyTuple_Check(addr) || PyTuple_GET_SIZE(addr) < 2) {
-        PyErr_SetString(PyExc_TypeError, "destination must be a (host, port) tuple");
-        return -1;
-    }
-    h = PyTuple_GET_ITEM(addr, 0);
-    if (!PyUnicode_Check(h)) {
-        PyErr_SetString(PyExc_TypeError, "destination host must be a str");
-        return -1;
-    }
-    host = PyUnicode_AsUTF8AndSize(h, &hostlen);
-    if (host == NULL)
-        return -1;
-    port = (int)PyLong_AsLong(PyTuple_GET_ITEM(addr, 1));
-    if (port == -1 && PyErr_Occurred())
-        return -1;
-    if (port < 0 || port > 65535) {
-        PyErr_SetString(PyExc_OverflowError, "port must be 0-65535");
-        return -1;
-    }
-    memset(ss, 0, sizeof(*ss));
-    if (memchr(host, ':', (size_t)hostlen) == NULL) {
-        struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-        if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) {
-            PyErr_Format(PyExc_ValueError, "not a numeric IPv4 address: %s", host);
-            return -1;
-        }
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons((unsigned short)port);
-        *len = sizeof(*sin);
-        return 0;
-    }
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-    char buf[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
-    if ((size_t)hostlen >= sizeof(buf)) {
-        PyErr_Format(PyExc_ValueError, "not a numeric IPv6 address: %s", host);
-        return -1;
-    }
-    memcpy(buf, host, (size_t)hostlen + 1);
-    char *scope = strchr(buf, '%');
-    if (scope != NULL) {
-        *scope++ = '\0';
-        char *end;
-        unsigned long idx = strtoul(scope, &end, 10);
-        sin6->sin6_scope_id = (*scope != '\0' && *end == '\0') ? (uint32_t)idx : if_nametoindex(scope);
-        if (sin6->sin6_scope_id == 0) {
-            PyErr_Format(PyExc_ValueError, "unknown IPv6 scope in %s", host);
-            return -1;
-        }
-    }
-    if (inet_pton(AF_INET6, buf, &sin6->sin6_addr) != 1) {
-        PyErr_Format(PyExc_ValueError, "not a numeric IPv6 address: %s", host);
-        return -1;
-    }
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons((unsigned short)port);
-    *len = sizeof(*sin6);
-    return 0;
-}
-
-static struct sockaddr_storage send_names[MAX_BATCH];
-#ifdef __linux__
-static struct mmsghdr send_msgs[MAX_BATCH];
-static struct iovec send_iovs[MAX_BATCH];
-#endif
-
-static PyObject *udpio_send_batch(PyObject *self, PyObject *args)
-{
-    int fd;
-    PyObject *items;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "iO!:send_batch", &fd, &PyList_Type, &items))
-        return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(items);
-    if (n > MAX_BATCH)
-        n = MAX_BATCH;
-    socklen_t namelens[MAX_BATCH];
-    const char *datas[MAX_BATCH];
-    Py_ssize_t sizes[MAX_BATCH];
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PyList_GET_ITEM(items, i);
-        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(item, 0))) {
-            PyErr_SetString(PyExc_TypeError, "datagrams must be (bytes, (host, port)) tuples");
-            return NULL;
-        }
-        PyObject *data = PyTuple_GET_ITEM(item, 0);
-        datas[i] = PyBytes_AS_STRING(data);
-        sizes[i] = PyBytes_GET_SIZE(data);
-        if (parse_destination(PyTuple_GET_ITEM(item, 1), &send_names[i], &namelens[i]) < 0)
-            return NULL;
-    }
-    if (n == 0)
-        return PyLong_FromLong(0);
-    int sent;
-#ifdef __linux__
-    for (Py_ssize_t i = 0; i < n; i++) {
-        send_iovs[i].iov_base = (void *)datas[i];
-        send_iovs[i].iov_len = (size_t)sizes[i];
-        memset(&send_msgs[i].msg_hdr, 0, sizeof(send_msgs[i].msg_hdr));
-        send_msgs[i].msg_hdr.msg_iov = &send_iovs[i];
-        send_msgs[i].msg_hdr.msg_iovlen = 1;
-        send_msgs[i].msg_hdr.msg_name = &send_names[i];
-        send_msgs[i].msg_hdr.msg_namelen = namelens[i];
-    }
-    do {
-        sent = sendmmsg(fd, send_msgs, (unsigned int)n, MSG_DONTWAIT);
-    } while (sent < 0 && errno == EINTR);
-#else
-    sent = 0;
-    while (sent < n) {
-        ssize_t r = sendto(fd, datas[sent], (size_t)sizes[sent], MSG_DONTWAIT,
-                           (struct sockaddr *)&send_names[sent], namelens[sent]);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            if (sent == 0)
-                sent = -1;
-            break;
-        }
-        sent++;
-    }
-#endif
-    if (sent < 0)
-        return PyErr_SetFromErrno(PyExc_OSError);
-    return PyLong_FromLong(sent);
-}
-
 static PyMethodDef udpio_methods[] = {
-    {"send_batch", udpio_send_batch, METH_VARARGS,
-     "send_batch(fd, [(datagram, (host, port)), ...]) -> number sent; never blocks."},
     {"recv_batch", udpio_recv_batch, METH_VARARGS,
      "recv_batch(fd, max_count) -> list of (datagram, (host, port)); never blocks."},
     {NULL, NULL, 0, NULL},
@@ -339,7 +193,7 @@ static PyMethodDef udpio_methods[] = {
 
 static struct PyModuleDef udpio_module = {
     PyModuleDef_HEAD_INIT, "ztcore.runtime._udpio",
-    "Batched, non-blocking UDP receive and send (recvmmsg, sendmmsg) for the ztcore runtime.", -1, udpio_methods,
+    "Batched, non-blocking UDP receive (recvmmsg) for the ztcore runtime.", -1, udpio_methods,
     NULL, NULL, NULL, NULL,
 };
 

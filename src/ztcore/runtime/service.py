@@ -11,11 +11,9 @@ Sockets are served without asyncio's datagram transport, which reads one
 datagram per loop iteration and wraps every send: each socket is registered with
 ``loop.add_reader`` and drained per wake-up (at most `RECV_BATCH` datagrams, so a
 busy socket cannot starve the loop; recvmmsg through `ztcore.runtime.udpio`), and
-datagrams go out with a direct non-blocking ``sendto``. What one call into the node
-sends (a frame's fragments, a timer run's pings) leaves in one sendmmsg when that
-call returns: one system call, and one wake-up of the receiving side instead of one
-per fragment. A full socket buffer queues datagrams (at most `SEND_QUEUE_LIMIT` per
-socket, then counted drops) until ``loop.add_writer`` says the socket is writable.
+datagrams go out with a direct non-blocking ``sendto``. A full socket buffer
+queues them (at most `SEND_QUEUE_LIMIT` per socket, then counted drops) until
+``loop.add_writer`` says the socket is writable again.
 
 Everything here runs in the event loop's thread; `ztcore.runtime.facade` is the
 thread-safe front for synchronous code.
@@ -42,7 +40,7 @@ from ztcore.errors import ZTError, report_unexpected
 from ztcore.runtime.app import AppWaits
 from ztcore.runtime.home import HomeDirectoryError, StateStore
 from ztcore.runtime.sockets import NetworkSockets
-from ztcore.runtime.udpio import recv_batch, send_batch
+from ztcore.runtime.udpio import recv_batch
 
 __all__ = [
     "DEFAULT_BIND",
@@ -219,7 +217,6 @@ class _Binding:
     address: tuple[str, int]
     sock: socket.socket
     secondary: bool
-    fd: int
     # (datagram, (host, port), ttl) waiting for the socket to become writable again
     pending: deque[tuple[bytes, tuple[str, int], int]] = field(default_factory=deque)
 
@@ -317,10 +314,6 @@ class NodeService(NetworkSockets, AppWaits):
         self._frames: list[VirtualFrame] = []
         self._frames_scheduled = False
         self._draining = False
-        # While the node is being called (_cork > 0) its datagrams are collected here and
-        # sent together when the outermost call returns (see _uncork).
-        self._cork = 0
-        self._corked: list[tuple[_Binding, bytes, tuple[str, int]]] = []
         self._timer: asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event_listeners: list[EventListener] = []
@@ -430,7 +423,7 @@ class NodeService(NetworkSockets, AppWaits):
         assert self._loop is not None
         ls = self._next_local_socket
         address = sock.getsockname()
-        binding = _Binding(ls, sock.family, (address[0], address[1]), sock, secondary, sock.fileno())
+        binding = _Binding(ls, sock.family, (address[0], address[1]), sock, secondary)
         try:
             self._loop.add_reader(sock.fileno(), self._on_readable, binding)
         except NotImplementedError as e:
@@ -557,12 +550,9 @@ class NodeService(NetworkSockets, AppWaits):
         if self._local_frame_listeners:
             frame = VirtualFrame(network_id, source_mac, dest_mac, ethertype, vlan_id, bytes(data))
             self._dispatch(self._local_frame_listeners, frame)
-        node = self._require_node()
-        self._cork += 1
-        try:
-            node.process_virtual_network_frame(self.clock(), network_id, source_mac, dest_mac, ethertype, vlan_id, data)
-        finally:
-            self._uncork()
+        self._require_node().process_virtual_network_frame(
+            self.clock(), network_id, source_mac, dest_mac, ethertype, vlan_id, data
+        )
 
     def _send_stack_frame(
         self, network_id: int, source_mac: int, dest_mac: int, ethertype: int, data: bytes
@@ -571,13 +561,9 @@ class NodeService(NetworkSockets, AppWaits):
             if self._local_frame_listeners:
                 frame = VirtualFrame(network_id, source_mac, dest_mac, ethertype, 0, bytes(data))
                 self._dispatch(self._local_frame_listeners, frame)
-            self._cork += 1
-            try:
-                self.node.process_virtual_network_frame(
-                    self.clock(), network_id, source_mac, dest_mac, ethertype, 0, data
-                )
-            finally:
-                self._uncork()
+            self.node.process_virtual_network_frame(
+                self.clock(), network_id, source_mac, dest_mac, ethertype, 0, data
+            )
 
     def responder(self, network_id: int) -> Any:
         """The userspace responder of a joined network (None if off or not configured yet)."""
@@ -670,15 +656,12 @@ class NodeService(NetworkSockets, AppWaits):
                 counters.bytes_in += len(data)
                 if self._wire_listeners:
                     self._dispatch(self._wire_listeners, "in", b.address, remote, data)
-                self._cork += 1
                 try:
                     node.process_wire_packet(clock(), ls, remote, data)
                 except Exception as e:
                     # One bad datagram must not take the service down.
                     counters.node_errors += 1
                     report_unexpected(log, "service: node processing a packet", e)
-                finally:
-                    self._uncork()
                 if self._stopped:  # a listener stopped the service
                     break
         finally:
@@ -727,11 +710,6 @@ class NodeService(NetworkSockets, AppWaits):
         return sent
 
     def _send_on(self, b: _Binding, data: bytes, addr: tuple[str, int], ttl: int) -> bool:
-        if self._cork and send_batch is not None:
-            if not ttl:
-                self._corked.append((b, data, addr))
-                return True
-            self._flush_corked()  # a low-TTL datagram keeps its place in the order
         if b.pending:  # keep the order: behind what is already waiting
             return self._enqueue(b, data, addr, ttl)
         try:
@@ -751,57 +729,6 @@ class NodeService(NetworkSockets, AppWaits):
         if self._wire_listeners:
             self._dispatch(self._wire_listeners, "out", b.address, addr, data)
         return True
-
-    def _uncork(self) -> None:
-        self._cork -= 1
-        if not self._cork and self._corked:
-            self._flush_corked()
-
-    def _flush_corked(self) -> None:
-        items, self._corked = self._corked, []
-        i, n = 0, len(items)
-        while i < n:
-            b = items[i][0]
-            j = i + 1
-            while j < n and items[j][0] is b:
-                j += 1
-            if j - i == 1 or b.pending or self._stopped:
-                for _, data, addr in items[i:j]:
-                    self._send_now(b, data, addr)
-            else:
-                self._send_many(b, [(data, addr) for _, data, addr in items[i:j]])
-            i = j
-
-    def _send_now(self, b: _Binding, data: bytes, addr: tuple[str, int]) -> None:
-        cork, self._cork = self._cork, 0
-        try:
-            self._send_on(b, data, addr, 0)
-        finally:
-            self._cork = cork
-
-    def _send_many(self, b: _Binding, batch: list[tuple[bytes, tuple[str, int]]]) -> None:
-        """Datagrams for one socket in sendmmsg calls; what cannot go yet waits in its queue."""
-        assert send_batch is not None
-        counters = self.counters
-        k = 0
-        while k < len(batch):
-            try:
-                sent = send_batch(b.fd, batch[k:])
-            except (BlockingIOError, InterruptedError):
-                for data, addr in batch[k:]:
-                    self._enqueue(b, data, addr, 0)
-                return
-            except (OSError, ValueError, TypeError, OverflowError) as e:
-                counters.send_errors += 1
-                log.debug("send to %s failed: %s", batch[k][1], e)
-                k += 1
-                continue
-            for data, addr in batch[k : k + sent]:
-                counters.packets_out += 1
-                counters.bytes_out += len(data)
-                if self._wire_listeners:
-                    self._dispatch(self._wire_listeners, "out", b.address, addr, data)
-            k += sent
 
     @staticmethod
     def _sendto_ttl(sock: socket.socket, data: bytes, addr: tuple[str, int], ttl: int) -> None:
@@ -854,15 +781,12 @@ class NodeService(NetworkSockets, AppWaits):
             return
         now = self.clock()
         self.counters.background_runs += 1
-        self._cork += 1
         try:
             deadline = int(self.node.process_background_tasks(now))
         except Exception as e:
             self.counters.node_errors += 1
             report_unexpected(log, "service: node background tasks", e)
             deadline = now + MAX_BACKGROUND_DELAY_MS
-        finally:
-            self._uncork()
         if self._stopped:  # shutdown may have been requested from a callback
             return
         if self.netstack is not None:

@@ -6,7 +6,6 @@ socket, at most `max_count`, as ``(data, (host, port))`` pairs, the host as
 (one recvmmsg call) when it was built, and a ``recvfrom`` loop otherwise; both
 stop at the first "nothing queued". A socket error with nothing read yet is
 raised as OSError; an error after some datagrams is raised by the next call.
-`send_batch` (extension only) sends a list of datagrams in one sendmmsg call.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 
-__all__ = ["HAVE_RECVMMSG", "MAX_DATAGRAM", "recv_batch", "recv_batch_python", "send_batch"]
+__all__ = ["HAVE_RECVMMSG", "MAX_DATAGRAM", "recv_batch", "recv_batch_python"]
 
 MAX_DATAGRAM = 65536  # every UDP payload fits
 
@@ -38,16 +37,17 @@ def recv_batch_python(sock: socket.socket, max_count: int) -> Datagrams:
     return out
 
 
-try:
-    from ztcore.runtime import _udpio  # type: ignore[attr-defined]
-except ImportError:
-    _udpio = None
+def _load_c() -> Callable[[int, int], Datagrams] | None:
+    try:
+        from ztcore.runtime import _udpio  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    fn: Callable[[int, int], Datagrams] = _udpio.recv_batch
+    return fn
 
-_c_recv_batch: Callable[[int, int], Datagrams] | None = _udpio.recv_batch if _udpio else None
+
+_c_recv_batch = _load_c()
 HAVE_RECVMMSG = _c_recv_batch is not None
-# send_batch(fd, [(datagram, (host, port)), ...]) -> how many went (sendmmsg); None without
-# the extension, and the runtime then sends one datagram at a time.
-send_batch: Callable[[int, Datagrams], int] | None = _udpio.send_batch if _udpio else None
 
 
 def recv_batch(sock: socket.socket, max_count: int) -> Datagrams:
