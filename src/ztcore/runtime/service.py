@@ -23,24 +23,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import functools
 import ipaddress
 import logging
-import secrets
 import socket
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ztcore.api import Event, EventType, NodeCallbacks, StateObjectType, VirtualFrame
-from ztcore.errors import ZTError, report_unexpected
+from ztcore.errors import report_unexpected
 from ztcore.runtime.app import AppWaits
 from ztcore.runtime.home import HomeDirectoryError, StateStore
 from ztcore.runtime.sockets import NetworkSockets
 from ztcore.runtime.udpio import recv_batch
+from ztcore.runtime.udpsockets import (
+    PortInUseError,
+    ServiceError,
+    bind_port,
+    bind_random_port,
+    family_of,
+)
 
 __all__ = [
     "DEFAULT_BIND",
@@ -58,11 +62,6 @@ log = logging.getLogger("ztcore.runtime")
 
 DEFAULT_PORT = 9993  # ZT_DEFAULT_PORT
 DEFAULT_BIND: tuple[str, ...] = ("0.0.0.0", "::")
-# zerotier-one draws random ports as 20000 + (r % 45500) and tries 256 of them.
-RANDOM_PORT_BASE = 20000
-RANDOM_PORT_SPAN = 45500
-RANDOM_PORT_TRIALS = 256
-UDP_BUFFER_SIZE = 1048576  # ZT_UDP_DESIRED_BUF_SIZE
 # The node says when it next wants background processing; keep that within sane bounds.
 MIN_BACKGROUND_DELAY_MS = 10
 MAX_BACKGROUND_DELAY_MS = 1000
@@ -84,14 +83,6 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class ServiceError(ZTError):
-    """The service could not start or run (e.g. no socket could be bound)."""
-
-
-class PortInUseError(ServiceError):
-    """The requested UDP port is already taken on one of the bind addresses."""
-
-
 @dataclass
 class ServiceCounters:
     packets_in: int = 0
@@ -108,104 +99,11 @@ class ServiceCounters:
         return asdict(self)
 
 
-@functools.lru_cache(maxsize=4096)
-def _family_of(host: str) -> int | None:
-    """AF_INET / AF_INET6 for an IP literal (IPv6 may carry a %scope), None for anything else.
-    Cached: it runs for every datagram sent."""
-    if not isinstance(host, str):
-        return None
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return None
-    return socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-
-
 def _default_node_factory() -> NodeFactory:
     # Imported here so the runtime can be imported (and tested) without the core.
     from ztcore.node import Node
 
     return Node
-
-
-def _make_udp_socket(host: str, port: int) -> socket.socket:
-    """A non-blocking UDP socket bound to (host, port), configured like zerotier-one's Phy."""
-    family = _family_of(host)
-    if family is None:
-        raise ServiceError(f"bind address {host!r} is not an IP address")
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, opt, UDP_BUFFER_SIZE)
-        if family == socket.AF_INET6:
-            # Separate IPv4 and IPv6 sockets can then share the same port.
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            if hasattr(socket, "IPV6_MTU_DISCOVER"):
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MTU_DISCOVER, 0)
-        else:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-            if hasattr(socket, "IP_MTU_DISCOVER"):
-                # Let the kernel fragment: ZeroTier does its own sizing and tolerates fragments.
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MTU_DISCOVER, 0)
-        sock.setblocking(False)
-        sock.bind((host, port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _is_unavailable(e: OSError) -> bool:
-    """Errors that mean this address or family does not exist here (as opposed to 'port busy')."""
-    return e.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT)
-
-
-def _bind_port(hosts: Sequence[str], port: int, optional: bool) -> list[socket.socket]:
-    """Bind every host at `port`; unavailable hosts are skipped when `optional`.
-
-    Raises PortInUseError if the port is busy on any host (after closing what was bound).
-    """
-    socks: list[socket.socket] = []
-    try:
-        for host in hosts:
-            try:
-                socks.append(_make_udp_socket(host, port))
-            except OSError as e:
-                if e.errno == errno.EADDRINUSE or e.errno == errno.EACCES:
-                    raise PortInUseError(f"UDP port {port} is not available on {host} ({e.strerror})") from e
-                if optional and _is_unavailable(e):
-                    log.info("skipping bind address %s: %s", host, e.strerror)
-                    continue
-                raise ServiceError(f"cannot bind UDP {host} port {port}: {e.strerror}") from e
-            if port == 0:
-                # The kernel chose for the first host; use the same port on the others.
-                port = socks[0].getsockname()[1]
-    except BaseException:
-        for s in socks:
-            s.close()
-        raise
-    return socks
-
-
-def _bind_random_port(
-    hosts: Sequence[str], optional: bool, exclude: Iterable[int] = ()
-) -> list[socket.socket]:
-    """Bind every host at one random port in 20000..65499, as zerotier-one does for port 0."""
-    excluded = set(exclude)
-    for _ in range(RANDOM_PORT_TRIALS):
-        port = RANDOM_PORT_BASE + secrets.randbelow(RANDOM_PORT_SPAN)
-        if port in excluded:
-            continue
-        try:
-            return _bind_port(hosts, port, optional)
-        except PortInUseError:
-            continue
-    # Crowded host: let the kernel pick instead of failing.
-    return _bind_port(hosts, 0, optional)
 
 
 @dataclass(eq=False)
@@ -351,9 +249,9 @@ class NodeService(NetworkSockets, AppWaits):
             primary = self._bind_primary()
             if self.requested_secondary_port == 0:
                 port = primary[0].getsockname()[1]
-                secondary = _bind_random_port(self.bind_addresses, True, exclude=(port,))
+                secondary = bind_random_port(self.bind_addresses, True, exclude=(port,))
             elif self.requested_secondary_port is not None:
-                secondary = _bind_port(self.bind_addresses, self.requested_secondary_port, True)
+                secondary = bind_port(self.bind_addresses, self.requested_secondary_port, True)
             self.node = factory(
                 callbacks, self.clock(), planet=self.planet, allow_loopback=self.allow_loopback
             )
@@ -412,9 +310,9 @@ class NodeService(NetworkSockets, AppWaits):
 
     def _bind_primary(self) -> list[socket.socket]:
         if self.requested_port == 0:
-            socks = _bind_random_port(self.bind_addresses, self._bind_optional)
+            socks = bind_random_port(self.bind_addresses, self._bind_optional)
         else:
-            socks = _bind_port(self.bind_addresses, self.requested_port, self._bind_optional)
+            socks = bind_port(self.bind_addresses, self.requested_port, self._bind_optional)
         if not socks:
             raise ServiceError(f"no usable bind address among {', '.join(self.bind_addresses)}")
         return socks
@@ -692,7 +590,7 @@ class NodeService(NetworkSockets, AppWaits):
         except (TypeError, ValueError):
             self.counters.send_errors += 1
             return False
-        family = _family_of(host)
+        family = family_of(host)
         if family is None or type(port) is not int or not 0 < port < 65536 or self._stopped:
             self.counters.send_errors += 1
             return False
