@@ -219,7 +219,12 @@ class Node:
     def filter_trace_wanted(self, network_id: int) -> bool:
         """True if frames on this network should be traced through the rules: its config
         names a remote trace target (as the real core), or local tracing is on."""
-        return self.trace_enabled or bool(self.remote_trace_targets(network_id))
+        if self.trace_enabled:
+            return True
+        # Asked for every frame in and out: the one network's config, without building lists.
+        network = self._networks.get(network_id)
+        config = network.config if network is not None else None
+        return config is not None and bool(int(config.remote_trace_target))
 
     def remote_trace_targets(self, network_id: int | None) -> list[tuple[int, int]]:
         """(target, level) named by one joined network's config (``tt``/``tl``), or by all."""

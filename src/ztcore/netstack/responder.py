@@ -18,6 +18,7 @@ dropped and counted in ``counters`` by reason; ``handle_frame`` never raises.
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import logging
 from collections import Counter
@@ -51,6 +52,23 @@ EPHEMERAL_PORT_LAST = 65535
 MAX_UDP_PAYLOAD = 65507  # 65535 minus the IPv4 and UDP headers (IPv6 would allow 65527)
 
 _V4_LIMITED_BROADCAST = b"\xff\xff\xff\xff"
+_SOURCE_CACHE_LIMIT = 1024  # destinations whose source address is remembered
+
+# Address conversions on the per-datagram path, cached: ipaddress objects are immutable,
+# and a socket talks to few peers (bad input still raises, and is not cached).
+_parse_ip_cached = functools.lru_cache(maxsize=1024, typed=True)(ipaddress.ip_address)
+
+
+def _parse_ip(host: object) -> IPAddress:
+    try:
+        return _parse_ip_cached(host)
+    except TypeError:  # unhashable: let ipaddress say what is wrong with it
+        return ipaddress.ip_address(host)
+
+
+@functools.lru_cache(maxsize=1024)
+def _ip_text(packed: bytes) -> str:
+    return str(ipaddress.ip_address(packed))
 
 
 @dataclass(eq=False)
@@ -99,6 +117,7 @@ class Responder:
         self._now = 0
         self._v4: dict[bytes, ipaddress.IPv4Interface] = {}
         self._v6: dict[bytes, ipaddress.IPv6Interface] = {}
+        self._sources: dict[IPAddress, bytes] = {}  # destination -> our address for it
         self._v4_broadcasts: set[bytes] = set()
         self._v6_solicited: set[bytes] = set()
         self._accepted_multicast_macs: set[int] = set()
@@ -138,6 +157,7 @@ class Responder:
             else:
                 raise TypeError(f"expected an IPv4Interface or IPv6Interface, got {a!r}")
         self._v4, self._v6 = v4, v6
+        self._sources = {}
         self._v4_broadcasts = {
             a.network.broadcast_address.packed for a in v4.values() if a.network.prefixlen < 31
         }
@@ -489,13 +509,22 @@ class Responder:
 
     def _source_for(self, dest: IPAddress) -> bytes:
         """Our address on the destination's subnet, else the first of its family."""
+        src = self._sources.get(dest)
+        if src is not None:
+            return src
         table: dict = self._v4 if dest.version == 4 else self._v6
         for ip, iface in table.items():
             if dest in iface.network:
-                return ip
-        if table:
-            return next(iter(table))
-        raise OSError(errno.ENETUNREACH, f"no IPv{dest.version} address on this network")
+                src = ip
+                break
+        else:
+            if not table:
+                raise OSError(errno.ENETUNREACH, f"no IPv{dest.version} address on this network")
+            src = next(iter(table))
+        if len(self._sources) >= _SOURCE_CACHE_LIMIT:
+            self._sources.clear()
+        self._sources[dest] = src
+        return src
 
     def _check_size(self, dest: IPAddress, upper_len: int) -> None:
         size = upper_len + (20 if dest.version == 4 else 0)
@@ -546,7 +575,7 @@ class Responder:
         """Send an ICMP (IPv4) or ICMPv6 echo request; resolve the MAC first
         if needed. Poll the handle, ``ping_results()``, or pass ``on_reply``."""
         self._now = now
-        dest = ipaddress.ip_address(dest_ip)
+        dest = _parse_ip(dest_ip)
         if ident is None:
             self._ping_ident = (self._ping_ident + 1) & 0xFFFF
             ident = self._ping_ident
@@ -653,7 +682,7 @@ class Responder:
         if sock is None:
             self.counters["udp_no_socket"] += 1
             return False
-        if not sock._deliver(d.payload, (str(ipaddress.ip_address(src)), d.source_port)):
+        if not sock._deliver(d.payload, (_ip_text(src), d.source_port)):
             self.counters["udp_queue_full"] += 1
             return False
         return True
@@ -664,7 +693,7 @@ class Responder:
         else:
             self._now = now
         host, port = addr
-        dest = ipaddress.ip_address(host)
+        dest = _parse_ip(host)
         if (dest.version == 6) != sock.v6:
             raise OSError(errno.EAFNOSUPPORT, f"IPv{dest.version} destination on a {sock!r}")
         if not 0 < port <= 0xFFFF:

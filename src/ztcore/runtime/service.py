@@ -7,6 +7,14 @@ sends what the node asks it to send, calls ``Node.process_background_tasks`` at
 the deadline the node returns, persists state through a `StateStore` and hands
 node events to listeners. `Runtime` runs any number of them in one event loop.
 
+Sockets are served without asyncio's datagram transport, which reads one
+datagram per loop iteration and wraps every send: each socket is registered with
+``loop.add_reader`` and drained per wake-up (at most `RECV_BATCH` datagrams, so a
+busy socket cannot starve the loop; recvmmsg through `ztcore.runtime.udpio`), and
+datagrams go out with a direct non-blocking ``sendto``. A full socket buffer
+queues them (at most `SEND_QUEUE_LIMIT` per socket, then counted drops) until
+``loop.add_writer`` says the socket is writable again.
+
 Everything here runs in the event loop's thread; `ztcore.runtime.facade` is the
 thread-safe front for synchronous code.
 """
@@ -15,23 +23,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import functools
 import ipaddress
 import logging
-import secrets
 import socket
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ztcore.api import Event, EventType, NodeCallbacks, StateObjectType, VirtualFrame
-from ztcore.errors import ZTError, report_unexpected
+from ztcore.errors import report_unexpected
 from ztcore.runtime.app import AppWaits
 from ztcore.runtime.home import HomeDirectoryError, StateStore
 from ztcore.runtime.sockets import NetworkSockets
+from ztcore.runtime.udpio import recv_batch
+from ztcore.runtime.udpsockets import (
+    PortInUseError,
+    ServiceError,
+    bind_port,
+    bind_random_port,
+    family_of,
+)
 
 __all__ = [
     "DEFAULT_BIND",
@@ -49,15 +62,15 @@ log = logging.getLogger("ztcore.runtime")
 
 DEFAULT_PORT = 9993  # ZT_DEFAULT_PORT
 DEFAULT_BIND: tuple[str, ...] = ("0.0.0.0", "::")
-# zerotier-one draws random ports as 20000 + (r % 45500) and tries 256 of them.
-RANDOM_PORT_BASE = 20000
-RANDOM_PORT_SPAN = 45500
-RANDOM_PORT_TRIALS = 256
-UDP_BUFFER_SIZE = 1048576  # ZT_UDP_DESIRED_BUF_SIZE
 # The node says when it next wants background processing; keep that within sane bounds.
 MIN_BACKGROUND_DELAY_MS = 10
 MAX_BACKGROUND_DELAY_MS = 1000
 _EVENT_QUEUE_LIMIT = 4096
+# Datagrams read from one socket per wake-up (then the loop serves everything else once).
+RECV_BATCH = 64
+# Datagrams waiting, per socket, for room in a full send buffer; beyond it they are dropped
+# and counted (ServiceCounters.send_dropped).
+SEND_QUEUE_LIMIT = 1024
 
 NodeFactory = Callable[..., Any]
 EventListener = Callable[[Event], None]
@@ -70,14 +83,6 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class ServiceError(ZTError):
-    """The service could not start or run (e.g. no socket could be bound)."""
-
-
-class PortInUseError(ServiceError):
-    """The requested UDP port is already taken on one of the bind addresses."""
-
-
 @dataclass
 class ServiceCounters:
     packets_in: int = 0
@@ -85,24 +90,13 @@ class ServiceCounters:
     bytes_in: int = 0
     bytes_out: int = 0
     send_errors: int = 0  # datagrams that could not be handed to a socket, plus socket errors
+    send_dropped: int = 0  # datagrams dropped because a socket's send queue was full (or closed)
     node_errors: int = 0  # exceptions raised by the node while processing input or timers
     background_runs: int = 0
     events: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
-
-
-@functools.lru_cache(maxsize=4096)
-@functools.lru_cache(maxsize=4096)
-def _family_of(host: str) -> int | None:
-    """AF_INET / AF_INET6 for an IP literal (IPv6 may carry a %scope), None for anything else.
-    Cached: it runs for every datagram sent."""
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return None
-    return socket.AF_INET6 if ip.version == 6 else socket.AF_INET
 
 
 def _default_node_factory() -> NodeFactory:
@@ -112,113 +106,17 @@ def _default_node_factory() -> NodeFactory:
     return Node
 
 
-def _make_udp_socket(host: str, port: int) -> socket.socket:
-    """A non-blocking UDP socket bound to (host, port), configured like zerotier-one's Phy."""
-    family = _family_of(host)
-    if family is None:
-        raise ServiceError(f"bind address {host!r} is not an IP address")
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, opt, UDP_BUFFER_SIZE)
-        if family == socket.AF_INET6:
-            # Separate IPv4 and IPv6 sockets can then share the same port.
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            if hasattr(socket, "IPV6_MTU_DISCOVER"):
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MTU_DISCOVER, 0)
-        else:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-            if hasattr(socket, "IP_MTU_DISCOVER"):
-                # Let the kernel fragment: ZeroTier does its own sizing and tolerates fragments.
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MTU_DISCOVER, 0)
-        sock.setblocking(False)
-        sock.bind((host, port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _is_unavailable(e: OSError) -> bool:
-    """Errors that mean this address or family does not exist here (as opposed to 'port busy')."""
-    return e.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT)
-
-
-def _bind_port(hosts: Sequence[str], port: int, optional: bool) -> list[socket.socket]:
-    """Bind every host at `port`; unavailable hosts are skipped when `optional`.
-
-    Raises PortInUseError if the port is busy on any host (after closing what was bound).
-    """
-    socks: list[socket.socket] = []
-    try:
-        for host in hosts:
-            try:
-                socks.append(_make_udp_socket(host, port))
-            except OSError as e:
-                if e.errno == errno.EADDRINUSE or e.errno == errno.EACCES:
-                    raise PortInUseError(f"UDP port {port} is not available on {host} ({e.strerror})") from e
-                if optional and _is_unavailable(e):
-                    log.info("skipping bind address %s: %s", host, e.strerror)
-                    continue
-                raise ServiceError(f"cannot bind UDP {host} port {port}: {e.strerror}") from e
-            if port == 0:
-                # The kernel chose for the first host; use the same port on the others.
-                port = socks[0].getsockname()[1]
-    except BaseException:
-        for s in socks:
-            s.close()
-        raise
-    return socks
-
-
-def _bind_random_port(
-    hosts: Sequence[str], optional: bool, exclude: Iterable[int] = ()
-) -> list[socket.socket]:
-    """Bind every host at one random port in 20000..65499, as zerotier-one does for port 0."""
-    excluded = set(exclude)
-    for _ in range(RANDOM_PORT_TRIALS):
-        port = RANDOM_PORT_BASE + secrets.randbelow(RANDOM_PORT_SPAN)
-        if port in excluded:
-            continue
-        try:
-            return _bind_port(hosts, port, optional)
-        except PortInUseError:
-            continue
-    # Crowded host: let the kernel pick instead of failing.
-    return _bind_port(hosts, 0, optional)
-
-
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, service: NodeService, local_socket: int) -> None:
-        self.service = service
-        self.local_socket = local_socket
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self.service._on_datagram(self.local_socket, (addr[0], addr[1]), data)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP errors from earlier sends (port unreachable etc.): UDP is best effort.
-        self.service.counters.send_errors += 1
-        log.debug("socket %d error: %s", self.local_socket, exc)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-
-@dataclass
+@dataclass(eq=False)
 class _Binding:
+    """One bound UDP socket, served through loop.add_reader / add_writer."""
+
     local_socket: int
     family: int
     address: tuple[str, int]
-    transport: asyncio.DatagramTransport
-    protocol: _UdpProtocol
+    sock: socket.socket
     secondary: bool
+    # (datagram, (host, port), ttl) waiting for the socket to become writable again
+    pending: deque[tuple[bytes, tuple[str, int], int]] = field(default_factory=deque)
 
 
 class _Callbacks:
@@ -254,12 +152,10 @@ class _Callbacks:
         # Delivered from the event loop, not from inside the node's call: a frame the
         # node makes up while a listener is sending (NDP emulation, frames to self)
         # would otherwise re-enter that listener mid-send (the real core likewise
-        # hands such frames over from another thread).
-        loop = self._s._loop
-        if loop is None:
-            self._s._dispatch(self._s._frame_listeners, frame)
-        else:
-            loop.call_soon(self._s._dispatch, self._s._frame_listeners, frame)
+        # hands such frames over from another thread). Frames are queued and handed
+        # over together: at the end of the socket drain that produced them (the node's
+        # calls have all returned by then), or else in one call_soon for all of them.
+        self._s._queue_frame(frame)
 
     def virtual_network_config(self, network_id: int, operation: str, config: object | None) -> None:
         self._s._dispatch(self._s._config_listeners, network_id, operation, config)
@@ -308,7 +204,14 @@ class NodeService(NetworkSockets, AppWaits):
         self.recent_events: deque[Event] = deque(maxlen=256)
         self._callbacks = _Callbacks(self)
         self._bindings: dict[int, _Binding] = {}
+        # Sockets of each address family, for sends that name no usable socket.
+        self._by_family: dict[int, tuple[_Binding, ...]] = {}
         self._next_local_socket = 1
+        # Frames from the node waiting to be handed to the frame listeners (see
+        # _Callbacks.virtual_network_frame); _draining is set while a socket drain runs.
+        self._frames: list[VirtualFrame] = []
+        self._frames_scheduled = False
+        self._draining = False
         self._timer: asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event_listeners: list[EventListener] = []
@@ -346,9 +249,9 @@ class NodeService(NetworkSockets, AppWaits):
             primary = self._bind_primary()
             if self.requested_secondary_port == 0:
                 port = primary[0].getsockname()[1]
-                secondary = _bind_random_port(self.bind_addresses, True, exclude=(port,))
+                secondary = bind_random_port(self.bind_addresses, True, exclude=(port,))
             elif self.requested_secondary_port is not None:
-                secondary = _bind_port(self.bind_addresses, self.requested_secondary_port, True)
+                secondary = bind_port(self.bind_addresses, self.requested_secondary_port, True)
             self.node = factory(
                 callbacks, self.clock(), planet=self.planet, allow_loopback=self.allow_loopback
             )
@@ -407,9 +310,9 @@ class NodeService(NetworkSockets, AppWaits):
 
     def _bind_primary(self) -> list[socket.socket]:
         if self.requested_port == 0:
-            socks = _bind_random_port(self.bind_addresses, self._bind_optional)
+            socks = bind_random_port(self.bind_addresses, self._bind_optional)
         else:
-            socks = _bind_port(self.bind_addresses, self.requested_port, self._bind_optional)
+            socks = bind_port(self.bind_addresses, self.requested_port, self._bind_optional)
         if not socks:
             raise ServiceError(f"no usable bind address among {', '.join(self.bind_addresses)}")
         return socks
@@ -417,13 +320,21 @@ class NodeService(NetworkSockets, AppWaits):
     async def _add_socket(self, sock: socket.socket, *, secondary: bool) -> None:
         assert self._loop is not None
         ls = self._next_local_socket
-        self._next_local_socket += 1
         address = sock.getsockname()
-        family = sock.family
-        transport, protocol = await self._loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self, ls), sock=sock
-        )
-        self._bindings[ls] = _Binding(ls, family, (address[0], address[1]), transport, protocol, secondary)
+        binding = _Binding(ls, sock.family, (address[0], address[1]), sock, secondary)
+        try:
+            self._loop.add_reader(sock.fileno(), self._on_readable, binding)
+        except NotImplementedError as e:
+            raise ServiceError("the runtime needs an event loop with add_reader (a selector loop)") from e
+        self._next_local_socket += 1
+        self._bindings[ls] = binding
+        self._index_bindings()
+
+    def _index_bindings(self) -> None:
+        by_family: dict[int, list[_Binding]] = {}
+        for b in self._bindings.values():
+            by_family.setdefault(b.family, []).append(b)
+        self._by_family = {family: tuple(bs) for family, bs in by_family.items()}
 
     async def stop(self) -> None:
         """Shut the node down (it emits DOWN and flushes state), then close the sockets."""
@@ -447,11 +358,18 @@ class NodeService(NetworkSockets, AppWaits):
     async def _close_sockets(self) -> None:
         bindings = list(self._bindings.values())
         self._bindings.clear()
+        self._by_family = {}
         for b in bindings:
-            b.transport.close()
-        if bindings:
-            # connection_lost runs on the next loop iteration; don't wait forever for it.
-            await asyncio.wait([b.protocol.closed for b in bindings], timeout=1.0)
+            if b.pending:
+                self._on_writable(b)  # a last try for what the node said on its way down
+            if self._loop is not None:
+                self._loop.remove_reader(b.sock.fileno())
+                if b.pending:
+                    self._loop.remove_writer(b.sock.fileno())
+            if b.pending:
+                self.counters.send_dropped += len(b.pending)
+                b.pending.clear()
+            b.sock.close()
 
     @property
     def running(self) -> bool:
@@ -612,65 +530,148 @@ class NodeService(NetworkSockets, AppWaits):
 
     # -- internals ------------------------------------------------------------------------
 
-    def _on_datagram(self, local_socket: int, remote: tuple[str, int], data: bytes) -> None:
-        self.counters.packets_in += 1
-        self.counters.bytes_in += len(data)
-        if self.node is None or self._stopped:
-            return
-        if self._wire_listeners:
-            binding = self._bindings.get(local_socket)
-            local = binding.address if binding is not None else ("", 0)
-            self._dispatch(self._wire_listeners, "in", local, remote, data)
+    def _on_readable(self, b: _Binding) -> None:
+        """The socket has datagrams: read up to RECV_BATCH of them and feed the node."""
         try:
-            self.node.process_wire_packet(self.clock(), local_socket, remote, data)
-        except Exception as e:
-            # One bad datagram must not take the service down.
-            self.counters.node_errors += 1
-            report_unexpected(log, "service: node processing a packet", e)
+            batch = recv_batch(b.sock, RECV_BATCH)
+        except OSError as e:
+            # ICMP errors from earlier sends (port unreachable etc.): UDP is best effort.
+            self.counters.send_errors += 1
+            log.debug("socket %d error: %s", b.local_socket, e)
+            return
+        counters = self.counters
+        node = self.node
+        if node is None or self._stopped:
+            counters.packets_in += len(batch)
+            counters.bytes_in += sum(len(d) for d, _ in batch)
+            return
+        ls = b.local_socket
+        clock = self.clock
+        self._draining = True
+        try:
+            for data, remote in batch:
+                counters.packets_in += 1
+                counters.bytes_in += len(data)
+                if self._wire_listeners:
+                    self._dispatch(self._wire_listeners, "in", b.address, remote, data)
+                try:
+                    node.process_wire_packet(clock(), ls, remote, data)
+                except Exception as e:
+                    # One bad datagram must not take the service down.
+                    counters.node_errors += 1
+                    report_unexpected(log, "service: node processing a packet", e)
+                if self._stopped:  # a listener stopped the service
+                    break
+        finally:
+            self._draining = False
+        if self._frames and not self._frames_scheduled:
+            self._deliver_frames()
+
+    def _queue_frame(self, frame: VirtualFrame) -> None:
+        self._frames.append(frame)
+        if self._loop is None:
+            self._deliver_frames()
+        elif not self._draining and not self._frames_scheduled:
+            self._frames_scheduled = True
+            self._loop.call_soon(self._deliver_frames)
+
+    def _deliver_frames(self) -> None:
+        # Frames a listener causes while these are handed over go to a fresh list and
+        # a later call, never into a listener that is still running.
+        self._frames_scheduled = False
+        frames, self._frames = self._frames, []
+        listeners = self._frame_listeners
+        for frame in frames:
+            self._dispatch(listeners, frame)
 
     def _send(self, local_socket: int, remote: tuple[str, int], data: bytes, ttl: int) -> bool:
         try:
-            host, port = str(remote[0]), int(remote[1])
-        except (TypeError, ValueError, IndexError):
+            host, port = remote
+        except (TypeError, ValueError):
             self.counters.send_errors += 1
             return False
-        family = _family_of(host)
-        if family is None or not 0 < port < 65536 or self._stopped:
+        family = family_of(host)
+        if family is None or type(port) is not int or not 0 < port < 65536 or self._stopped:
             self.counters.send_errors += 1
             return False
         chosen = self._bindings.get(local_socket)
         if chosen is not None and chosen.family == family:
-            targets = [chosen]
-        else:
-            # No usable socket named: send from every socket of the family, as zerotier-one does.
-            targets = [b for b in self._bindings.values() if b.family == family]
-        sent = False
-        for b in targets:
-            if b.transport.is_closing():
-                continue
-            sock = b.transport.get_extra_info("socket") if ttl > 0 else None
-            use_ttl = ttl > 0 and family == socket.AF_INET and sock is not None
-            try:
-                if use_ttl:
-                    # Low-TTL sends open NAT mappings without reaching the peer; best effort,
-                    # since a datagram the transport had to buffer leaves with the normal TTL.
-                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
-                b.transport.sendto(data, (host, port))
-                sent = True
-                self.counters.packets_out += 1
-                self.counters.bytes_out += len(data)
-                if self._wire_listeners:
-                    self._dispatch(self._wire_listeners, "out", b.address, (host, port), data)
-            except (OSError, ValueError, RuntimeError) as e:
-                self.counters.send_errors += 1
-                log.debug("send to %s failed: %s", remote, e)
-            finally:
-                if use_ttl:
-                    with contextlib.suppress(OSError):
-                        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
+            return self._send_on(chosen, data, remote, ttl)
+        # No usable socket named: send from every socket of the family, as zerotier-one does.
+        targets = self._by_family.get(family, ())
         if not targets:
             self.counters.send_errors += 1
+            return False
+        sent = False
+        for b in targets:
+            sent = self._send_on(b, data, remote, ttl) or sent
         return sent
+
+    def _send_on(self, b: _Binding, data: bytes, addr: tuple[str, int], ttl: int) -> bool:
+        if b.pending:  # keep the order: behind what is already waiting
+            return self._enqueue(b, data, addr, ttl)
+        try:
+            if ttl > 0 and b.family == socket.AF_INET:
+                self._sendto_ttl(b.sock, data, addr, ttl)
+            else:
+                b.sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            return self._enqueue(b, data, addr, ttl)
+        except (OSError, ValueError) as e:
+            self.counters.send_errors += 1
+            log.debug("send to %s failed: %s", addr, e)
+            return False
+        counters = self.counters
+        counters.packets_out += 1
+        counters.bytes_out += len(data)
+        if self._wire_listeners:
+            self._dispatch(self._wire_listeners, "out", b.address, addr, data)
+        return True
+
+    @staticmethod
+    def _sendto_ttl(sock: socket.socket, data: bytes, addr: tuple[str, int], ttl: int) -> None:
+        # Low-TTL sends open NAT mappings without reaching the peer.
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+        try:
+            sock.sendto(data, addr)
+        finally:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
+
+    def _enqueue(self, b: _Binding, data: bytes, addr: tuple[str, int], ttl: int) -> bool:
+        if len(b.pending) >= SEND_QUEUE_LIMIT or self._loop is None:
+            self.counters.send_dropped += 1
+            log.debug("socket %d send queue full: dropped a datagram to %s", b.local_socket, addr)
+            return False
+        if not b.pending:
+            self._loop.add_writer(b.sock.fileno(), self._on_writable, b)
+        b.pending.append((data, addr, ttl))
+        return True
+
+    def _on_writable(self, b: _Binding) -> None:
+        """Room in the socket's send buffer again: send what waited, in order."""
+        pending = b.pending
+        counters = self.counters
+        while pending:
+            data, addr, ttl = pending[0]
+            try:
+                if ttl > 0 and b.family == socket.AF_INET:
+                    self._sendto_ttl(b.sock, data, addr, ttl)
+                else:
+                    b.sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except (OSError, ValueError) as e:
+                counters.send_errors += 1
+                log.debug("send to %s failed: %s", addr, e)
+            else:
+                counters.packets_out += 1
+                counters.bytes_out += len(data)
+                if self._wire_listeners:
+                    self._dispatch(self._wire_listeners, "out", b.address, addr, data)
+            pending.popleft()
+        if self._loop is not None:
+            self._loop.remove_writer(b.sock.fileno())
 
     def _run_background(self) -> None:
         self._timer = None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ztcore.errors import InvalidFormatError
 
@@ -113,6 +113,12 @@ class InetAddress:
 
     ip: IPAddress
     port: int
+    # Addresses key the path tables and the runtime's address caches, looked up for every
+    # packet: the hash is worked out once (ipaddress hashes in Python, through hex()).
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def __post_init__(self) -> None:
         if not isinstance(self.ip, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
@@ -122,6 +128,7 @@ class InetAddress:
             object.__setattr__(self, "ip", ipaddress.IPv6Address(self.ip.packed))
         if not isinstance(self.port, int) or not 0 <= self.port <= 0xFFFF:
             raise InvalidFormatError(f"port out of range: {self.port!r}")
+        object.__setattr__(self, "_hash", hash((self.ip, self.port)))
 
     # ----------------------------------------------------------------- text forms
 

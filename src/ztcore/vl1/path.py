@@ -3,7 +3,7 @@ activity timestamps and latency the core keeps for it (ZeroTier's Path)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ztcore.vl1.inetaddress import InetAddress, IpScope
 
@@ -23,6 +23,9 @@ class Path:
     latency: int = -1  # ms, -1 = unknown
     last_echo_reply_gate: int = 0
     echo_gate_count: int = 0
+    # quality()'s scope factor, worked out on first use (the address never changes; quality
+    # is asked for every packet sent, and the scope takes an address classification).
+    _scope_scale: int = field(default=0, init=False, repr=False)
 
     @property
     def scope(self) -> IpScope:
@@ -56,7 +59,10 @@ class Path:
         base = self.latency if self.latency >= 0 else 0xFFFF
         age = min(now - self.last_in, PATH_HEARTBEAT_PERIOD * 10)
         value = base if age < PATH_ALIVE_TIMEOUT else base + 0xFFFF + age
-        return value * ((_MAX_SCOPE - int(self.scope)) + 1)
+        scale = self._scope_scale
+        if not scale:
+            scale = self._scope_scale = (_MAX_SCOPE - int(self.scope)) + 1
+        return value * scale
 
     def rate_gate_echo(self, now: int) -> bool:
         """Allow a bounded number of ECHO replies per second on this path."""

@@ -47,6 +47,7 @@ from ztcore.vl1.packet import (
     Dearmored,
     ErrorCode,
     PacketError,
+    PacketHeader,
     Verb,
     armor,
     crypt_field,
@@ -232,7 +233,7 @@ class Switch(Outbound):
             if complete is not None:
                 self._process_head(now, path, complete)
             return
-        self._process_head(now, path, data)
+        self._process_head(now, path, data, header)
 
     def _relay(
         self, now: int, path: Path, destination: int, source: int | None, data: bytes, is_fragment: bool
@@ -269,17 +270,20 @@ class Switch(Outbound):
             return True
         return False
 
-    def _process_head(self, now: int, path: Path, data: bytes) -> None:
-        if not self._try_decode(now, path, data):
+    def _process_head(self, now: int, path: Path, data: bytes, header: PacketHeader | None = None) -> None:
+        if header is None:
             header = parse_header(data)
+        if not self._try_decode(now, path, data, header):
             if len(self._rx_queue) >= RX_QUEUE_SIZE:
                 self._rx_queue.pop(0)
                 self.drops["rx_queue_full"] += 1
             self._rx_queue.append(_RxEntry(header.source, path.local_socket, path, data, now))
 
-    def _try_decode(self, now: int, path: Path, data: bytes) -> bool:
-        """Authenticate and dispatch one complete packet. False = wait for WHOIS."""
-        header = parse_header(data)
+    def _try_decode(self, now: int, path: Path, data: bytes, header: PacketHeader | None = None) -> bool:
+        """Authenticate and dispatch one complete packet (`header` parsed from it by the
+        caller, if it has). False = wait for WHOIS."""
+        if header is None:
+            header = parse_header(data)
         if header.encrypted_hello:
             # 1.16's optional encrypted HELLO: peel the extended armor with our identity
             # key, then it is an ordinary HELLO (its MAC still has to check out).
