@@ -339,3 +339,23 @@ def test_expected_replies_scale_with_the_peers_a_node_serves() -> None:
     assert sw.expecting_reply_to(1) and sw.expecting_reply_to(bound)
     sw.expect_reply_to(bound + 1, net.now)  # one more: the oldest goes
     assert not sw.expecting_reply_to(1) and sw.table_sizes()["expecting_replies"] == (bound, bound)
+
+
+def test_unicast_frames_go_out_uncompressed_like_the_real_core(identities: list[Identity]) -> None:
+    # zerotier-one stopped compressing FRAME / EXT_FRAME in 1.4.8; other verbs still try LZ4.
+    from ztcore.vl1.packet import dearmor
+    from ztcore.vl1.peer import Peer
+
+    a, b = identities[1], identities[2]
+    net, _root, (ha, _hb, _hc), _, _ = _net(identities)
+    peer = Peer.create(a, b.public())
+    peer.proto_version = 12
+    receiver = Peer.create(b, a.public())
+    compressible = b"ztcore " * 200
+    sw = ha.node.switch
+    for verb, compressed in ((Verb.FRAME, False), (Verb.EXT_FRAME, False), (Verb.USER_MESSAGE, True)):
+        wire = sw.armor_for(peer, verb, compressible)
+        got = dearmor(wire, receiver.key, receiver.aes_keys)  # suite 3: both speak protocol 12
+        assert got.payload == compressible
+        assert got.compressed is compressed, Verb(verb).name
+        assert (len(wire) < len(compressible)) is compressed

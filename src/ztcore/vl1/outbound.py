@@ -197,7 +197,7 @@ class Outbound:
             key=peer.key,
             encrypt=encrypt,
             aes_keys=peer.aes_keys_if_supported() if encrypt else None,
-            compress=len(payload) > 256,
+            compress=len(payload) > 256 and verb not in _UNCOMPRESSED_VERBS,
         )
 
     def _try_send(self, now: int, peer: Peer, verb: int, payload: bytes, encrypt: bool) -> bool:
@@ -274,6 +274,10 @@ class Outbound:
 # need no entry in the expected-replies table.
 _NO_REPLY_VERBS = frozenset({Verb.FRAME, Verb.MULTICAST_FRAME})
 _SHEDDABLE_VERBS = frozenset({Verb.FRAME, Verb.EXT_FRAME, Verb.MULTICAST_FRAME})
+# Unicast frames go out uncompressed, as from the real core since 1.4.8: their payloads
+# (mostly already-compressed or encrypted traffic) almost never shrink, so trying costs
+# every frame an LZ4 pass for nothing. Control messages and multicast still try.
+_UNCOMPRESSED_VERBS = frozenset({Verb.FRAME, Verb.EXT_FRAME})
 _OUT_KEYS = {v: f"out_{v.name}" for v in Verb}
 
 
