@@ -359,3 +359,26 @@ def test_unicast_frames_go_out_uncompressed_like_the_real_core(identities: list[
         assert got.payload == compressible
         assert got.compressed is compressed, Verb(verb).name
         assert (len(wire) < len(compressible)) is compressed
+
+
+def test_rendezvous_gate_scales_with_the_peers_a_root_serves() -> None:
+    """With 10,000 peers the root's table of recently introduced pairs was full at 4,096
+    and forgot pairs early (so it re-sent RENDEZVOUS sooner than its spacing)."""
+    from ztcore.vl1.switch import PER_REMOTE_TABLE_MAX, UNITE_PAIRS_PER_PEER
+
+    net = SimNetwork()
+    root_id = Identity.generate()
+    ep = net.allocate_endpoint("10.0.0.1")
+    planet, _ = make_planet([(root_id, [ep])])
+    sw = net.add_node(identity=root_id, planet=planet, endpoint=ep).node.switch
+    assert sw.table_sizes()["unite_gate"][1] == PER_REMOTE_TABLE_MAX
+    sw.host.topology.peers.update({0x1000000000 + i: None for i in range(3000)})  # only their count matters
+    sw.do_timer_tasks(net.now)
+    bound = 3000 * UNITE_PAIRS_PER_PEER
+    assert sw.table_sizes()["unite_gate"][1] == bound > PER_REMOTE_TABLE_MAX
+    base = 0x1000000000
+    pairs = [(base + i, base + (i + 1) % 3000) for i in range(3000)]  # a ring through the root
+    pairs += [(base + i, base + i + 2) for i in range(2000)]  # and some chords: 5,000 pairs > 4,096
+    assert all(sw._should_unite(net.now, a, b) for a, b in pairs)
+    assert not any(sw._should_unite(net.now, a, b) for a, b in pairs)  # every pair still remembered
+    assert sw._last_unite.evicted == 0

@@ -76,6 +76,10 @@ IDENTITY_VERIFICATION_RATE = 10  # new identities validated per second per remot
 # every per-remote table has a size cap, and two global budgets cap what such a flood can
 # make the node do (WHOIS sent to the roots; identity verifications, a memory-hard hash each).
 PER_REMOTE_TABLE_MAX = 4096
+# Pairs a root introduced lately (RENDEZVOUS spacing): both ends are peers it knows, so a
+# forged source cannot add any; the table grows with the peers served, 2 pairs a peer
+# (a ring of peers talking through the root needs one pair each), at least the flat cap.
+UNITE_PAIRS_PER_PEER = 2
 WHOIS_HOLD = 60_000  # a WHOIS target is remembered this long (per-address retry spacing)
 WHOIS_GLOBAL_RATE = 100  # WHOIS sent per second, all addresses together (burst: 2 s worth)
 IDENTITY_VERIFICATION_GLOBAL_RATE = 100  # new identities verified per second, all sources
@@ -180,7 +184,7 @@ class Switch(Outbound):
             "paths": (len(topo.paths), MAX_PATHS),
             "pending_whois": (len(self._last_whois), PER_REMOTE_TABLE_MAX),
             "identity_gate": (len(self._identity_gate), PER_REMOTE_TABLE_MAX),
-            "unite_gate": (len(self._last_unite), PER_REMOTE_TABLE_MAX),
+            "unite_gate": (len(self._last_unite), self._last_unite.max_entries),
             "expecting_replies": (len(self._expecting), self.expecting_replies_bound()),
             "reassembly": (len(self.reassembler), self.reassembler.max_pending),
             "rx_queue": (len(self._rx_queue), RX_QUEUE_SIZE),
@@ -261,6 +265,9 @@ class Switch(Outbound):
                 self.stats["relayed"] += 1
                 return
         self._drop("relay_no_route", destination=str(Address(destination)))
+
+    def unite_pairs_bound(self) -> int:
+        return max(PER_REMOTE_TABLE_MAX, UNITE_PAIRS_PER_PEER * len(self.host.topology.peers))
 
     def _should_unite(self, now: int, a: int, b: int) -> bool:
         key = (min(a, b), max(a, b))
@@ -778,6 +785,7 @@ class Switch(Outbound):
         self.reassembler.expire(now)
         self._last_whois.expire(now)
         self._last_unite.expire(now)
+        self._last_unite.max_entries = self.unite_pairs_bound()
         self._identity_gate.expire(now)
         while self._expecting:
             pid, t = next(iter(self._expecting.items()))
