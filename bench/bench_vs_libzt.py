@@ -311,7 +311,7 @@ def warm_up(world: World, pair: str) -> str:
     return "RELAYED"
 
 
-def measure_rtt(world: World, pair: str, count: int) -> Row:
+def measure_rtt(world: World, pair: str, count: int, gap_ms: float = 20.0) -> Row:
     a, b = world.pairs[pair]
     load = load1()
     relayed0 = world.relayed()
@@ -324,17 +324,17 @@ def measure_rtt(world: World, pair: str, count: int) -> Row:
                 lost += 1
             else:
                 rtts.append(r)
-            time.sleep(0.02)  # the same spacing as the ztcore side
+            time.sleep(gap_ms / 1000)  # the same spacing as the ztcore side
     else:
         r = a.request(
-            "bench_ping", count * 3 + 10, nwid=world.nwid_hex, ip=b.ip, count=count, timeout_s=2, interval_s=0.02
+            "bench_ping", count * 3 + 10, nwid=world.nwid_hex, ip=b.ip, count=count, timeout_s=2, interval_s=gap_ms / 1000
         )
         rtts, lost = list(r["rtt_ms"]), int(r["lost"])
     relayed = world.relayed() - relayed0
     if not rtts:
         return Row(pair, "rtt", None, "ms", load, f"no echo answered of {count}")
     detail = (
-        f"ICMP echo A -> B, {count} one at a time, 56-byte payload: min {min(rtts):.3f} ms, "
+        f"ICMP echo A -> B, {count} one at a time {gap_ms:g} ms apart, 56-byte payload: min {min(rtts):.3f} ms, "
         f"max {max(rtts):.3f} ms, lost {lost}, relayed by root {relayed}"
     )
     return Row(pair, "rtt", statistics.median(rtts), "ms (median)", load, detail)
@@ -559,7 +559,7 @@ def ratio_rows(rows: list[Row]) -> list[str]:
 def command_line(args: argparse.Namespace) -> str:
     parts = ["python", "bench/bench_vs_libzt.py", "--seconds", f"{args.seconds:g}", "--runs", str(args.runs)]
     parts += ["--size", str(args.size)]
-    parts += ["--pings", str(args.pings), "--udp-rate", f"{args.udp_rate:g}"]
+    parts += ["--pings", str(args.pings), "--ping-gap", f"{args.ping_gap:g}", "--udp-rate", f"{args.udp_rate:g}"]
     if args.only != "rtt,udp,tcp":
         parts += ["--only", args.only]
     return shlex.join(parts)
@@ -580,6 +580,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=3, help="transfers per pair and protocol, pairs taking turns (default 3)")
     p.add_argument("--size", type=int, default=1400, help="UDP payload bytes per datagram (default 1400)")
     p.add_argument("--pings", type=int, default=20, help="ICMP echoes per pair (default 20)")
+    p.add_argument(
+        "--ping-gap", type=float, default=20.0, help="ms between echoes (default 20; 0: back to back, caches warm)"
+    )
     p.add_argument("--udp-rate", type=float, default=0.0, help="pace UDP at this many Mbit/s (default 0: open loop)")
     p.add_argument("--only", default="rtt,udp,tcp", help="comma-separated subset of rtt,udp,tcp")
     p.add_argument("--max-seconds", type=float, default=240.0, help="give up (and clean up) after this long")
@@ -587,8 +590,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     kinds = set(args.only.split(","))
     if not kinds or kinds - {"rtt", "udp", "tcp"}:
         p.error("--only takes a comma-separated subset of rtt,udp,tcp")
-    if not 0 < args.seconds <= 60 or not 16 <= args.size <= 2700 or not 1 <= args.pings <= 1000 or not 1 <= args.runs <= 20:
-        p.error("--seconds 0..60, --size 16..2700, --pings 1..1000, --runs 1..20")
+    if (
+        not 0 < args.seconds <= 60
+        or not 16 <= args.size <= 2700
+        or not 1 <= args.pings <= 1000
+        or not 0 <= args.ping_gap <= 1000
+        or not 1 <= args.runs <= 20
+    ):
+        p.error("--seconds 0..60, --size 16..2700, --pings 1..1000, --ping-gap 0..1000, --runs 1..20")
     return args
 
 
@@ -636,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
                     if kind not in kinds:
                         continue
                     if kind == "rtt":
-                        new = [measure_rtt(world, pair, args.pings) for pair in PAIRS]
+                        new = [measure_rtt(world, pair, args.pings, args.ping_gap) for pair in PAIRS]
                     else:
                         new = measure_throughput(world, kind, args)
                     for r in new:

@@ -59,7 +59,7 @@ def test_tiny_run_prints_every_row_with_a_number(harness: HarnessPaths) -> None:
     rc, out, err, pid = run_bench("--seconds", "1", "--runs", "1", "--pings", "5", "--max-seconds", "120")
     report = f"\n--- stdout\n{out}\n--- stderr (tail)\n{err[-3000:]}"
     assert rc == 0, f"exit {rc}{report}"
-    assert "command: python bench/bench_vs_libzt.py --seconds 1 --runs 1 --size 1400 --pings 5 --udp-rate 0" in out, report
+    assert "command: python bench/bench_vs_libzt.py --seconds 1 --runs 1 --size 1400 --pings 5 --ping-gap 20 --udp-rate 0" in out, report
     assert re.search(r"load average \d+\.\d\d \d+\.\d\d \d+\.\d\d at start", out), report
     assert re.search(r"load average \d+\.\d\d \d+\.\d\d \d+\.\d\d at end; \d+ s in all; command: ", out), report
 
