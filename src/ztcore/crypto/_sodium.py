@@ -1,35 +1,49 @@
-"""libsodium loaded through cffi's ABI mode (Debian's runtime package ships the
-shared library without headers, so the few prototypes we need are declared
-here). The same soname candidates are checked at build time by setup.py."""
+"""libsodium loaded through cffi's ABI mode (dlopen; no compiled binding).
+
+The declarations (`_sodium_cdef.CDEF`) come pre-parsed from ``_sodium_ffi``, the
+module the build step generates (out-of-line mode), so pycparser is not imported
+at run time; in a source tree where the build has not run they are parsed here
+instead (in-line mode, same result). The same soname candidates are checked at
+build time by setup.py.
+"""
 
 from __future__ import annotations
 
 import ctypes.util
-
-from cffi import FFI
+import logging
+from typing import Any
 
 from ztcore.errors import MissingLibraryError
 
-ffi = FFI()
-ffi.cdef(
-    """
-    int sodium_init(void);
-    int crypto_stream_salsa2012_xor(unsigned char *c, const unsigned char *m,
-        unsigned long long mlen, const unsigned char *n, const unsigned char *k);
-    int crypto_stream_salsa20_xor_ic(unsigned char *c, const unsigned char *m,
-        unsigned long long mlen, const unsigned char *n, uint64_t ic, const unsigned char *k);
-    int crypto_onetimeauth_poly1305(unsigned char *out, const unsigned char *in,
-        unsigned long long inlen, const unsigned char *k);
-    """
-)
+log = logging.getLogger(__name__)
+
+
+def _make_ffi() -> tuple[Any, bool]:
+    try:
+        from ztcore.crypto._sodium_ffi import ffi as built  # type: ignore[import-not-found]
+    except ImportError:
+        from cffi import FFI
+
+        from ztcore.crypto._sodium_cdef import CDEF
+
+        log.debug("ztcore.crypto._sodium_ffi is not built; parsing the libsodium declarations at import")
+        parsed = FFI()
+        parsed.cdef(CDEF)
+        return parsed, False
+    return built, True
+
+
+ffi, PREPARSED = _make_ffi()
+"""`PREPARSED`: the declarations came from the build step (no pycparser at run time)."""
 
 
 def _load():  # type: ignore[no-untyped-def]
-    names = ["libsodium.so.23", "libsodium.so.26", "libsodium.so"]
-    found = ctypes.util.find_library("sodium")
-    if found:
-        names.append(found)
-    for name in names:
+    # find_library runs ldconfig/gcc, so it is asked only if the usual sonames fail.
+    for name in ("libsodium.so.23", "libsodium.so.26", "libsodium.so", None):
+        if name is None:
+            name = ctypes.util.find_library("sodium")
+            if not name:
+                break
         try:
             lib = ffi.dlopen(name)
         except OSError:
@@ -44,3 +58,14 @@ def _load():  # type: ignore[no-untyped-def]
 
 
 lib = _load()
+
+
+def has_symbols(*names: str) -> bool:
+    """True if the loaded libsodium exports every one of `names` (an old or
+    trimmed build may lack some; callers then use their reference path)."""
+    for name in names:
+        try:
+            getattr(lib, name)
+        except AttributeError:
+            return False
+    return True
