@@ -9,7 +9,6 @@ result). The same soname candidates are checked at build time by setup.py.
 
 from __future__ import annotations
 
-import ctypes.util
 import logging
 import re
 from typing import Any
@@ -35,9 +34,12 @@ def _parse() -> Any:
 
 
 def _load(ffi: Any) -> Any:
-    # find_library runs ldconfig/gcc, so it is asked only if the usual sonames fail.
+    # find_library runs ldconfig/gcc (and ctypes.util imports shutil, tempfile, bz2,
+    # lzma: 0.7 MiB), so it is asked only if the usual sonames fail.
     for name in ("libsodium.so.23", "libsodium.so.26", "libsodium.so", None):
         if name is None:
+            import ctypes.util
+
             name = ctypes.util.find_library("sodium")
             if not name:
                 break
