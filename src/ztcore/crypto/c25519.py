@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import functools
 import hmac
+import logging
 import os
 from typing import Any
 
 from ztcore.crypto._sodium import ffi, has_symbols, lib
 from ztcore.crypto.symmetric import sha512
+
+log = logging.getLogger(__name__)
 
 C25519_PUBLIC_KEY_LEN = 64
 C25519_PRIVATE_KEY_LEN = 64
@@ -161,6 +164,24 @@ def c25519_verify_ref(public: bytes, message: bytes, signature: bytes) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+# The real core's first self-test key pair: the libsodium path is used only if it
+# derives the same public key (a wrong binding would otherwise be silent).
+_CHECK_PRIVATE = bytes.fromhex(
+    "e5f37bd40ec9dc775086dcf42ebcdb27f073d45873c44b718b3cc54fa87ca484"
+    "d9962373b40316bf1ea12dd8c48ae78210dac9e5459b01dc73a6c917a815316d"
+)
+_CHECK_PUBLIC = bytes.fromhex(
+    "a1fc7ab46ddf7dcfe7ec75e5fadd11cbcc37f8845d1c924e098965fcd8e95a30"
+    "dae486a335b4190cbc7bcb3eb94cbd16e83d132bc9c339eaf142e76f69789ab7"
+)
+
+if HAVE_SODIUM_C25519 and _public_from_private_sodium(_CHECK_PRIVATE) != _CHECK_PUBLIC:
+    log.warning("libsodium's X25519/Ed25519 disagree with ZeroTier's vector; C25519 runs on cryptography")
+    HAVE_SODIUM_C25519 = False
+elif not HAVE_SODIUM_C25519:
+    log.info("libsodium lacks X25519/Ed25519 functions; C25519 runs on cryptography")
 
 
 # --- the API --------------------------------------------------------------------------
