@@ -1,8 +1,11 @@
-"""Build hook for ztcore's one C extension (everything else is in pyproject.toml).
+"""Build hook for ztcore's C extensions and its libsodium binding (everything else
+is in pyproject.toml).
 
 It turns the two ways a build fails on a fresh machine into one sentence naming
 what to install: no libsodium (needed at run time; checked here so that the
 install fails, not the first import) and no C compiler or Python headers.
+It also has cffi write ``ztcore.crypto._sodium_ffi``, the libsodium declarations
+pre-parsed (out-of-line ABI mode: nothing compiled, no pycparser at run time).
 """
 
 import ctypes
@@ -51,4 +54,9 @@ class BuildExt(build_ext):
             raise SystemExit("error: " + NO_COMPILER.format(error=str(e).strip())) from None
 
 
-setup(cmdclass={"build_ext": BuildExt})
+setup(
+    cmdclass={"build_ext": BuildExt},
+    # cffi wraps build_py / build_ext to generate the module (into the package
+    # directory for an editable install); BuildExt stays its base class.
+    cffi_modules=["src/ztcore/crypto/_sodium_build.py:ffibuilder"],
+)

@@ -32,6 +32,11 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 
 # Loaded by an idle daemon only if something is wrong with the lazy imports.
 NOT_AT_IDLE = (
+    # crypto: libsodium does X25519/Ed25519, the armor kernel AES; the libsodium
+    # declarations come pre-parsed from the build step (cffi out-of-line mode).
+    "cryptography",
+    "pycparser",
+    "cffi",
     "ssl",
     "_ssl",
     "sqlite3",

@@ -1,7 +1,9 @@
 """Cryptographic primitives used by ZeroTier 1.x.
 
-`cryptography` provides X25519, Ed25519, Poly1305, AES and SHA-512;
-libsodium (through cffi's ABI mode) provides Salsa20/12 and Salsa20/20.
+libsodium (through cffi's ABI mode) provides Salsa20/12, Salsa20/20, Poly1305,
+X25519 and Ed25519; hashlib SHA-512/384; the armor kernel takes AES from the
+interpreter's libcrypto. `cryptography` is the reference (tests, and the fallback
+when libsodium lacks a function) and is imported only when used.
 """
 
 from ztcore.crypto.c25519 import (

@@ -29,12 +29,13 @@ import hmac
 import logging
 import struct
 import threading
-
-from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING
 
 from ztcore.crypto import armor as _armor_mod
 from ztcore.crypto.armor import E_BAD_MAC, E_TOO_LONG, E_TOO_SHORT, E_UNKNOWN_CIPHER, MAX_PACKET_LENGTH
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers import CipherContext
 
 __all__ = ["HAVE_C_AES", "AesGmacSiv"]
 
@@ -46,11 +47,15 @@ _AAD_STRUCT = struct.Struct(">5s5sB")
 
 
 class _PyContexts:
-    """`cryptography` contexts of the reference path, made on first use."""
+    """`cryptography` contexts of the reference path, made on first use (a node
+    whose kernel is built never imports `cryptography`)."""
 
     __slots__ = ("gcm", "ecb_enc", "ecb_dec", "ctr", "lock")
 
     def __init__(self, k0: bytes, k1: bytes) -> None:
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self.gcm = AESGCM(k0)
         aes1 = algorithms.AES(k1)
         # ECB contexts are stateless between 16-byte blocks, so one of each

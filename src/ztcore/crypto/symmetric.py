@@ -1,11 +1,9 @@
-"""Symmetric primitives: Salsa20/12 and Salsa20/20 (libsodium), Poly1305 and
-SHA-512/384 (`cryptography`)."""
+"""Symmetric primitives: Salsa20/12, Salsa20/20 and Poly1305 (libsodium), SHA-512/384
+(hashlib). `poly1305` is the reference on `cryptography`, imported on first use."""
 
 from __future__ import annotations
 
 import hashlib
-
-from cryptography.hazmat.primitives.poly1305 import Poly1305
 
 from ztcore.crypto._sodium import ffi, lib
 
@@ -29,7 +27,9 @@ def salsa20_20_xor(key: bytes, iv: bytes, data: bytes, block: int = 0) -> bytes:
 
 
 def poly1305(key: bytes, data: bytes) -> bytes:
-    """One-time Poly1305 tag (16 bytes) of `data` under a 32-byte key."""
+    """One-time Poly1305 tag (16 bytes) of `data` under a 32-byte key (reference)."""
+    from cryptography.hazmat.primitives.poly1305 import Poly1305
+
     return Poly1305.generate_tag(key, data)
 
 

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import lz4.block
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ztcore.crypto import c25519_agree, c25519_public_from_private, salsa20_12_xor
 from ztcore.crypto.aes_gmac_siv import AesGmacSiv
@@ -444,6 +443,9 @@ EPHEMERAL_KEY_LENGTH = 32
 
 
 def _extended_ctr(key: bytes, head12: bytes, data: bytes) -> bytes:
+    # Rare (a 1.16 peer's HELLO): `cryptography` is loaded only when it happens.
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     c = Cipher(algorithms.AES(key), modes.CTR(bytes(head12) + bytes(4))).encryptor()
     return c.update(bytes(data)) + c.finalize()
 
