@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import os
-import platform
 import pstats
 import random
 import resource
@@ -47,6 +46,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import machine  # bench/machine.py: command, interpreter and load average around the figures
 from ztcore.controller.live import EmbeddedController
 from ztcore.controller.model import update_member
 from ztcore.controller.store import ControllerStore
@@ -322,7 +322,7 @@ def main() -> None:
     if not args.sizes or min(args.sizes) < 1 or args.active < 1:
         ap.error("--sizes and --active need positive integers")
 
-    print(f"Python {platform.python_version()} ({sys.implementation.name}) on {platform.machine()}")
+    machine.header()
     with tempfile.TemporaryDirectory(prefix="ztcore-bench-ctl-", dir=args.dir) as d:
         tmp = Path(d)
         for size in args.sizes:
@@ -339,6 +339,7 @@ def main() -> None:
         _print_section(f"1. config replies per second (up to {args.active} members asking)", rows, t0)
         if args.big > 0:
             _section(f"2. a {args.big:,}-member network", lambda: part2(tmp, args.big, args.samples))
+    machine.footer()
 
 
 if __name__ == "__main__":
