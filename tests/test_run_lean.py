@@ -54,6 +54,8 @@ NOT_AT_IDLE = (
     "ztcore.runtime.facade",
     "ztcore.cli.rules",
     "ztcore.cli.client",
+    # only to read the built-in planet, which a node given its own planet file never needs
+    "importlib.resources",
 )
 
 

@@ -26,7 +26,6 @@ import os
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from ztcore.atomicfile import write_atomic
@@ -338,6 +337,10 @@ def moon_file_name(world_id: int) -> str:
 @functools.cache
 def default_planet() -> World:
     """The public ZeroTier planet built into the core (parsed and signature-checked once)."""
+    # Imported here: importlib.resources pulls in tempfile, shutil, bz2 and lzma (about
+    # 0.8 MiB), which a node given its own planet file never needs.
+    from importlib import resources
+
     data = resources.files("ztcore").joinpath("data", "planet.zerotier").read_bytes()
     world, used = World.from_bytes(data)
     if used != len(data) or world.type != WorldType.PLANET or not world.verify_signature():
