@@ -42,10 +42,8 @@ import cProfile
 import ipaddress
 import multiprocessing
 import os
-import platform
 import pstats
 import struct
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -53,6 +51,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import machine  # bench/machine.py: command, interpreter and load average around the figures
 from bench_echo import HOST, start_world  # the same offline world (root + leaves on 127.0.0.1)
 from ztcore.api import VirtualFrame
 from ztcore.runtime import MemoryState, NodeService, Runtime
@@ -470,7 +469,7 @@ def main() -> None:
     if args.window < 0 or args.burst < 1:
         ap.error("--window must be >= 0 and --burst >= 1")
 
-    print(f"Python {platform.python_version()} ({sys.implementation.name}) on {platform.machine()}")
+    machine.header()
     t0 = time.perf_counter()
     runs = [("accept-all", asyncio.run(run(args)))]
     if args.rules:
@@ -502,6 +501,7 @@ def main() -> None:
             if base:
                 print(f"{name}: with rules {ruled / base * 100:.0f} % of accept-all (target: >= 85 %)")
     print(f"total {time.perf_counter() - t0:.1f} s")
+    machine.footer()
 
 
 if __name__ == "__main__":
