@@ -382,3 +382,8 @@ def test_rendezvous_gate_scales_with_the_peers_a_root_serves() -> None:
     assert all(sw._should_unite(net.now, a, b) for a, b in pairs)
     assert not any(sw._should_unite(net.now, a, b) for a, b in pairs)  # every pair still remembered
     assert sw._last_unite.evicted == 0
+    # Peers that arrive between two timer runs: the table grows when it fills up.
+    sw.host.topology.peers.update({0x2000000000 + i: None for i in range(3000)})
+    more = [(0x2000000000 + i, 0x2000000000 + i + 1) for i in range(2999)]
+    assert all(sw._should_unite(net.now, a, b) for a, b in more)
+    assert sw._last_unite.evicted == 0 and sw.table_sizes()["unite_gate"] == (len(pairs) + len(more), 12000)

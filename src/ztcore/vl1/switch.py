@@ -271,9 +271,13 @@ class Switch(Outbound):
 
     def _should_unite(self, now: int, a: int, b: int) -> bool:
         key = (min(a, b), max(a, b))
-        last = self._last_unite.get(key)
+        table = self._last_unite
+        last = table.get(key)
         if last is None or now - last >= MIN_UNITE_INTERVAL:
-            self._last_unite.set(key, now)
+            if last is None and len(table) >= table.max_entries:
+                # Full before the next timer run re-sized it (peers arrived in a burst).
+                table.max_entries = self.unite_pairs_bound()
+            table.set(key, now)
             return True
         return False
 
