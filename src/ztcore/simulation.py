@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,15 +21,20 @@ from ztcore.node import Node
 from ztcore.vl1.inetaddress import InetAddress
 from ztcore.vl1.world import Root, World, WorldType
 
+SIM_EVENT_HISTORY = 16384  # events a SimHost keeps (oldest dropped first)
+
 
 @dataclass
 class SimHost:
-    """Callbacks for one simulated node; records everything it sees."""
+    """Callbacks for one simulated node; records everything it sees (the latest
+    SIM_EVENT_HISTORY events)."""
 
     net: SimNetwork
     endpoint: tuple[str, int]
     state: dict[tuple[int, tuple[int, ...]], bytes] = field(default_factory=dict)
-    events: list[Event] = field(default_factory=list)
+    # The latest events only: a long or hostile simulation (a flood's drop traces) must not
+    # keep every event it ever produced.
+    events: deque[Event] = field(default_factory=lambda: deque(maxlen=SIM_EVENT_HISTORY))
     frames: list[VirtualFrame] = field(default_factory=list)
     node: Node | None = None
     sent: int = 0
