@@ -23,16 +23,24 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ztcore.runtime.sockets import DEFAULT_CONNECT_TIMEOUT
 
 if TYPE_CHECKING:
-    from ztcore.runtime.facade import ThreadedRuntime
     from ztcore.runtime.service import NodeService
 
 T = TypeVar("T")
+
+
+class LoopRunner(Protocol):
+    """What these sockets need from `ztcore.runtime.facade.ThreadedRuntime` (named here so
+    the facade, which hands its sockets out, is not imported back)."""
+
+    def call(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T: ...
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T: ...
 
 _FOREVER = 10.0**9  # the facade needs a bound; the socket's own timeout is the real one
 _UNSET: Any = object()
@@ -48,7 +56,7 @@ async def _bounded(aw: Coroutine[Any, Any, T], timeout: float | None, what: str)
 
 
 class _Blocking:
-    def __init__(self, rt: ThreadedRuntime, timeout: float | None) -> None:
+    def __init__(self, rt: LoopRunner, timeout: float | None) -> None:
         self._rt = rt
         self._timeout = timeout
 
@@ -79,7 +87,7 @@ class ZtSocket(_Blocking):
 
     def __init__(
         self,
-        rt: ThreadedRuntime,
+        rt: LoopRunner,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         timeout: float | None,
@@ -171,7 +179,7 @@ class ZtListener(_Blocking):
     """A listening TCP port; ``accept`` returns connected ``ZtSocket``s."""
 
     def __init__(
-        self, rt: ThreadedRuntime, service: NodeService, port: int, network: Any, backlog: int
+        self, rt: LoopRunner, service: NodeService, port: int, network: Any, backlog: int
     ) -> None:
         super().__init__(rt, None)
         self._queue: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] | None = None
@@ -220,7 +228,7 @@ class _DatagramQueue(asyncio.DatagramProtocol):
 class ZtDatagramSocket(_Blocking):
     """A UDP port on a virtual network."""
 
-    def __init__(self, rt: ThreadedRuntime, service: NodeService, port: int, network: Any, v6: bool) -> None:
+    def __init__(self, rt: LoopRunner, service: NodeService, port: int, network: Any, v6: bool) -> None:
         super().__init__(rt, None)
 
         async def start() -> Any:
@@ -250,7 +258,7 @@ class ZtDatagramSocket(_Blocking):
 
 
 def connect(
-    rt: ThreadedRuntime,
+    rt: LoopRunner,
     service: NodeService,
     host: str,
     port: int,

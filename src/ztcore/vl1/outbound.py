@@ -5,7 +5,7 @@ a bounded transmit queue, HELLO / ECHO contact attempts, RENDEZVOUS introduction
 PUSH_DIRECT_PATHS.
 
 `Outbound` is the sending half of `ztcore.vl1.switch.Switch` (a mixin: the switch owns the
-tables these methods use).
+tables these methods use); `VL1Host` is what both halves need from the node that owns them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ztcore.identity import Address
 from ztcore.vl1.fragment import make_fragments
@@ -24,7 +24,10 @@ from ztcore.vl1.peer import Peer
 from ztcore.vl1.ratelimit import RecentTable, TokenBucket
 
 if TYPE_CHECKING:
-    from ztcore.vl1.switch import VL1Host
+    from ztcore.api import EventType
+    from ztcore.identity import Identity
+    from ztcore.vl1.topology import Topology
+    from ztcore.vl1.world import World
 
 # The software version ztcore announces in HELLO. Real cores gate behaviour on it
 # (e.g. ECHO instead of HELLO for path confirmation needs > 1.1.0), so ztcore
@@ -39,6 +42,27 @@ TX_QUEUE_SIZE = 32  # ZT_TX_QUEUE_SIZE
 # itself is bounded by the identity-verification budget, so this stays bounded too.
 EXPECTING_REPLIES_MAX = 4096
 EXPECTING_REPLIES_PER_PEER = 4
+
+
+class VL1Host(Protocol):
+    """What the switch needs from the node that owns it."""
+
+    identity: Identity
+    topology: Topology
+
+    def put_packet(self, local_socket: int, address: InetAddress, data: bytes, ttl: int = 0) -> bool: ...
+
+    def post_event(self, kind: EventType, data: dict[str, object] | None = None) -> None: ...
+
+    def trace(self, kind: str, /, **fields: object) -> None: ...
+
+    def should_use_path(self, address: int, local_socket: int, remote: InetAddress) -> bool: ...
+
+    def direct_paths(self) -> list[InetAddress]: ...
+
+    def world_changed(self, world: World) -> None: ...
+
+    def upstream_heard(self, now: int) -> None: ...
 
 
 @dataclass(slots=True)

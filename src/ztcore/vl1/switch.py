@@ -34,6 +34,7 @@ from ztcore.vl1.outbound import (
     TX_QUEUE_SIZE,
     WHOIS_RETRY_DELAY,
     Outbound,
+    VL1Host,
     _TxEntry,
     verb_name,
 )
@@ -61,7 +62,7 @@ from ztcore.vl1.packet import (
 from ztcore.vl1.path import Path
 from ztcore.vl1.peer import DIRECT_PATH_PUSH_INTERVAL, DIRECT_PATH_PUSH_INTERVAL_HAVEPATH, Peer
 from ztcore.vl1.ratelimit import RecentTable, TokenBucket, WindowGate
-from ztcore.vl1.topology import MAX_PATHS, Topology
+from ztcore.vl1.topology import MAX_PATHS
 from ztcore.vl1.world import World, WorldType
 
 log = logging.getLogger(__name__)
@@ -119,27 +120,6 @@ class VL2Handler(Protocol):
     def handle_error(
         self, now: int, peer: Peer, in_re_verb: int, in_re_packet_id: int, code: int, payload: bytes
     ) -> None: ...
-
-
-class VL1Host(Protocol):
-    """What the switch needs from the node that owns it."""
-
-    identity: Identity
-    topology: Topology
-
-    def put_packet(self, local_socket: int, address: InetAddress, data: bytes, ttl: int = 0) -> bool: ...
-
-    def post_event(self, kind: EventType, data: dict[str, object] | None = None) -> None: ...
-
-    def trace(self, kind: str, /, **fields: object) -> None: ...
-
-    def should_use_path(self, address: int, local_socket: int, remote: InetAddress) -> bool: ...
-
-    def direct_paths(self) -> list[InetAddress]: ...
-
-    def world_changed(self, world: World) -> None: ...
-
-    def upstream_heard(self, now: int) -> None: ...
 
 
 @dataclass(slots=True)

@@ -7,7 +7,8 @@ Unicast frames go as FRAME (EXT_FRAME when bridged or flagged), after the outbou
 rules; multicast and ARP go to gathered members, each copy filtered per recipient.
 
 `VL2Outbound` is the sending half of `ztcore.vl2.switch.VL2Switch` (a mixin: the switch
-owns the host, counters and the pending-multicast list these methods use).
+owns the host, counters and the pending-multicast list these methods use); `VL2Host` is
+what both halves need from the node.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import struct
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ztcore.vl1.packet import Verb
 from ztcore.vl2.mac import MAC
@@ -26,13 +27,39 @@ from ztcore.vl2.network import PEER_ACTIVITY_TIMEOUT, PEER_CREDENTIALS_REQUEST_R
 from ztcore.vl2.rules.evaluate import ETHERTYPE_ARP, ETHERTYPE_IPV6, Evaluation
 
 if TYPE_CHECKING:
-    from ztcore.vl2.switch import VL2Host
+    from ztcore.identity import Identity
+    from ztcore.vl1.switch import Switch
+    from ztcore.vl1.topology import Topology
+    from ztcore.vl2.controller_api import NetworkController
+    from ztcore.vl2.multicaster import Multicaster
 
 MULTICAST_TRANSMIT_TIMEOUT = 5_000  # ZT_MULTICAST_TRANSMIT_TIMEOUT
 EXT_FRAME_FLAG_ACK = 0x10
 FRAME_FLAG_COM = 0x01  # EXT_FRAME and MULTICAST_FRAME: an inline COM follows
 MULTICAST_FRAME_FLAG_GATHER = 0x02
 MULTICAST_FRAME_FLAG_SOURCE_MAC = 0x04
+
+
+class VL2Host(Protocol):
+    identity: Identity
+    topology: Topology
+    switch: Switch
+    multicaster: Multicaster
+    controller: NetworkController | None
+
+    def get_network(self, network_id: int) -> Network | None: ...
+
+    def controller_has_authorized(self, now: int, network_id: int, address: int) -> bool: ...
+
+    def deliver_frame(
+        self, network: Network, source_mac: int, dest_mac: int, ethertype: int, vlan_id: int, data: bytes
+    ) -> None: ...
+
+    def trace(self, kind: str, /, **fields: object) -> None: ...
+
+    def filter_trace_wanted(self, network_id: int) -> bool: ...
+
+    def trace_network_filter(self, now: int, network_id: int, **fields: Any) -> object: ...
 
 
 @dataclass(slots=True)

@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import struct
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ztcore.errors import InvalidFormatError
-from ztcore.identity import Address, Identity
+from ztcore.identity import Address
 from ztcore.vl1.packet import Dearmored, ErrorCode, PacketError, Verb
 from ztcore.vl2.credentials import CertificateOfMembership, NetworkCredentials
 from ztcore.vl2.dictionary import Dictionary
 from ztcore.vl2.mac import MAC
 from ztcore.vl2.membership import AddCredentialResult
 from ztcore.vl2.multicast_group import MulticastGroup
-from ztcore.vl2.multicaster import Multicaster
 from ztcore.vl2.network import Network
 from ztcore.vl2.networkid import controller_for
 from ztcore.vl2.outbound import (
@@ -32,6 +31,7 @@ from ztcore.vl2.outbound import (
     MULTICAST_FRAME_FLAG_GATHER,
     MULTICAST_FRAME_FLAG_SOURCE_MAC,
     MULTICAST_TRANSMIT_TIMEOUT,
+    VL2Host,
     VL2Outbound,
     _PendingMulticast,
 )
@@ -40,31 +40,6 @@ from ztcore.vl2.rules.evaluate import Evaluation
 if TYPE_CHECKING:
     from ztcore.vl1.path import Path
     from ztcore.vl1.peer import Peer
-    from ztcore.vl1.switch import Switch
-    from ztcore.vl1.topology import Topology
-    from ztcore.vl2.controller_api import NetworkController
-
-class VL2Host(Protocol):
-    identity: Identity
-    topology: Topology
-    switch: Switch
-    multicaster: Multicaster
-    controller: NetworkController | None
-
-    def get_network(self, network_id: int) -> Network | None: ...
-
-    def controller_has_authorized(self, now: int, network_id: int, address: int) -> bool: ...
-
-    def deliver_frame(
-        self, network: Network, source_mac: int, dest_mac: int, ethertype: int, vlan_id: int, data: bytes
-    ) -> None: ...
-
-    def trace(self, kind: str, /, **fields: object) -> None: ...
-
-    def filter_trace_wanted(self, network_id: int) -> bool: ...
-
-    def trace_network_filter(self, now: int, network_id: int, **fields: Any) -> object: ...
-
 
 def _need(p: bytes, length: int, reason: str) -> None:
     """Refuse a payload shorter than the fixed part about to be read (a counted drop)."""
