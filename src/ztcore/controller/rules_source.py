@@ -27,10 +27,12 @@ Member ``tags`` may name a tag and its value through the network's
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ztcore.controller.model import ApiError, normalize_rules
-from ztcore.vl2.rules.compiler import RulesCompileError, compile_rules
+from ztcore.controller.validate import ApiError, normalize_rules
+
+if TYPE_CHECKING:
+    from ztcore.vl2.rules.compiler import RulesCompileError
 
 __all__ = ["RulesSourceError", "apply_rules_source", "resolve_member_tag"]
 
@@ -57,6 +59,10 @@ def apply_rules_source(network: dict[str, Any], body: Mapping[str, Any]) -> None
         network.pop("tagsByName", None)
         network.pop("capabilitiesByName", None)
         return
+    # Imported here: only a network with a rules source needs the compiler, and an idle
+    # daemon loads this module with the records model.
+    from ztcore.vl2.rules.compiler import RulesCompileError, compile_rules
+
     try:
         compiled = compile_rules(source)
     except RulesCompileError as e:
