@@ -10,9 +10,9 @@ import ztcore
 
 PACKAGE = Path(ztcore.__file__).parent
 
-# Lowest first. Shared vocabulary (errors, api, atomicfile) is below everything.
+# Lowest first. Shared vocabulary (errors, api, atomicfile, lazy) is below everything.
 LAYERS = [
-    {"errors", "api", "atomicfile"},
+    {"errors", "api", "atomicfile", "lazy"},
     {"crypto"},
     {"identity"},
     {"vl1"},

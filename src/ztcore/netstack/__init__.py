@@ -9,8 +9,7 @@ network does not load the responder, UDP and TCP.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ztcore.lazy import lazy_exports
 
 _LAZY = {
     "PingHandle": "responder",
@@ -28,10 +27,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -7,8 +7,7 @@ sockets, the thread facade and the userspace TCP stack with it.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ztcore.lazy import lazy_exports
 
 # name -> module that defines it
 _LAZY = {
@@ -36,14 +35,5 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
