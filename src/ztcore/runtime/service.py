@@ -611,32 +611,36 @@ class NodeService(NetworkSockets, AppWaits):
         if b.pending:  # keep the order: behind what is already waiting
             return self._enqueue(b, data, addr, ttl)
         try:
-            if ttl > 0 and b.family == socket.AF_INET:
-                self._sendto_ttl(b.sock, data, addr, ttl)
-            else:
-                b.sock.sendto(data, addr)
+            self._sendto(b, data, addr, ttl)
         except (BlockingIOError, InterruptedError):
             return self._enqueue(b, data, addr, ttl)
         except (OSError, ValueError) as e:
             self.counters.send_errors += 1
             log.debug("send to %s failed: %s", addr, e)
             return False
+        self._sent(b, data, addr)
+        return True
+
+    @staticmethod
+    def _sendto(b: _Binding, data: bytes, addr: tuple[str, int], ttl: int) -> None:
+        if ttl > 0 and b.family == socket.AF_INET:
+            # Low-TTL sends open NAT mappings without reaching the peer.
+            sock = b.sock
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+            try:
+                sock.sendto(data, addr)
+            finally:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
+        else:
+            b.sock.sendto(data, addr)
+
+    def _sent(self, b: _Binding, data: bytes, addr: tuple[str, int]) -> None:
         counters = self.counters
         counters.packets_out += 1
         counters.bytes_out += len(data)
         if self._wire_listeners:
             self._dispatch(self._wire_listeners, "out", b.address, addr, data)
-        return True
-
-    @staticmethod
-    def _sendto_ttl(sock: socket.socket, data: bytes, addr: tuple[str, int], ttl: int) -> None:
-        # Low-TTL sends open NAT mappings without reaching the peer.
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
-        try:
-            sock.sendto(data, addr)
-        finally:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
 
     def _enqueue(self, b: _Binding, data: bytes, addr: tuple[str, int], ttl: int) -> bool:
         if len(b.pending) >= SEND_QUEUE_LIMIT or self._loop is None:
@@ -651,24 +655,17 @@ class NodeService(NetworkSockets, AppWaits):
     def _on_writable(self, b: _Binding) -> None:
         """Room in the socket's send buffer again: send what waited, in order."""
         pending = b.pending
-        counters = self.counters
         while pending:
             data, addr, ttl = pending[0]
             try:
-                if ttl > 0 and b.family == socket.AF_INET:
-                    self._sendto_ttl(b.sock, data, addr, ttl)
-                else:
-                    b.sock.sendto(data, addr)
+                self._sendto(b, data, addr, ttl)
             except (BlockingIOError, InterruptedError):
                 return
             except (OSError, ValueError) as e:
-                counters.send_errors += 1
+                self.counters.send_errors += 1
                 log.debug("send to %s failed: %s", addr, e)
             else:
-                counters.packets_out += 1
-                counters.bytes_out += len(data)
-                if self._wire_listeners:
-                    self._dispatch(self._wire_listeners, "out", b.address, addr, data)
+                self._sent(b, data, addr)
             pending.popleft()
         if self._loop is not None:
             self._loop.remove_writer(b.sock.fileno())
