@@ -4,36 +4,20 @@ anything starts, an empty identity.secret refused. Real subprocesses on loopback
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from ztcore.identity import Identity
-from ztcore.simulation import make_planet
-from ztcore.vl1.world import save_world_file
+from daemon import daemon_env, idle_root_planet
 
-SRC = Path(__file__).resolve().parent.parent / "src"
 _CLI = [sys.executable, "-c", "from ztcore.cli.main import main; main()", "run"]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
 
 
 @pytest.fixture()
 def planet(tmp_path: Path) -> Path:
-    # A planet whose root (never started) is on loopback: the nodes make no outside traffic.
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        root_port = s.getsockname()[1]
-    world, _ = make_planet([(Identity.generate(), [("127.0.0.1", root_port)])])
-    save_world_file(tmp_path / "planet", world)
-    return tmp_path / "planet"
+    return idle_root_planet(tmp_path)
 
 
 def _args(home: Path, planet: Path) -> list[str]:
@@ -42,13 +26,13 @@ def _args(home: Path, planet: Path) -> list[str]:
 
 
 def _run_once(home: Path, planet: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(_args(home, planet), capture_output=True, text=True, timeout=60, env=_env())
+    return subprocess.run(_args(home, planet), capture_output=True, text=True, timeout=60, env=daemon_env())
 
 
 def test_second_daemon_on_the_same_home_refuses(tmp_path: Path, planet: Path) -> None:
     home = tmp_path / "zt"
     first = subprocess.Popen(
-        _args(home, planet), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+        _args(home, planet), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=daemon_env()
     )
     try:
         assert first.stdout is not None
@@ -68,7 +52,7 @@ def test_second_daemon_on_the_same_home_refuses(tmp_path: Path, planet: Path) ->
         assert first.wait(timeout=15) == 0
     # Once the first is gone the home is free again (the lock is not a stale-file problem).
     again = subprocess.Popen(
-        _args(home, planet), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+        _args(home, planet), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=daemon_env()
     )
     try:
         assert again.stdout is not None

@@ -7,10 +7,8 @@ there: the hosted controller on a member's first config request or the first
 from __future__ import annotations
 
 import json
-import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,16 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from daemon import daemon_env, idle_root_planet
 from ztcore.cli.run import import_asyncio_without_tls, release_startup_memory
 from ztcore.identity import Identity
 from ztcore.runtime.controller_host import DB_FILENAME, ControllerHost
-from ztcore.simulation import make_planet
 from ztcore.vl1.inetaddress import InetAddress
-from ztcore.vl1.world import save_world_file
 from ztcore.vl2.controller_api import ControllerError
 from ztcore.vl2.netconf_request import build_request_metadata
-
-SRC = Path(__file__).resolve().parent.parent / "src"
 
 # Loaded by an idle daemon only if something is wrong with the lazy imports.
 NOT_AT_IDLE = (
@@ -156,7 +151,7 @@ def test_asyncio_without_tls_in_a_fresh_process() -> None:
         "assert ssl.OPENSSL_VERSION\n"
         "print('ok')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=_env())
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=daemon_env())
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
@@ -165,21 +160,6 @@ def test_asyncio_without_tls_does_nothing_when_loaded() -> None:
 
     assert import_asyncio_without_tls() is False
     assert release_startup_memory() in (True, False)  # never raises
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-def _planet(tmp_path: Path) -> Path:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        root_port = s.getsockname()[1]
-    world, _ = make_planet([(Identity.generate(), [("127.0.0.1", root_port)])])
-    save_world_file(tmp_path / "planet", world)
-    return tmp_path / "planet"
 
 
 def _until(cond: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
@@ -206,8 +186,8 @@ def test_idle_daemon_loads_only_what_it_uses(tmp_path: Path) -> None:
         "main(sys.argv[2:])\n"
     )
     args = [sys.executable, "-c", code, str(dump), "run", "--home", str(home), "--port", "0"]
-    args += ["--bind", "127.0.0.1", "--allow-loopback", "--planet", str(_planet(tmp_path))]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    args += ["--bind", "127.0.0.1", "--allow-loopback", "--planet", str(idle_root_planet(tmp_path))]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=daemon_env())
     try:
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], 60)
