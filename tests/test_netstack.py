@@ -233,6 +233,34 @@ def test_icmp_echo_v4(with_options: bool) -> None:
     assert_checksum(rep, ICMP)
 
 
+def test_icmp_echo_reply_is_what_the_general_builders_make() -> None:
+    """A plain echo request is answered in a few steps (`_input_icmp_echo`): the reply must
+    be byte for byte the one the general IPv4/ICMP builders make, fragmented when the MTU
+    is below it, and a request that lies about its length is dropped as malformed."""
+    r, cap = make()
+    data = bytes(range(256)) * 4
+    req = Ether(src=mac_str(MAC_PEER), dst=mac_str(MAC_A)) / IP(src=IP_PEER, dst=IP_A) / ICMP(type=8, id=9, seq=3) / data
+    assert feed(r, req)
+    rep = cap.ether()
+    ip_a, ip_peer = ipaddress.ip_address(IP_A).packed, ipaddress.ip_address(IP_PEER).packed
+    expected = fr.build_ipv4(
+        ip_a, ip_peer, 1, fr.build_icmp_echo(0, 9, 3, data), ident=rep[IP].id, dont_fragment=False
+    )
+    assert raw(rep)[14:] == expected
+    r.set_mtu(600)
+    cap.frames.clear()
+    assert feed(r, req)
+    parts = [cap.ether(i) for i in range(len(cap.frames))]
+    assert len(parts) == 2 and parts[0][IP].flags == "MF" and parts[1][IP].frag == 576 // 8
+    whole = raw(parts[0][IP].payload) + raw(parts[1][IP].payload)
+    assert whole == fr.build_icmp_echo(0, 9, 3, data)
+    cap.frames.clear()
+    b = bytearray(raw(req)[14:])
+    b[2:4] = (len(b) + 1).to_bytes(2, "big")  # total length past the end of the frame
+    assert not r.handle_frame(MAC_PEER, MAC_A, 0x0800, bytes(b), 0)
+    assert r.counters["malformed"] == 1 and cap.frames == []
+
+
 def test_broadcast_ping_ignored() -> None:
     r, cap = make()
     req = (

@@ -13,6 +13,7 @@ import pytest
 from ztcore.api import StateObjectType
 from ztcore.controller.live import EmbeddedController
 from ztcore.controller.store import ControllerStore
+from ztcore.errors import InvalidFormatError
 from ztcore.identity import Identity
 from ztcore.runtime.http_api import StoreControllerBackend
 from ztcore.runtime.service import now_ms
@@ -140,6 +141,15 @@ def test_private_network_join_authorize_and_exchange_frames(
     assert w.net.run_until(lambda: any(f.data == frame for f in w.b.frames), 5_000)
     got = next(f for f in w.b.frames if f.data == frame)
     assert (got.network_id, got.source_mac, got.dest_mac, got.ethertype) == (w.nwid, mac_a, mac_b, 0x0800)
+    # MAC objects are as good as ints; a value that is not a 48-bit MAC is refused, not sent.
+    again = _udp_frame(ip_a, ip_b, b"as MAC objects")
+    assert w.a.node.process_virtual_network_frame(w.net.now, w.nwid, MAC(mac_a), MAC(mac_b), 0x0800, 0, again)
+    assert w.net.run_until(lambda: any(f.data == again for f in w.b.frames), 5_000)
+    sent = w.a.node.vl2.stats["frames_out"]
+    for bad_source, bad_dest in ((mac_a, mac_b | 1 << 48), (-1, mac_b), (mac_a, "02:00:00:00:00:01")):
+        with pytest.raises(InvalidFormatError):
+            w.a.node.process_virtual_network_frame(w.net.now, w.nwid, bad_source, bad_dest, 0x0800, 0, frame)
+    assert w.a.node.vl2.stats["frames_out"] == sent
 
     # ARP request (broadcast) for b's IP becomes a multicast to b's ARP group.
     arp = _arp_request(mac_a, ip_a, ip_b)

@@ -52,6 +52,7 @@ EPHEMERAL_PORT_LAST = 65535
 MAX_UDP_PAYLOAD = 65507  # 65535 minus the IPv4 and UDP headers (IPv6 would allow 65527)
 
 _V4_LIMITED_BROADCAST = b"\xff\xff\xff\xff"
+_ECHO_TYPES = (f.ICMP_ECHO_REQUEST, f.ICMP_ECHO_REPLY)
 _SOURCE_CACHE_LIMIT = 1024  # destinations whose source address is remembered
 
 # Address conversions on the per-datagram path, cached: ipaddress objects are immutable,
@@ -265,6 +266,18 @@ class Responder:
         return False
 
     def _input_ipv4(self, source_mac: int, payload: bytes, now: int) -> bool:
+        if (
+            len(payload) >= 28
+            and payload[0] == 0x45  # no IP options
+            and payload[9] == f.IPPROTO_ICMP
+            and payload[20] in _ECHO_TYPES
+            and payload[21] == 0
+            and not payload[6] & 0x3F
+            and not payload[7]  # neither more fragments nor an offset
+            and payload[12] < 224
+            and payload[16:20] in self._v4
+        ):
+            return self._input_icmp_echo(source_mac, payload, now)
         pkt = f.parse_ipv4(payload)
         unicast = pkt.dst in self._v4
         if pkt.is_fragment:
@@ -307,6 +320,31 @@ class Responder:
             return False
         self.counters["unsupported_protocol"] += 1
         return False
+
+    def _input_icmp_echo(self, source_mac: int, p: bytes, now: int) -> bool:
+        """An ICMP echo request or reply to one of our addresses, whole and without IP
+        options (what every ping sends): the checks and the reply of the general path
+        (`_input_ipv4`), in a few steps, because ping is how round trips are measured."""
+        total = (p[2] << 8) | p[3]
+        if total < 28 or total > len(p):
+            raise InvalidFormatError("bad IPv4 header or total length")
+        if not f.checksum_valid(p[:20]):
+            raise f.ChecksumError("IPv4 header checksum")
+        icmp = p[20:total]
+        if not f.checksum_valid(icmp):
+            raise f.ChecksumError("ICMP checksum")
+        ident, seq = (icmp[4] << 8) | icmp[5], (icmp[6] << 8) | icmp[7]
+        if icmp[0] == f.ICMP_ECHO_REPLY:
+            return self._echo_reply(p[12:16], ident, seq, now)
+        reply = f.build_icmp_echo(f.ICMP_ECHO_REPLY, ident, seq, icmp[8:])
+        src, dst = p[16:20], p[12:16]
+        if 20 + len(reply) <= self.mtu:
+            packet = f.build_ipv4(src, dst, f.IPPROTO_ICMP, reply, ident=self._next_ip_ident(), dont_fragment=False)
+            self._emit(source_mac, f.ETHERTYPE_IPV4, packet)
+        else:
+            for packet in fragment_ipv4(src, dst, f.IPPROTO_ICMP, reply, self.mtu, self._next_ip_ident()):
+                self._emit(source_mac, f.ETHERTYPE_IPV4, packet)
+        return True
 
     def _input_ipv6(self, source_mac: int, payload: bytes, now: int) -> bool:
         pkt = f.parse_ipv6(payload)

@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING, Protocol
 from ztcore.identity import Address
 from ztcore.vl1.fragment import make_fragments
 from ztcore.vl1.inetaddress import InetAddress
-from ztcore.vl1.packet import DEFAULT_PHYSICAL_MTU, PROTO_VERSION, Verb, armor, crypt_field, new_packet_id
+from ztcore.vl1.packet import (
+    DEFAULT_PHYSICAL_MTU,
+    PROTO_VERSION,
+    VERB_MASK,
+    Verb,
+    armor,
+    armor_encrypted,
+    crypt_field,
+    new_packet_id,
+)
 from ztcore.vl1.path import Path
 from ztcore.vl1.peer import Peer
 from ztcore.vl1.ratelimit import RecentTable, TokenBucket
@@ -213,6 +222,12 @@ class Outbound:
         return False
 
     def armor_for(self, peer: Peer, verb: int, payload: bytes, encrypt: bool = True) -> bytes:
+        if encrypt and (len(payload) <= 256 or verb in _UNCOMPRESSED_VERBS):
+            if not 0 <= verb <= VERB_MASK:
+                raise ValueError("verb must fit in 5 bits")
+            return armor_encrypted(
+                peer.identity.address, self.host.identity.address, verb, payload, peer.key, peer.aes_keys_if_supported()
+            )
         return armor(
             destination=int(peer.address),
             source=int(self._me),

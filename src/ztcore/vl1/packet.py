@@ -53,6 +53,7 @@ __all__ = [
     "PROTO_VERSION_MIN",
     "RELAY_MAX_HOPS",
     "VERB_FLAG_COMPRESSED",
+    "VERB_MASK",
     "AesKeys",
     "CipherSuite",
     "Dearmored",
@@ -61,6 +62,7 @@ __all__ = [
     "PacketHeader",
     "Verb",
     "armor",
+    "armor_encrypted",
     "crypt_field",
     "dearmor",
     "derive_aes_keys",
@@ -397,6 +399,20 @@ def armor(
     # Suite 0 with flag 0x80 (set before the MAC, which covers it): 1.16's extended armor.
     wire = armor_poly(key, packet_id, destination, source, frag | FLAG_ENCRYPTED | hops, verb_byte, payload)
     return _add_extended_armor(wire, extended_armor_for)
+
+
+def armor_encrypted(
+    destination: int, source: int, verb: int, payload: bytes, key: bytes, aes_keys: AesKeys | None
+) -> bytes:
+    """`armor` with encryption, as every message to a peer is sent: the payload as it is
+    (no compression), hop count 0, a fresh packet ID. One call into the cipher."""
+    n = len(payload)
+    if n > _MAX_PAYLOAD:
+        raise PacketError("too_long", f"{IDX_PAYLOAD + n} bytes")
+    frag = FLAG_FRAGMENTED if IDX_PAYLOAD + n > DEFAULT_PHYSICAL_MTU else 0
+    if aes_keys is not None:
+        return aes_keys.siv.armor(new_packet_id(), destination, source, frag | _SUITE3_FLAGS, verb, payload)
+    return armor_poly(key, new_packet_id(), destination, source, frag | _SUITE1_FLAGS, verb, payload)
 
 
 def dearmor(data: bytes | bytearray | memoryview, key: bytes, aes_keys: AesKeys | None = None) -> Dearmored:

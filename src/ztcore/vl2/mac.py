@@ -17,13 +17,13 @@ from __future__ import annotations
 from ztcore.errors import InvalidFormatError
 from ztcore.identity.address import Address
 
-__all__ = ["BROADCAST_MAC", "MAC"]
+__all__ = ["BROADCAST_MAC", "MAC", "address_mask"]
 
 _MAX = (1 << 48) - 1
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
-def _nwid_mask(nwid: int) -> int:
+def address_mask(nwid: int) -> int:
     """The 40-bit value XORed onto the node address (network id bytes 1..5, LSB first)."""
     return (
         (((nwid >> 8) & 0xFF) << 32)
@@ -115,11 +115,11 @@ class MAC(int):
             raise InvalidFormatError("ZeroTier address must be 40 bits")
         if not 0 <= nwid < (1 << 64):
             raise InvalidFormatError("network id must be 64 bits")
-        return cls((cls.first_octet_for_network(nwid) << 40) | (address ^ _nwid_mask(nwid)))
+        return cls((cls.first_octet_for_network(nwid) << 40) | (address ^ address_mask(nwid)))
 
     def to_address(self, nwid: int) -> Address:
         """The node address this MAC maps to on ``nwid`` (assuming no bridging)."""
-        return Address((self & 0xFFFFFFFFFF) ^ _nwid_mask(nwid))
+        return Address((self & 0xFFFFFFFFFF) ^ address_mask(nwid))
 
     def is_for_network(self, nwid: int) -> bool:
         """True if the first octet is the one ZeroTier-derived MACs use on ``nwid``."""

@@ -28,7 +28,7 @@ from ztcore.vl2.credentials import (
     VerifyResult,
 )
 from ztcore.vl2.dictionary import Dictionary
-from ztcore.vl2.mac import BROADCAST_MAC, MAC
+from ztcore.vl2.mac import BROADCAST_MAC, MAC, address_mask
 from ztcore.vl2.membership import MULTICAST_ANNOUNCE_PERIOD, AddCredentialResult, Membership
 from ztcore.vl2.multicast_group import MulticastGroup
 from ztcore.vl2.netconf import DEFAULT_MTU, NetworkConfig
@@ -102,6 +102,10 @@ class Network:
         self.id = network_id
         self.controller = controller_for(network_id)
         self.mac = MAC.from_address(int(host.identity.address), network_id)
+        # A member's MAC is (first octet << 40) | (address ^ mask): the frame path maps
+        # addresses and MACs with these two ints instead of building MAC objects.
+        self.mac_first_octet = MAC.first_octet_for_network(network_id)
+        self.mac_mask = address_mask(network_id)
         self.config: NetworkConfig | None = None
         self.failure: NetworkStatus | None = None
         self.last_config_update = 0
@@ -321,6 +325,16 @@ class Network:
         if rfc in mine:
             out.append((rfc.packed, 11))
         return tuple(out)
+
+    def accepts_all(self) -> bool:
+        """True if the rules are the default accept-all table (no tags, capabilities or
+        copies to consider): the frame paths then skip the evaluation altogether."""
+        config = self.config
+        if config is None:
+            return False
+        st = self._rules_cache
+        rules = st[1][0] if st is not None and st[0] is config else self._rules_state()[0]
+        return rules.accept_all
 
     def filter_frame(
         self,

@@ -38,6 +38,8 @@ EXT_FRAME_FLAG_ACK = 0x10
 FRAME_FLAG_COM = 0x01  # EXT_FRAME and MULTICAST_FRAME: an inline COM follows
 MULTICAST_FRAME_FLAG_GATHER = 0x02
 MULTICAST_FRAME_FLAG_SOURCE_MAC = 0x04
+_MULTICAST_BIT = 0x010000000000  # the I/G bit of a MAC's first octet
+_FRAME_HEAD = struct.Struct(">QH")  # FRAME: network id, ethertype
 
 
 class VL2Host(Protocol):
@@ -187,11 +189,30 @@ class VL2Outbound:
         if config is None:
             self._drop("no_configuration", network=f"{network.id:016x}")
             return False
-        source_mac, dest_mac = MAC(source_mac), MAC(dest_mac)
+        if type(source_mac) is not int or type(dest_mac) is not int or (source_mac | dest_mac) >> 48:
+            source_mac, dest_mac = MAC(source_mac), MAC(dest_mac)  # raises if not 48-bit MACs
         bridged = source_mac != network.mac
         if bridged and not config.is_active_bridge(self._me):
             self._drop("not_a_bridge", network=f"{network.id:016x}")
             return False
+        if not dest_mac & _MULTICAST_BIT and dest_mac >> 40 == network.mac_first_octet and dest_mac != network.mac:
+            # Unicast to a member (the commonest frame): plain int arithmetic, and no
+            # rule evaluation when the rules accept everything and nothing is traced.
+            to = (dest_mac & 0xFFFFFFFFFF) ^ network.mac_mask
+            if (not network.accepts_all() or self.host.filter_trace_wanted(network.id)) and not self._filter_outbound(
+                now, network, to, MAC(source_mac), MAC(dest_mac), ethertype, vlan_id, data
+            ):
+                return False
+            self.push_credentials(now, network, to)
+            if bridged:
+                payload = struct.pack(">QB", network.id, 0) + dest_mac.to_bytes(6, "big") + source_mac.to_bytes(6, "big")
+                payload += struct.pack(">H", ethertype) + data
+                self._send(now, to, Verb.EXT_FRAME, payload)
+            else:
+                self._send(now, to, Verb.FRAME, _FRAME_HEAD.pack(network.id, ethertype) + data)
+            self.stats["frames_out"] += 1
+            return True
+        source_mac, dest_mac = MAC(source_mac), MAC(dest_mac)
         if dest_mac.is_multicast:
             if (
                 ethertype == ETHERTYPE_IPV6
@@ -222,19 +243,6 @@ class VL2Outbound:
             return True
         if dest_mac == network.mac:
             self.host.deliver_frame(network, source_mac, dest_mac, ethertype, vlan_id, data)
-            return True
-        if dest_mac.is_for_network(network.id):
-            to = int(dest_mac.to_address(network.id))
-            if not self._filter_outbound(now, network, to, source_mac, dest_mac, ethertype, vlan_id, data):
-                return False
-            self.push_credentials(now, network, to)
-            if bridged:
-                payload = struct.pack(">QB", network.id, 0) + dest_mac.to_bytes() + source_mac.to_bytes()
-                payload += struct.pack(">H", ethertype) + data
-                self._send(now, to, Verb.EXT_FRAME, payload)
-            else:
-                self._send(now, to, Verb.FRAME, struct.pack(">QH", network.id, ethertype) + data)
-            self.stats["frames_out"] += 1
             return True
         bridges = [int(a) for a in config.active_bridges() if int(a) != self._me]
         if not bridges:
