@@ -119,6 +119,7 @@ class Responder:
         self._v4: dict[bytes, ipaddress.IPv4Interface] = {}
         self._v6: dict[bytes, ipaddress.IPv6Interface] = {}
         self._sources: dict[IPAddress, bytes] = {}  # destination -> our address for it
+        self._ping_routes: dict[str, tuple[IPAddress, bytes, bytes]] = {}  # text -> (dest, source, packed)
         self._v4_broadcasts: set[bytes] = set()
         self._v6_solicited: set[bytes] = set()
         self._accepted_multicast_macs: set[int] = set()
@@ -159,6 +160,7 @@ class Responder:
                 raise TypeError(f"expected an IPv4Interface or IPv6Interface, got {a!r}")
         self._v4, self._v6 = v4, v6
         self._sources = {}
+        self._ping_routes = {}
         self._v4_broadcasts = {
             a.network.broadcast_address.packed for a in v4.values() if a.network.prefixlen < 31
         }
@@ -613,27 +615,39 @@ class Responder:
         """Send an ICMP (IPv4) or ICMPv6 echo request; resolve the MAC first
         if needed. Poll the handle, ``ping_results()``, or pass ``on_reply``."""
         self._now = now
-        dest = _parse_ip(dest_ip)
+        # A destination given as text is looked up once (parsed, and our source address
+        # for it chosen) until the addresses change: pings repeat, and ipaddress objects
+        # are slow to hash and convert.
+        route = self._ping_routes.get(dest_ip) if type(dest_ip) is str else None
+        dest = _parse_ip(dest_ip) if route is None else route[0]
         if ident is None:
             self._ping_ident = (self._ping_ident + 1) & 0xFFFF
             ident = self._ping_ident
         if not (0 <= ident <= 0xFFFF and 0 <= seq <= 0xFFFF):
             raise ValueError("ident and seq must be 16-bit")
         self._check_size(dest, 8 + len(payload))
-        src = self._source_for(dest)
-        dst = dest.packed
-        if dest.version == 4:
-            msg = f.build_icmp_echo(f.ICMP_ECHO_REQUEST, ident, seq, payload)
-            protocol = f.IPPROTO_ICMP
-        else:
-            msg = f.build_icmpv6_echo(src, dst, f.ICMPV6_ECHO_REQUEST, ident, seq, payload)
-            protocol = f.IPPROTO_ICMPV6
+        if route is None:
+            route = (dest, self._source_for(dest), dest.packed)
+            if type(dest_ip) is str:
+                if len(self._ping_routes) >= _SOURCE_CACHE_LIMIT:
+                    self._ping_routes.clear()
+                self._ping_routes[dest_ip] = route
+        _, src, dst = route
         handle = PingHandle(dest, ident, seq, bytes(payload), now, now + timeout, on_reply=on_reply)
         old = self._pings.get((dst, ident, seq))
         if old is not None:
             self._fail_ping(old, "superseded")
         self._pings[(dst, ident, seq)] = handle
-        self._transmit_fragmented(src, dst, protocol, msg, now, handle)
+        if len(dst) == 4:
+            msg = f.build_icmp_echo(f.ICMP_ECHO_REQUEST, ident, seq, payload)
+            if 20 + len(msg) <= self.mtu:  # one packet: no fragmenting to consider
+                packet = f.build_ipv4(src, dst, f.IPPROTO_ICMP, msg, ident=self._next_ip_ident(), dont_fragment=False)
+                self._transmit(dst, src, f.ETHERTYPE_IPV4, packet, now, handle)
+            else:
+                self._transmit_fragmented(src, dst, f.IPPROTO_ICMP, msg, now, handle)
+        else:
+            msg = f.build_icmpv6_echo(src, dst, f.ICMPV6_ECHO_REQUEST, ident, seq, payload)
+            self._transmit_fragmented(src, dst, f.IPPROTO_ICMPV6, msg, now, handle)
         return handle
 
     def ping_results(self) -> list[PingHandle]:
