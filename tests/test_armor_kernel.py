@@ -26,7 +26,7 @@ from ztcore.vl1 import packet as P
 # The package cannot be installed without building the kernel (setup.py), so it must be here.
 assert A.HAVE_C_ARMOR, "ztcore.crypto._armor is not built or failed its self-check"
 needs_aes = pytest.mark.skipif(
-    not HAVE_C_AES, reason="LOUD: no libcrypto with EVP AES in this interpreter, suite 3 kernel path not tested"
+    not HAVE_C_AES, reason="LOUD: neither AES-NI nor EVP AES in this interpreter, suite 3 kernel path not tested"
 )
 
 Seal = Callable[[bytes, int, int, int, int, int, bytes], bytes]
@@ -88,6 +88,61 @@ def test_gmac_siv_vectors_kernel(length: int, ct_sha384: str, tag_hex: str) -> N
     assert hashlib.sha384(ct).hexdigest() == ct_sha384
     assert siv.decrypt(bytearray(tag), data, ct) == data
     assert siv.decrypt(tag, data[:-1] if data else b"x", ct) is None
+
+
+# --- the kernel's two AES paths: AES-NI code and OpenSSL EVP ------------------------------
+
+needs_both_aes = pytest.mark.skipif(
+    not (A.HAVE_AESNI and A.HAVE_OPENSSL_AES),
+    reason="LOUD: this CPU or interpreter lacks AES-NI or EVP AES; the two suite-3 paths cannot be compared",
+)
+
+
+@needs_both_aes
+@pytest.mark.parametrize("aesni", [True, False])
+@pytest.mark.parametrize(("length", "ct_sha384", "tag_hex"), VECTORS, ids=[str(v[0]) for v in VECTORS])
+def test_gmac_siv_vectors_on_each_aes_path(aesni: bool, length: int, ct_sha384: str, tag_hex: str) -> None:
+    import hashlib
+
+    data = PATTERN[:length]
+    siv = kernel.Siv(K0, K1, aesni=aesni)
+    assert siv.backend == ("aes-ni" if aesni else "openssl")
+    tag, ct = siv.encrypt(length.to_bytes(8, "little"), data, data)
+    assert (tag.hex(), hashlib.sha384(ct).hexdigest()) == (tag_hex, ct_sha384)
+    assert siv.decrypt(tag, data, ct) == data
+
+
+@needs_both_aes
+def test_aesni_and_openssl_paths_agree_byte_for_byte() -> None:
+    """Random keys, every length around the 16- and 64-byte block boundaries the AES-NI
+    code handles separately, AADs of every padding, and every tampered MAC byte."""
+    rng = random.Random(3)
+    for n in LENGTHS:
+        k0, k1 = rng.randbytes(32), rng.randbytes(32)
+        ni, evp = kernel.Siv(k0, k1), kernel.Siv(k0, k1, aesni=False)
+        assert (ni.backend, evp.backend) == ("aes-ni", "openssl")
+        iv, aad, pt = rng.randbytes(8), rng.randbytes(n % 41), rng.randbytes(n)
+        tag, ct = ni.encrypt(iv, aad, pt)
+        assert (tag, ct) == evp.encrypt(iv, aad, pt), n
+        assert ni.decrypt(tag, aad, ct) == evp.decrypt(tag, aad, ct) == pt, n
+        args = (rng.getrandbits(64), rng.getrandbits(40), rng.getrandbits(40), 0x18 | rng.randrange(8), rng.randrange(256))
+        wire = ni.armor(*args, pt)
+        assert wire == evp.armor(*args, pt), n
+        assert ni.dearmor(wire) == evp.dearmor(wire) == (args[4], pt), n
+        bad = bytearray(wire)
+        bad[19 + n % 8] ^= 1 << (n % 8)  # one bit of the MAC
+        assert ni.dearmor(bytes(bad)) == evp.dearmor(bytes(bad)) == kernel.E_BAD_MAC, n
+        assert ni.decrypt(bytes(bad[:8]) + bytes(bad[19:27]), aad, ct) is None
+
+
+def test_aesni_is_used_where_the_cpu_has_it() -> None:
+    flags = open("/proc/cpuinfo").read().split() if os.path.exists("/proc/cpuinfo") else []
+    if not flags or sys.platform != "linux" or os.uname().machine != "x86_64":
+        pytest.skip("LOUD: not x86-64 Linux, AES-NI detection not checked")
+    cpu_has = "aes" in flags and "pclmulqdq" in flags and "ssse3" in flags
+    assert A.HAVE_AESNI == cpu_has
+    if cpu_has:
+        assert AesGmacSiv(K0, K1)._c.backend == "aes-ni"  # type: ignore[union-attr]
 
 
 # --- kernel == reference ------------------------------------------------------------------

@@ -19,33 +19,30 @@
  * top bit of its 32-bit counter cleared. The wire carries tag[0:8] as the
  * packet ID and tag[8:16] as the MAC.
  *
- * Why OpenSSL for AES (and not AES-NI/PCLMUL intrinsics written here):
- * libcrypto's EVP AES-256-GCM/ECB/CTR already use AES-NI, PCLMULQDQ and
- * (OpenSSL 3) VAES/AVX-512 where the CPU has them, with run-time CPU dispatch
- * and constant-time fallbacks everywhere else, and they are maintained,
- * audited code. Measured on the project's 2-core machine (OpenSSL 3.0, CPU
- * with AES-NI/PCLMUL/VAES), a whole suite-3 Siv.armor or Siv.dearmor call from
- * Python takes about 0.35-0.9 us for 0-1400-byte payloads, nine EVP calls
- * included, while the `armor()`/`dearmor()` Python functions around it take
- * 1.7-2.6 us and a frame's whole receive path well over 100 us. Hand-written
- * intrinsics could save at most the EVP dispatch (a few hundred ns a packet)
- * and would add an AES and GHASH implementation, CPU detection and a portable
- * fallback to maintain: it does not pay. The interpreter already has libcrypto
- * loaded (_hashlib/_ssl), so the Python side looks the EVP functions up
- * there and binds their addresses (`bind_openssl`); when it cannot (a Python
- * with OpenSSL linked statically and its symbols hidden), suite 3 stays on
- * the pure-Python path. Like ztcore.identity._mhh, this module links against
- * nothing: a compiler and Python's headers build it.
+ * Which AES: on x86-64 CPUs with AES-NI and PCLMULQDQ, the few hundred lines of
+ * _aesni.h (one compact function per step, no dispatch); elsewhere, or with
+ * Siv(..., aesni=False), the EVP AES-256-GCM/ECB/CTR of the libcrypto the
+ * interpreter already has loaded (_hashlib/_ssl): the Python side looks the EVP
+ * functions up there and binds their addresses (`bind_openssl`). Back to back the
+ * two cost about the same (0.5 and 1 us a packet); the difference is after a
+ * pause: on the project's machine a packet 20 ms after the previous one took
+ * about 40 us through EVP's nine calls, whose code and data had left the caches,
+ * and about 17 us through _aesni.h, which is what a round trip pays at each end.
+ * Tests hold the two paths to each other and to ZeroTier's vectors. With neither
+ * (no AES-NI, and OpenSSL linked statically with its symbols hidden), suite 3
+ * stays on the pure-Python path. Like ztcore.identity._mhh, this module links
+ * against nothing: a compiler and Python's headers build it.
  *
  * Thread safety: every function here runs with the GIL held and never calls
  * back into Python while a cipher context is in use, so one Siv object (and
- * its EVP contexts) can be shared by all threads, as AesGmacSiv is.
+ * its round keys or EVP contexts) can be shared by all threads, as AesGmacSiv is.
  *
  *     bind_sodium(salsa2012_xor: int, poly1305: int) -> None
  *     bind_openssl(addresses: tuple[int, ...]) -> None   (order: OPENSSL_NAMES)
  *     armor_poly(key, packet_id, destination, source, flags, verb_byte, payload) -> bytes
  *     dearmor_poly(key, packet) -> (verb_byte, payload) | error code (int)
- *     Siv(k0, k1): .armor(packet_id, destination, source, flags, verb_byte, payload) -> bytes
+ *     Siv(k0, k1, *, aesni=True): .backend ("aes-ni" | "openssl")
+ *                  .armor(packet_id, destination, source, flags, verb_byte, payload) -> bytes
  *                  .dearmor(packet) -> (verb_byte, payload) | error code (int)
  *                  .encrypt(iv8, aad, plaintext) -> (tag16, ciphertext)
  *                  .decrypt(tag16, aad, ciphertext) -> plaintext | None
@@ -55,6 +52,7 @@
 #include <Python.h>
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define IDX_DEST 8
@@ -372,346 +370,9 @@ static PyObject *dearmor_poly(PyObject *self, PyObject *const *args, Py_ssize_t 
     return result;
 }
 
-/* ---- suite 3: AES-GMAC-SIV ------------------------------------------------------ */
+/* ---- suite 3: AES-GMAC-SIV (the Siv type) ------------------------------------ */
 
-typedef struct {
-    PyObject_HEAD
-    void *gcm;     /* AES-256-GCM under K0, encrypt direction (GMAC only: everything is AAD) */
-    void *ecb_enc; /* AES-256-ECB under K1 */
-    void *ecb_dec;
-    void *ctr; /* AES-256-CTR under K1, IV reset per message */
-} SivObject;
-
-static void siv_dealloc(SivObject *s)
-{
-    if (ossl_bound) {
-        if (s->gcm)
-            ossl.ctx_free(s->gcm);
-        if (s->ecb_enc)
-            ossl.ctx_free(s->ecb_enc);
-        if (s->ecb_dec)
-            ossl.ctx_free(s->ecb_dec);
-        if (s->ctr)
-            ossl.ctx_free(s->ctr);
-    }
-    Py_TYPE(s)->tp_free((PyObject *)s);
-}
-
-static PyObject *siv_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
-{
-    PyObject *k0o, *k1o;
-    static char *kwlist[] = {"k0", "k1", NULL};
-    Input k0, k1;
-    unsigned char zero16[16] = {0};
-
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO:Siv", kwlist, &k0o, &k1o))
-        return NULL;
-    if (!ossl_bound) {
-        PyErr_SetString(PyExc_RuntimeError, "bind_openssl() was not called");
-        return NULL;
-    }
-    if (input_get(k0o, &k0) < 0)
-        return NULL;
-    if (input_get(k1o, &k1) < 0) {
-        input_release(&k0);
-        return NULL;
-    }
-    SivObject *s = NULL;
-    if (k0.len != 32 || k1.len != 32) {
-        PyErr_SetString(PyExc_ValueError, "AES-GMAC-SIV needs two 32-byte keys");
-        goto done;
-    }
-    s = (SivObject *)type->tp_alloc(type, 0);
-    if (s == NULL)
-        goto done;
-    s->gcm = ossl.ctx_new();
-    s->ecb_enc = ossl.ctx_new();
-    s->ecb_dec = ossl.ctx_new();
-    s->ctr = ossl.ctx_new();
-    if (!s->gcm || !s->ecb_enc || !s->ecb_dec || !s->ctr) {
-        Py_CLEAR(s);
-        PyErr_NoMemory();
-        goto done;
-    }
-    if (ossl.init(s->gcm, ossl.aes_256_gcm(), NULL, k0.buf, NULL, 1) != 1 ||
-        ossl.init(s->ecb_enc, ossl.aes_256_ecb(), NULL, k1.buf, NULL, 1) != 1 ||
-        ossl.init(s->ecb_dec, ossl.aes_256_ecb(), NULL, k1.buf, NULL, 0) != 1 ||
-        ossl.init(s->ctr, ossl.aes_256_ctr(), NULL, k1.buf, zero16, 1) != 1 ||
-        ossl.set_padding(s->ecb_enc, 0) != 1 || ossl.set_padding(s->ecb_dec, 0) != 1) {
-        Py_CLEAR(s);
-        PyErr_SetString(PyExc_RuntimeError, "OpenSSL refused to set up AES-256 contexts");
-        goto done;
-    }
-done:
-    input_release(&k0);
-    input_release(&k1);
-    return (PyObject *)s;
-}
-
-/* GMAC of the concatenated segments (the caller lays out the AAD padding), folded to 8 bytes. */
-static int siv_gmac_fold(SivObject *s, const unsigned char iv8[8], const unsigned char *const *seg,
-                         const size_t *len, int nseg, unsigned char fold[8])
-{
-    unsigned char nonce[12], t[16], dummy[16];
-    int outl;
-    memcpy(nonce, iv8, 8);
-    memset(nonce + 8, 0, 4);
-    if (ossl.init(s->gcm, NULL, NULL, NULL, nonce, 1) != 1)
-        return -1;
-    for (int i = 0; i < nseg; ++i) {
-        if (len[i] == 0)
-            continue;
-        if (len[i] > (size_t)INT32_MAX || ossl.update(s->gcm, NULL, &outl, seg[i], (int)len[i]) != 1)
-            return -1;
-    }
-    if (ossl.final(s->gcm, dummy, &outl) != 1 || ossl.ctrl(s->gcm, EVP_CTRL_AEAD_GET_TAG, 16, t) != 1)
-        return -1;
-    for (int i = 0; i < 8; ++i)
-        fold[i] = (unsigned char)(t[i] ^ t[i + 8]);
-    return 0;
-}
-
-/* AES-CTR under K1 from the tag (top counter bit cleared) over up to two segments. */
-static int siv_ctr(SivObject *s, const unsigned char tag[16], const unsigned char *in1, unsigned char *out1,
-                   size_t len1, const unsigned char *in2, unsigned char *out2, size_t len2)
-{
-    unsigned char iv[16];
-    int outl;
-    memcpy(iv, tag, 16);
-    iv[12] &= 0x7f;
-    if (ossl.init(s->ctr, NULL, NULL, NULL, iv, 1) != 1)
-        return -1;
-    if (len1 && (len1 > (size_t)INT32_MAX || ossl.update(s->ctr, out1, &outl, in1, (int)len1) != 1))
-        return -1;
-    if (len2 && (len2 > (size_t)INT32_MAX || ossl.update(s->ctr, out2, &outl, in2, (int)len2) != 1))
-        return -1;
-    return 0;
-}
-
-static int siv_ecb(void *ctx, const unsigned char in[16], unsigned char out[16])
-{
-    int outl = 0;
-    return (ossl.update(ctx, out, &outl, in, 16) == 1 && outl == 16) ? 0 : -1;
-}
-
-static PyObject *openssl_failed(void)
-{
-    PyErr_SetString(PyExc_RuntimeError, "an OpenSSL AES call failed");
-    return NULL;
-}
-
-static PyObject *siv_armor(SivObject *s, PyObject *const *args, Py_ssize_t nargs)
-{
-    SealArgs a;
-    unsigned char hdr[17], ivfold[16], tag[16];
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "Siv.armor() takes 6 arguments");
-        return NULL;
-    }
-    if (seal_args(args, &a) < 0)
-        return NULL;
-    if (((a.flags >> 3) & 7) != 3) {
-        input_release(&a.payload);
-        PyErr_SetString(PyExc_ValueError, "Siv.armor() does cipher suite 3 only");
-        return NULL;
-    }
-    const size_t plen = (size_t)a.payload.len;
-    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(IDX_PAYLOAD + plen));
-    if (out == NULL) {
-        input_release(&a.payload);
-        return NULL;
-    }
-    unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
-    /* AAD = destination || source || flags without hops, zero-padded to 16; then the verb. */
-    put_be(hdr, a.dest, 5);
-    put_be(hdr + 5, a.src, 5);
-    hdr[10] = (unsigned char)(a.flags & 0xf8);
-    memset(hdr + 11, 0, 5);
-    hdr[16] = (unsigned char)a.verb_byte;
-    put_be(ivfold, a.packet_id, 8);
-    const unsigned char *seg[2] = {hdr, a.payload.buf};
-    const size_t len[2] = {17, plen};
-    int rc = siv_gmac_fold(s, ivfold, seg, len, 2, ivfold + 8);
-    if (rc == 0)
-        rc = siv_ecb(s->ecb_enc, ivfold, tag);
-    if (rc == 0)
-        rc = siv_ctr(s, tag, hdr + 16, w + IDX_VERB, 1, a.payload.buf, w + IDX_PAYLOAD, plen);
-    input_release(&a.payload);
-    if (rc != 0) {
-        Py_DECREF(out);
-        return openssl_failed();
-    }
-    memcpy(w, tag, 8);
-    memcpy(w + IDX_DEST, hdr, 10);
-    w[IDX_FLAGS] = (unsigned char)a.flags;
-    memcpy(w + IDX_MAC, tag + 8, 8);
-    return out;
-}
-
-static PyObject *siv_dearmor(SivObject *s, PyObject *arg)
-{
-    Input d;
-    unsigned char hdr[17], tag[16], ivmac[16], fold[8];
-    if (input_get(arg, &d) < 0)
-        return NULL;
-    if (d.len < IDX_PAYLOAD || d.len > MAX_PACKET_LENGTH || ((d.buf[IDX_FLAGS] >> 3) & 7) != 3) {
-        const long code = d.len < IDX_PAYLOAD ? E_TOO_SHORT : d.len > MAX_PACKET_LENGTH ? E_TOO_LONG : E_UNKNOWN_CIPHER;
-        input_release(&d);
-        return PyLong_FromLong(code);
-    }
-    const size_t plen = (size_t)d.len - IDX_PAYLOAD;
-    PyObject *payload = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)plen);
-    if (payload == NULL) {
-        input_release(&d);
-        return NULL;
-    }
-    unsigned char *p = (unsigned char *)PyBytes_AS_STRING(payload);
-    memcpy(tag, d.buf, 8);
-    memcpy(tag + 8, d.buf + IDX_MAC, 8);
-    memcpy(hdr, d.buf + IDX_DEST, 10);
-    hdr[10] = (unsigned char)(d.buf[IDX_FLAGS] & 0xf8);
-    memset(hdr + 11, 0, 5);
-    int rc = siv_ecb(s->ecb_dec, tag, ivmac);
-    if (rc == 0)
-        rc = siv_ctr(s, tag, d.buf + IDX_VERB, hdr + 16, 1, d.buf + IDX_PAYLOAD, p, plen);
-    input_release(&d);
-    if (rc == 0) {
-        const unsigned char *seg[2] = {hdr, p};
-        const size_t len[2] = {17, plen};
-        rc = siv_gmac_fold(s, ivmac, seg, len, 2, fold);
-    }
-    if (rc != 0) {
-        Py_DECREF(payload);
-        return openssl_failed();
-    }
-    if (!ct_equal(fold, ivmac + 8, 8)) {
-        Py_DECREF(payload);
-        return PyLong_FromLong(E_BAD_MAC);
-    }
-    PyObject *v = PyLong_FromLong(hdr[16]);
-    PyObject *t = v ? PyTuple_New(2) : NULL;
-    if (t == NULL) {
-        Py_XDECREF(v);
-        Py_DECREF(payload);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(t, 0, v);
-    PyTuple_SET_ITEM(t, 1, payload);
-    return t;
-}
-
-/* Generic message API (any AAD), as AesGmacSiv.encrypt/decrypt. */
-static PyObject *siv_encrypt(SivObject *s, PyObject *const *args, Py_ssize_t nargs)
-{
-    Input iv, aad, pt;
-    unsigned char ivfold[16], tag[16];
-    static const unsigned char zero16[16] = {0};
-    PyObject *ct = NULL, *result = NULL;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "Siv.encrypt() takes 3 arguments");
-        return NULL;
-    }
-    if (input_get(args[0], &iv) < 0)
-        return NULL;
-    if (input_get(args[1], &aad) < 0) {
-        input_release(&iv);
-        return NULL;
-    }
-    if (input_get(args[2], &pt) < 0) {
-        input_release(&iv);
-        input_release(&aad);
-        return NULL;
-    }
-    if (iv.len != 8) {
-        PyErr_SetString(PyExc_ValueError, "AES-GMAC-SIV IV must be 8 bytes");
-        goto done;
-    }
-    ct = PyBytes_FromStringAndSize(NULL, pt.len);
-    if (ct == NULL)
-        goto done;
-    memcpy(ivfold, iv.buf, 8);
-    const unsigned char *seg[3] = {aad.buf, zero16, pt.buf};
-    const size_t len[3] = {(size_t)aad.len, (size_t)((16 - (aad.len & 15)) & 15), (size_t)pt.len};
-    if (siv_gmac_fold(s, ivfold, seg, len, 3, ivfold + 8) != 0 || siv_ecb(s->ecb_enc, ivfold, tag) != 0 ||
-        siv_ctr(s, tag, pt.buf, (unsigned char *)PyBytes_AS_STRING(ct), (size_t)pt.len, NULL, NULL, 0) != 0) {
-        openssl_failed();
-        goto done;
-    }
-    result = Py_BuildValue("(y#O)", (const char *)tag, (Py_ssize_t)16, ct);
-done:
-    Py_XDECREF(ct);
-    input_release(&iv);
-    input_release(&aad);
-    input_release(&pt);
-    return result;
-}
-
-static PyObject *siv_decrypt(SivObject *s, PyObject *const *args, Py_ssize_t nargs)
-{
-    Input tag, aad, ct;
-    unsigned char ivmac[16], fold[8];
-    static const unsigned char zero16[16] = {0};
-    PyObject *pt = NULL, *result = NULL;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "Siv.decrypt() takes 3 arguments");
-        return NULL;
-    }
-    if (input_get(args[0], &tag) < 0)
-        return NULL;
-    if (input_get(args[1], &aad) < 0) {
-        input_release(&tag);
-        return NULL;
-    }
-    if (input_get(args[2], &ct) < 0) {
-        input_release(&tag);
-        input_release(&aad);
-        return NULL;
-    }
-    if (tag.len != 16) {
-        result = Py_NewRef(Py_None);
-        goto done;
-    }
-    pt = PyBytes_FromStringAndSize(NULL, ct.len);
-    if (pt == NULL)
-        goto done;
-    unsigned char *p = (unsigned char *)PyBytes_AS_STRING(pt);
-    const unsigned char *seg[3] = {aad.buf, zero16, p};
-    const size_t len[3] = {(size_t)aad.len, (size_t)((16 - (aad.len & 15)) & 15), (size_t)ct.len};
-    if (siv_ecb(s->ecb_dec, tag.buf, ivmac) != 0 ||
-        siv_ctr(s, tag.buf, ct.buf, p, (size_t)ct.len, NULL, NULL, 0) != 0 ||
-        siv_gmac_fold(s, ivmac, seg, len, 3, fold) != 0) {
-        openssl_failed();
-        goto done;
-    }
-    result = ct_equal(fold, ivmac + 8, 8) ? Py_NewRef(pt) : Py_NewRef(Py_None);
-done:
-    Py_XDECREF(pt);
-    input_release(&tag);
-    input_release(&aad);
-    input_release(&ct);
-    return result;
-}
-
-static PyMethodDef siv_methods[] = {
-    {"armor", (PyCFunction)(void (*)(void))siv_armor, METH_FASTCALL,
-     "armor(packet_id, destination, source, flags, verb_byte, payload, /) -> bytes"},
-    {"dearmor", (PyCFunction)siv_dearmor, METH_O, "dearmor(packet, /) -> (verb_byte, payload) | error code"},
-    {"encrypt", (PyCFunction)(void (*)(void))siv_encrypt, METH_FASTCALL,
-     "encrypt(iv8, aad, plaintext, /) -> (tag16, ciphertext)"},
-    {"decrypt", (PyCFunction)(void (*)(void))siv_decrypt, METH_FASTCALL,
-     "decrypt(tag16, aad, ciphertext, /) -> plaintext | None"},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyTypeObject SivType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ztcore.crypto._armor.Siv",
-    .tp_basicsize = sizeof(SivObject),
-    .tp_dealloc = (destructor)siv_dealloc,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Siv(k0, k1): AES-GMAC-SIV with prepared OpenSSL contexts (cipher suite 3).",
-    .tp_methods = siv_methods,
-    .tp_new = siv_new,
-};
+#include "_siv.h"
 
 /* ---- binding ----------------------------------------------------------------- */
 
@@ -806,6 +467,7 @@ PyMODINIT_FUNC PyInit__armor(void)
     Py_INCREF(&SivType);
     if (names == NULL || PyModule_AddObject(m, "OPENSSL_NAMES", names) < 0 ||
         PyModule_AddObject(m, "Siv", (PyObject *)&SivType) < 0 ||
+        PyModule_AddIntConstant(m, "HAVE_AESNI", aesni_usable()) < 0 ||
         PyModule_AddIntConstant(m, "E_TOO_SHORT", E_TOO_SHORT) < 0 ||
         PyModule_AddIntConstant(m, "E_TOO_LONG", E_TOO_LONG) < 0 ||
         PyModule_AddIntConstant(m, "E_BAD_MAC", E_BAD_MAC) < 0 ||

@@ -15,9 +15,9 @@ Construction (from the ZeroTier 1.x core's specification):
 Decryption recovers ``iv8 || fold8`` by decrypting the tag with K1, decrypts the
 payload, recomputes the GMAC and compares the folded value.
 
-`AesGmacSiv` runs on the C kernel's prepared OpenSSL contexts
-(`ztcore.crypto._armor.Siv`, see `ztcore.crypto.armor`) when it is available
-and agrees with ZeroTier's vectors; the `*_py` methods are the pure-Python
+`AesGmacSiv` runs on the C kernel (`ztcore.crypto._armor.Siv`, see
+`ztcore.crypto.armor`: its AES-NI code, else prepared OpenSSL contexts) when it
+is available and agrees with ZeroTier's vectors; the `*_py` methods are the pure-Python
 reference (`cryptography`) and the fallback. `armor`/`dearmor` do a whole VL1
 packet (layout in `ztcore.vl1.packet`) in one call.
 """
@@ -204,25 +204,35 @@ _CHECK_CT_SHA384 = bytes.fromhex(
 
 def _kernel_siv(k0: bytes, k1: bytes) -> object:
     assert _armor_mod.Siv is not None
-    return _armor_mod.Siv(k0, k1)
+    return _armor_mod.Siv(k0, k1, aesni=_use_aesni)
 
 
-def _check_kernel() -> bool:
-    """The kernel's suite 3 is used only if it reproduces ZeroTier's vector."""
-    if not _armor_mod.HAVE_C_AES or _armor_mod.Siv is None:
-        return False
+def _vector_holds(aesni: bool) -> bool:
     msg = bytes(range(256)) * 3 + bytes(range(_CHECK_LEN - 768))
-    try:
-        c = _armor_mod.Siv(b"0" * 32, b"1" * 32)
-        tag, ct = c.encrypt(_CHECK_LEN.to_bytes(8, "little"), msg, msg)
-        ok = tag == _CHECK_TAG and hashlib.sha384(ct).digest() == _CHECK_CT_SHA384
-        ok = ok and c.decrypt(tag, msg, ct) == msg
-    except (RuntimeError, ValueError) as e:
-        log.warning("the OpenSSL binding of ztcore.crypto._armor failed its check (%s); suite 3 runs in Python", e)
-        return False
-    if not ok:
-        log.warning("the OpenSSL binding of ztcore.crypto._armor disagrees with ZeroTier's vector; suite 3 runs in Python")
-    return ok
+    assert _armor_mod.Siv is not None
+    c = _armor_mod.Siv(b"0" * 32, b"1" * 32, aesni=aesni)
+    tag, ct = c.encrypt(_CHECK_LEN.to_bytes(8, "little"), msg, msg)
+    ok = tag == _CHECK_TAG and hashlib.sha384(ct).digest() == _CHECK_CT_SHA384
+    return bool(ok and c.decrypt(tag, msg, ct) == msg)
 
 
-HAVE_C_AES = _check_kernel()
+def _check_kernel() -> tuple[bool, bool]:
+    """(the kernel does suite 3, on its AES-NI code): each of its two AES paths is
+    used only if it reproduces ZeroTier's vector."""
+    if not _armor_mod.HAVE_C_AES or _armor_mod.Siv is None:
+        return False, False
+    paths = ([True] if _armor_mod.HAVE_AESNI else []) + ([False] if _armor_mod.HAVE_OPENSSL_AES else [])
+    for aesni in paths:
+        name = "AES-NI code" if aesni else "OpenSSL binding"
+        try:
+            if _vector_holds(aesni):
+                return True, aesni
+        except (RuntimeError, ValueError) as e:
+            log.warning("the %s of ztcore.crypto._armor failed its check (%s)", name, e)
+            continue
+        log.warning("the %s of ztcore.crypto._armor disagrees with ZeroTier's vector", name)
+    log.warning("suite 3 (AES-GMAC-SIV) runs in Python")
+    return False, False
+
+
+HAVE_C_AES, _use_aesni = _check_kernel()

@@ -13,9 +13,10 @@ compression flag. `dearmor_*` returns ``(verb_byte, payload)`` or one of the
 
 Which path runs: the kernel when it was built (`pip install -e .`); suites 0/1
 then use libsodium's Salsa20/12 and Poly1305 through function addresses taken
-from the cffi binding (as `ztcore.identity.mhh` does), and suite 3 uses the EVP
-AES functions of the libcrypto the interpreter already has loaded for
-`_hashlib`/`_ssl`. Each binding is checked against the reference once at
+from the cffi binding (as `ztcore.identity.mhh` does), and suite 3 uses the
+kernel's own AES-NI/PCLMULQDQ code on x86-64 CPUs that have those instructions,
+else the EVP AES functions of the libcrypto the interpreter already has loaded
+for `_hashlib`/`_ssl`. Each binding is checked against the reference once at
 import; anything missing or disagreeing leaves that suite on the reference.
 Setting ZTCORE_PURE_PYTHON_ARMOR=1 in the environment keeps every suite on the
 reference (for comparisons and debugging).
@@ -40,8 +41,10 @@ __all__ = [
     "E_TOO_LONG",
     "E_TOO_SHORT",
     "E_UNKNOWN_CIPHER",
+    "HAVE_AESNI",
     "HAVE_C_AES",
     "HAVE_C_ARMOR",
+    "HAVE_OPENSSL_AES",
     "MAX_PACKET_LENGTH",
     "armor_poly",
     "armor_poly_py",
@@ -169,15 +172,16 @@ def _libcrypto_addresses(names: tuple[str, ...]) -> tuple[int, ...] | None:
     return None
 
 
-def _load_kernel() -> tuple[ModuleType | None, bool]:
+def _load_kernel() -> tuple[ModuleType | None, bool, bool]:
+    """(the kernel or None, whether it does suite 3, whether its EVP path is bound)."""
     if os.environ.get("ZTCORE_PURE_PYTHON_ARMOR"):
         log.info("ZTCORE_PURE_PYTHON_ARMOR is set: packets are armored in Python")
-        return None, False
+        return None, False, False
     try:
         from ztcore.crypto import _armor  # type: ignore[attr-defined]
     except ImportError:
         log.info("ztcore.crypto._armor (C kernel) is not built; packets are armored in Python")
-        return None, False
+        return None, False, False
     _armor.bind_sodium(
         int(ffi.cast("uintptr_t", ffi.addressof(lib, "crypto_stream_salsa2012_xor"))),
         int(ffi.cast("uintptr_t", ffi.addressof(lib, "crypto_onetimeauth_poly1305"))),
@@ -188,16 +192,19 @@ def _load_kernel() -> tuple[ModuleType | None, bool]:
         wire = armor_poly_py(key, 0x0123456789ABCDEF, 0x1122334455, 0x66778899AA, flags, 6, bytes(range(77)))
         if _armor.armor_poly(key, 0x0123456789ABCDEF, 0x1122334455, 0x66778899AA, flags, 6, bytes(range(77))) != wire:
             log.warning("ztcore.crypto._armor disagrees with the reference; packets are armored in Python")
-            return None, False
+            return None, False, False
+    # EVP is bound even where AES-NI does the work: the tests hold one to the other.
     addresses = _libcrypto_addresses(_armor.OPENSSL_NAMES)
-    if addresses is None:
-        log.info("no libcrypto with EVP AES found in this interpreter; suite 3 runs in Python")
-        return _armor, False
-    _armor.bind_openssl(addresses)
-    return _armor, True
+    if addresses is not None:
+        _armor.bind_openssl(addresses)
+    if addresses is None and not _armor.HAVE_AESNI:
+        log.info("no AES-NI and no libcrypto with EVP AES in this interpreter; suite 3 runs in Python")
+    return _armor, addresses is not None or bool(_armor.HAVE_AESNI), addresses is not None
 
 
-_kernel, HAVE_C_AES = _load_kernel()
+_kernel, HAVE_C_AES, HAVE_OPENSSL_AES = _load_kernel()
+HAVE_AESNI = bool(_kernel is not None and _kernel.HAVE_AESNI)
+"""Suite 3 runs on the kernel's AES-NI code (`HAVE_OPENSSL_AES`: its EVP path is bound too)."""
 HAVE_C_ARMOR = _kernel is not None
 """True when suites 0/1 run in the C kernel (suite 3 also needs HAVE_C_AES, which
 AesGmacSiv confirms against the reference vectors before using it)."""
