@@ -11,7 +11,9 @@ are authorized through the API, as a user would.
 For each pair, A -> B (libzt A -> libzt B, then ztcore A -> ztcore B, same minutes), it prints:
 
 * RTT: ICMP echo over the virtual network, one at a time (libzt: an echo request sent by
-  lwIP, answered by the other lwIP; ztcore: the userspace responder's ping). Median and min.
+  lwIP, answered by the other lwIP; ztcore: the userspace responder's ping), ``--pings``
+  per pair in each of ``--runs`` rounds that alternate the pairs (one pair's slow minute
+  is not the other's). Median and min over all rounds, and each round's median.
 * UDP: ``--size`` (1,400) byte datagrams of random bytes for ``--seconds``, open loop (or
   paced with ``--udp-rate``); the receiver counts them. Mbit/s of UDP payload delivered
   (first to last arrival) and loss.
@@ -311,7 +313,32 @@ def warm_up(world: World, pair: str) -> str:
     return "RELAYED"
 
 
-def measure_rtt(world: World, pair: str, count: int, gap_ms: float = 20.0) -> Row:
+def measure_rtt_rounds(world: World, count: int, gap_ms: float, runs: int) -> list[Row]:
+    """`count` echoes per pair in each of `runs` rounds, the pairs taking turns."""
+    rounds: dict[str, list[Row]] = {pair: [] for pair in PAIRS}
+    samples: dict[str, list[float]] = {pair: [] for pair in PAIRS}
+    for _ in range(runs):
+        for pair in PAIRS:
+            row, rtts = measure_rtt(world, pair, count, gap_ms)
+            rounds[pair].append(row)
+            samples[pair] += rtts
+    out = []
+    for pair in PAIRS:
+        rows, rtts = rounds[pair], samples[pair]
+        load = max(r.load for r in rows)
+        if not rtts:
+            out.append(Row(pair, "rtt", None, "ms", load, rows[-1].detail))
+            continue
+        medians = ", ".join(f"{r.value:.3f}" if r.value is not None else "-" for r in rows)
+        detail = (
+            f"{rows[-1].detail}; {len(rtts)} answered in {runs} round(s), min {min(rtts):.3f} ms; "
+            f"round medians {medians} ms"
+        )
+        out.append(Row(pair, "rtt", statistics.median(rtts), "ms (median)", load, detail))
+    return out
+
+
+def measure_rtt(world: World, pair: str, count: int, gap_ms: float = 20.0) -> tuple[Row, list[float]]:
     a, b = world.pairs[pair]
     load = load1()
     relayed0 = world.relayed()
@@ -332,12 +359,12 @@ def measure_rtt(world: World, pair: str, count: int, gap_ms: float = 20.0) -> Ro
         rtts, lost = list(r["rtt_ms"]), int(r["lost"])
     relayed = world.relayed() - relayed0
     if not rtts:
-        return Row(pair, "rtt", None, "ms", load, f"no echo answered of {count}")
+        return Row(pair, "rtt", None, "ms", load, f"no echo answered of {count}"), []
     detail = (
-        f"ICMP echo A -> B, {count} one at a time {gap_ms:g} ms apart, 56-byte payload: min {min(rtts):.3f} ms, "
-        f"max {max(rtts):.3f} ms, lost {lost}, relayed by root {relayed}"
+        f"ICMP echo A -> B, {count} a round one at a time {gap_ms:g} ms apart, 56-byte payload: "
+        f"last round max {max(rtts):.3f} ms, lost {lost}, relayed by root {relayed}"
     )
-    return Row(pair, "rtt", statistics.median(rtts), "ms (median)", load, detail)
+    return Row(pair, "rtt", statistics.median(rtts), "ms (median)", load, detail), rtts
 
 
 def _in_thread(fn: Callable[[], dict[str, Any]]) -> tuple[threading.Thread, dict[str, Any]]:
@@ -577,9 +604,11 @@ def loud_exit(message: str, code: int = 2) -> int:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=4.0, help="length of each UDP / TCP transfer (default 4)")
-    p.add_argument("--runs", type=int, default=3, help="transfers per pair and protocol, pairs taking turns (default 3)")
+    p.add_argument(
+        "--runs", type=int, default=3, help="rounds of echoes and transfers per pair, pairs taking turns (default 3)"
+    )
     p.add_argument("--size", type=int, default=1400, help="UDP payload bytes per datagram (default 1400)")
-    p.add_argument("--pings", type=int, default=20, help="ICMP echoes per pair (default 20)")
+    p.add_argument("--pings", type=int, default=20, help="ICMP echoes per pair and round (default 20)")
     p.add_argument(
         "--ping-gap", type=float, default=20.0, help="ms between echoes (default 20; 0: back to back, caches warm)"
     )
@@ -645,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
                     if kind not in kinds:
                         continue
                     if kind == "rtt":
-                        new = [measure_rtt(world, pair, args.pings, args.ping_gap) for pair in PAIRS]
+                        new = measure_rtt_rounds(world, args.pings, args.ping_gap, args.runs)
                     else:
                         new = measure_throughput(world, kind, args)
                     for r in new:

@@ -300,7 +300,15 @@ class Switch(Outbound):
         path = self.host.topology.adopt_path(path)
         verb = pkt.verb
         self.stats[_IN_KEYS.get(verb) or f"in_{verb_name(verb)}"] += 1
-        if verb == Verb.HELLO:
+        if verb in VL2_VERBS:  # first: frames are most of the traffic
+            if self.vl2 is None:
+                self._peer_received(now, peer, path, pkt.header.hops, verb)
+                self._drop("vl2_not_available", verb=verb_name(verb))
+                return True
+            if not self.vl2.handle_packet(now, peer, path, pkt):
+                return False
+            self._peer_received(now, peer, path, pkt.header.hops, verb)
+        elif verb == Verb.HELLO:
             self._do_hello(now, path, data, header.source, already_authenticated=True, decoded=pkt)
         elif verb == Verb.OK:
             self._do_ok(now, peer, path, pkt)
@@ -316,14 +324,6 @@ class Switch(Outbound):
             self._do_push_direct_paths(now, peer, path, pkt)
         elif verb == Verb.USER_MESSAGE:
             self._do_user_message(now, peer, path, pkt)
-        elif verb in VL2_VERBS:
-            if self.vl2 is None:
-                self._peer_received(now, peer, path, pkt.header.hops, verb)
-                self._drop("vl2_not_available", verb=verb_name(verb))
-                return True
-            if not self.vl2.handle_packet(now, peer, path, pkt):
-                return False
-            self._peer_received(now, peer, path, pkt.header.hops, verb)
         else:
             # NOP, ACK, QOS_MEASUREMENT, REMOTE_TRACE, PATH_NEGOTIATION_REQUEST and
             # unknown verbs: authenticated, so they count as received.
