@@ -25,7 +25,8 @@ def lossy(svc: NodeService, rng: random.Random, loss: float, reorder: float) -> 
     """Drop ``loss`` of the node's outgoing UDP datagrams and hold back ``reorder``
     of them by 1-6 ms, so later ones overtake them (this kernel has no netem)."""
     loop = asyncio.get_running_loop()
-    orig = svc._send
+    # The node hands its datagrams to this callback (bound to NodeService._send).
+    orig = svc._callbacks.wire_packet_send
     stats = {"dropped": 0, "delayed": 0}
 
     def send(local_socket: int, remote: tuple[str, int], data: bytes, ttl: int) -> bool:
@@ -39,7 +40,7 @@ def lossy(svc: NodeService, rng: random.Random, loss: float, reorder: float) -> 
             return True
         return orig(local_socket, remote, data, ttl)
 
-    svc._send = send  # type: ignore[method-assign]
+    svc._callbacks.wire_packet_send = send
     return stats
 
 
@@ -217,7 +218,7 @@ def test_connection_survives_the_path_changing_from_relayed_to_direct() -> None:
             root = v.runtime.services[0]
             blocked = {"on": True}
             for svc, other in ((a, b), (b, a)):
-                orig = svc._send
+                orig = svc._callbacks.wire_packet_send  # the node's datagrams go through it
 
                 def send(
                     ls: int,
@@ -231,7 +232,7 @@ def test_connection_survives_the_path_changing_from_relayed_to_direct() -> None:
                         return True
                     return orig(ls, remote, data, ttl)
 
-                svc._send = send  # type: ignore[method-assign]
+                svc._callbacks.wire_packet_send = send
             got = bytearray()
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 

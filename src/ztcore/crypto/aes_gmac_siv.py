@@ -29,6 +29,7 @@ import hmac
 import logging
 import struct
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ztcore.crypto import armor as _armor_mod
@@ -89,6 +90,14 @@ class AesGmacSiv:
     @property
     def uses_c(self) -> bool:
         return self._c is not None
+
+    @property
+    def packet_calls(self) -> tuple[Callable[..., bytes], Callable[..., tuple[int, bytes] | int]]:
+        """(armor, dearmor) as the callables that do the work (the kernel's own methods
+        when it is used): the packet path keeps them to save a call per packet."""
+        if self._c is not None:
+            return self._c.armor, self._c.dearmor
+        return self.armor_py, self.dearmor_py
 
     def _ctx(self) -> _PyContexts:
         py = self._py

@@ -213,6 +213,8 @@ class Responder:
             ):
                 self.counters["not_for_us"] += 1
                 return False
+            if ethertype == f.ETHERTYPE_IPV4:  # most frames: no second dispatch
+                return self._input_ipv4(source_mac, payload, now)
             return self._dispatch(source_mac, ethertype, payload, now)
         except f.ChecksumError:
             self.counters["bad_checksum"] += 1

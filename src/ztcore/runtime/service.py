@@ -124,9 +124,15 @@ class _Callbacks:
 
     def __init__(self, service: NodeService) -> None:
         self._s = service
-
-    def wire_packet_send(self, local_socket: int, remote: tuple[str, int], data: bytes, ttl: int = 0) -> bool:
-        return self._s._send(local_socket, remote, data, ttl)
+        # The two called for every packet go straight to the service (a call less each).
+        # virtual_network_frame: delivered from the event loop, not from inside the node's
+        # call: a frame the node makes up while a listener is sending (NDP emulation,
+        # frames to self) would otherwise re-enter that listener mid-send (the real core
+        # likewise hands such frames over from another thread). Frames are queued and
+        # handed over together: at the end of the socket drain that produced them (the
+        # node's calls have all returned by then), or else in one call_soon for all.
+        self.wire_packet_send: Callable[[int, tuple[str, int], bytes, int], bool] = service._send
+        self.virtual_network_frame: Callable[[VirtualFrame], None] = service._queue_frame
 
     def state_put(self, kind: StateObjectType, object_id: tuple[int, ...], data: bytes | None) -> None:
         try:
@@ -147,15 +153,6 @@ class _Callbacks:
 
     def event(self, event: Event) -> None:
         self._s._on_event(event)
-
-    def virtual_network_frame(self, frame: VirtualFrame) -> None:
-        # Delivered from the event loop, not from inside the node's call: a frame the
-        # node makes up while a listener is sending (NDP emulation, frames to self)
-        # would otherwise re-enter that listener mid-send (the real core likewise
-        # hands such frames over from another thread). Frames are queued and handed
-        # over together: at the end of the socket drain that produced them (the node's
-        # calls have all returned by then), or else in one call_soon for all of them.
-        self._s._queue_frame(frame)
 
     def virtual_network_config(self, network_id: int, operation: str, config: object | None) -> None:
         self._s._dispatch(self._s._config_listeners, network_id, operation, config)
@@ -580,11 +577,14 @@ class NodeService(NetworkSockets, AppWaits):
         # a later call, never into a listener that is still running.
         self._frames_scheduled = False
         frames, self._frames = self._frames, []
-        listeners = self._frame_listeners
         for frame in frames:
-            self._dispatch(listeners, frame)
+            for listener in list(self._frame_listeners):  # as _dispatch, a call less per frame
+                try:
+                    listener(frame)
+                except Exception as e:
+                    report_unexpected(log, f"service: listener {getattr(listener, '__qualname__', listener)}", e)
 
-    def _send(self, local_socket: int, remote: tuple[str, int], data: bytes, ttl: int) -> bool:
+    def _send(self, local_socket: int, remote: tuple[str, int], data: bytes, ttl: int = 0) -> bool:
         try:
             host, port = remote
         except (TypeError, ValueError):
@@ -611,7 +611,10 @@ class NodeService(NetworkSockets, AppWaits):
         if b.pending:  # keep the order: behind what is already waiting
             return self._enqueue(b, data, addr, ttl)
         try:
-            self._sendto(b, data, addr, ttl)
+            if ttl > 0:
+                self._sendto(b, data, addr, ttl)
+            else:
+                b.sock.sendto(data, addr)
         except (BlockingIOError, InterruptedError):
             return self._enqueue(b, data, addr, ttl)
         except (OSError, ValueError) as e:

@@ -254,7 +254,7 @@ class Outbound:
             self.expect_reply_to(int.from_bytes(wire[:8], "big"), now)
         self.stats[_OUT_KEYS.get(verb) or f"out_{verb_name(verb)}"] += 1
         self._put_wire(now, path.local_socket, path.address, wire)
-        path.sent(now)
+        path.last_out = now  # Path.sent, without the call
         return True
 
     def _send_via_path(

@@ -217,7 +217,8 @@ class Switch(Outbound):
             if complete is not None:
                 self._process_head(now, path, complete)
             return
-        self._process_head(now, path, data, header)
+        if not self._try_decode(now, path, data, header):
+            self._wait_for_whois(now, path, data, header)
 
     def _relay(
         self, now: int, path: Path, destination: int, source: int | None, data: bytes, is_fragment: bool
@@ -265,10 +266,13 @@ class Switch(Outbound):
         if header is None:
             header = parse_header(data)
         if not self._try_decode(now, path, data, header):
-            if len(self._rx_queue) >= RX_QUEUE_SIZE:
-                self._rx_queue.pop(0)
-                self.drops["rx_queue_full"] += 1
-            self._rx_queue.append(_RxEntry(header.source, path.local_socket, path, data, now))
+            self._wait_for_whois(now, path, data, header)
+
+    def _wait_for_whois(self, now: int, path: Path, data: bytes, header: PacketHeader) -> None:
+        if len(self._rx_queue) >= RX_QUEUE_SIZE:
+            self._rx_queue.pop(0)
+            self.drops["rx_queue_full"] += 1
+        self._rx_queue.append(_RxEntry(header.source, path.local_socket, path, data, now))
 
     def _try_decode(self, now: int, path: Path, data: bytes, header: PacketHeader | None = None) -> bool:
         """Authenticate and dispatch one complete packet (`header` parsed from it by the

@@ -209,7 +209,7 @@ class VL2Outbound:
                 payload += struct.pack(">H", ethertype) + data
                 self._send(now, to, Verb.EXT_FRAME, payload)
             else:
-                self._send(now, to, Verb.FRAME, _FRAME_HEAD.pack(network.id, ethertype) + data)
+                self.host.switch.send(now, to, Verb.FRAME, _FRAME_HEAD.pack(network.id, ethertype) + data)
             self.stats["frames_out"] += 1
             return True
         source_mac, dest_mac = MAC(source_mac), MAC(dest_mac)

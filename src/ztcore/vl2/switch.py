@@ -71,6 +71,8 @@ class VL2Switch(VL2Outbound):
         # Parsers check lengths and raise PacketError with a specific reason; any other
         # exception is a bug and is left to the VL1 catch-all (counted as internal_error).
         try:
+            if packet.verb == Verb.FRAME:  # most packets: no second dispatch
+                return self._do_frame(now, peer, packet)
             return self._handle(now, peer, path, packet)
         except PacketError as e:
             self._drop(e.reason, verb=Verb(packet.verb).name, peer=str(peer.identity.address))
@@ -134,7 +136,7 @@ class VL2Switch(VL2Outbound):
             return True
         if not network.gate(now, peer):
             return self._need_credentials(now, peer, packet, nwid)
-        self._mark_trust(now, peer)
+        peer.last_trust = now  # _mark_trust, without the call
         if len(p) < 10:
             return True
         ethertype = (p[8] << 8) | p[9]
