@@ -18,6 +18,7 @@ from ztcore.identity import Identity
 from ztcore.runtime.http_api import StoreControllerBackend
 from ztcore.runtime.service import now_ms
 from ztcore.simulation import SimHost, SimNetwork, make_planet
+from ztcore.vl1.packet import set_hops
 from ztcore.vl2.mac import BROADCAST_MAC, MAC
 
 
@@ -150,6 +151,40 @@ def test_private_network_join_authorize_and_exchange_frames(
         with pytest.raises(InvalidFormatError):
             w.a.node.process_virtual_network_frame(w.net.now, w.nwid, bad_source, bad_dest, 0x0800, 0, frame)
     assert w.a.node.vl2.stats["frames_out"] == sent
+
+    # The receive path's shortcut (whole packet, hops 0, known peer, kept path) and the
+    # general path treat a FRAME alike: captured on the wire and handed to b again, it is
+    # delivered again by the shortcut; with its hop count raised (not covered by the MAC)
+    # the general path takes it and delivers it too; with a MAC bit flipped the shortcut
+    # drops it as bad_mac.
+    captured: list[bytes] = []
+    w.net.filter = lambda src, dst, data: (dst == w.b.endpoint and captured.append(data)) or True
+    probe = _udp_frame(ip_a, ip_b, b"captured")
+    assert w.a.node.process_virtual_network_frame(w.net.now, w.nwid, mac_a, mac_b, 0x0800, 0, probe)
+    assert w.net.run_until(lambda: any(f.data == probe for f in w.b.frames), 5_000)
+    w.net.filter = None
+    wire = next(d for d in captured if len(d) == 28 + 10 + len(probe))
+    general = {"calls": 0}
+    topo = w.b.node.topology
+    get_path = topo.get_path
+
+    def counting_get_path(*args: Any) -> Any:
+        general["calls"] += 1
+        return get_path(*args)
+
+    topo.get_path = counting_get_path  # type: ignore[method-assign]
+    switch = w.b.node.switch
+    before = (sum(f.data == probe for f in w.b.frames), switch.stats["in_FRAME"], switch.drops["bad_mac"])
+    w.b.node.process_wire_packet(w.net.now, 0, w.a.endpoint, wire)
+    assert general["calls"] == 0  # the shortcut
+    w.b.node.process_wire_packet(w.net.now, 0, w.a.endpoint, set_hops(wire, 1))
+    assert general["calls"] == 1  # the general path
+    tampered = bytearray(wire)
+    tampered[19] ^= 0x01
+    w.b.node.process_wire_packet(w.net.now, 0, w.a.endpoint, bytes(tampered))
+    assert general["calls"] == 1
+    after = (sum(f.data == probe for f in w.b.frames), switch.stats["in_FRAME"], switch.drops["bad_mac"])
+    assert after == (before[0] + 2, before[1] + 2, before[2] + 1)
 
     # ARP request (broadcast) for b's IP becomes a multicast to b's ARP group.
     arp = _arp_request(mac_a, ip_a, ip_b)

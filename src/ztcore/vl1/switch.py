@@ -39,7 +39,11 @@ from ztcore.vl1.outbound import (
     verb_name,
 )
 from ztcore.vl1.packet import (
+    FLAG_FRAGMENTED,
+    FRAGMENT_IDX_INDICATOR,
+    FRAGMENT_INDICATOR,
     FRAGMENT_MIN_LENGTH,
+    IDX_FLAGS,
     PACKET_MIN_LENGTH,
     PROTO_VERSION,
     PROTO_VERSION_MIN,
@@ -92,6 +96,11 @@ PUSH_DIRECT_PATHS_FLAG_CLUSTER_REDIRECT = 0x02
 _NONTRIVIAL_VERBS = frozenset(
     {Verb.FRAME, Verb.EXT_FRAME, Verb.NETWORK_CONFIG_REQUEST, Verb.NETWORK_CONFIG, Verb.MULTICAST_FRAME}
 )
+# The receive path's shortcut takes packets whose flags byte, bit 7 aside, says: not
+# fragmented, hop count 0, cipher suite 1 or 3 (suite 0 carries HELLOs, 2 trusted paths).
+_LANE_FLAGS_MASK = FLAG_FRAGMENTED | 0x3F
+_LANE_FLAGS = frozenset({int(CipherSuite.POLY1305_SALSA2012) << 3, int(CipherSuite.AES_GMAC_SIV) << 3})
+
 VL2_VERBS = frozenset(
     {
         Verb.FRAME,
@@ -146,6 +155,8 @@ class Switch(Outbound):
         self._last_unite: RecentTable[tuple[int, int]] = RecentTable(PER_REMOTE_TABLE_MAX, MIN_UNITE_INTERVAL)
         self._identity_gate: WindowGate[object] = WindowGate(IDENTITY_VERIFICATION_RATE, 1000, PER_REMOTE_TABLE_MAX)
         self._identity_budget = TokenBucket(IDENTITY_VERIFICATION_GLOBAL_RATE, IDENTITY_VERIFICATION_GLOBAL_RATE)
+        # Our address as it appears in a packet's destination field (the receive path's check).
+        self._me_wire = int(host.identity.address).to_bytes(5, "big")
         # Called with (now, peer, in-re packet id, payload) when an OK(ECHO) arrives.
         self.on_echo_reply: Callable[[int, Peer, int, bytes], None] | None = None
 
@@ -184,6 +195,29 @@ class Switch(Outbound):
             self._drop("internal_error", remote=str(remote))
 
     def _on_remote_packet(self, now: int, local_socket: int, remote: InetAddress, data: bytes) -> None:
+        # The common case first, in a few steps: a whole packet for us, straight from a peer
+        # in memory (hops 0), encrypted (suite 1 or 3), over a path already kept. Anything
+        # else, or a packet that fails here, takes the general path below.
+        if (
+            len(data) >= PACKET_MIN_LENGTH
+            and data[IDX_FLAGS] & _LANE_FLAGS_MASK in _LANE_FLAGS
+            and data[FRAGMENT_IDX_INDICATOR] != FRAGMENT_INDICATOR
+            and data[8:13] == self._me_wire
+        ):
+            topo = self.host.topology
+            path = topo.paths.get((local_socket, remote))
+            peer = topo.peers.get(int.from_bytes(data[13:18], "big"))
+            if path is not None and peer is not None:
+                path.last_in = now  # Path.received
+                self.stats["packets_in"] += 1
+                try:
+                    pkt = dearmor(data, peer.key, peer.aes_keys)
+                except PacketError as e:
+                    self._drop(e.reason, source=str(peer.identity.address))
+                    return
+                if not self._dispatch(now, peer, path, data, pkt):
+                    self._wait_for_whois(now, path, data, pkt.header)
+                return
         # A path the node does not know yet is transient: it is kept (Topology.adopt_path)
         # only once a packet over it authenticates, so junk from a million sources leaves
         # nothing behind.
@@ -302,6 +336,11 @@ class Switch(Outbound):
             self._drop(e.reason, source=str(Address(header.source)))
             return True
         path = self.host.topology.adopt_path(path)
+        return self._dispatch(now, peer, path, data, pkt)
+
+    def _dispatch(self, now: int, peer: Peer, path: Path, data: bytes, pkt: Dearmored) -> bool:
+        """An authenticated packet from `peer` over the kept `path`, to its verb's handler.
+        False = wait for WHOIS (a VL2 handler needs an identity not known yet)."""
         verb = pkt.verb
         self.stats[_IN_KEYS.get(verb) or f"in_{verb_name(verb)}"] += 1
         if verb in VL2_VERBS:  # first: frames are most of the traffic
@@ -313,7 +352,7 @@ class Switch(Outbound):
                 return False
             self._peer_received(now, peer, path, pkt.header.hops, verb)
         elif verb == Verb.HELLO:
-            self._do_hello(now, path, data, header.source, already_authenticated=True, decoded=pkt)
+            self._do_hello(now, path, data, pkt.header.source, already_authenticated=True, decoded=pkt)
         elif verb == Verb.OK:
             self._do_ok(now, peer, path, pkt)
         elif verb == Verb.ERROR:
