@@ -11,8 +11,13 @@ per-packet code, and this figure next to libzt's is what the event loop and the
 interpreter cost.
 
 Echoes are timed with perf_counter from before the request is built to the reply being
-dearmored, back to back and then --gap ms apart (the spacing `bench_vs_libzt.py` uses:
-after a pause this machine runs any code several times slower until its caches warm up).
+dearmored, back to back and then --gap ms apart (the spacing `bench_vs_libzt.py` uses).
+
+It then times single operations in this process, back to back and each --gap ms after the
+previous one: after a pause this machine runs every distinct piece of code it has not run
+since several times slower (a Python call that takes 0.1 us back to back takes several us
+after a 20 ms sleep), so a packet path costs in proportion to how many different
+operations it goes through, not only to how many bytecodes it executes.
 
 Run (as root, from the repository root): python bench/bench_rtt_floor.py [--pings 60] [--gap 20]
 """
@@ -124,6 +129,35 @@ async def client(ip: str, port: int, pings: int, gap_ms: float) -> dict[str, flo
     }
 
 
+def cold_operations(gap_ms: float, rounds: int) -> list[tuple[str, float, float]]:
+    """(operation, median us back to back, median us each `gap_ms` after the previous one)."""
+    cipher = _cipher()
+    wire = cipher.armor(1, 2, 1, SUITE3, FRAME, _echo_request(1))  # type: ignore[attr-defined]
+    head = struct.Struct(">QH")
+    ops: list[tuple[str, object]] = [
+        ("a Python call that does nothing", lambda: None),
+        ("int.to_bytes(2)", lambda: (12345).to_bytes(2, "big")),
+        ("struct pack of a FRAME head", lambda: head.pack(NWID, 0x0800)),
+        ("int.from_bytes of 64 bytes", lambda: int.from_bytes(wire[:64], "big")),
+        ("suite-3 dearmor of an echo (C)", lambda: cipher.dearmor(wire)),  # type: ignore[attr-defined]
+        ("suite-3 armor of an echo (C)", lambda: cipher.armor(7, 2, 1, SUITE3, FRAME, _echo_request(2))),  # type: ignore[attr-defined]
+    ]
+    out = []
+    for name, fn in ops:
+        timed = []
+        for pause in (0.0, gap_ms / 1000):
+            samples = []
+            for _ in range(rounds):
+                if pause:
+                    time.sleep(pause)
+                t0 = time.perf_counter()
+                fn()  # type: ignore[operator]
+                samples.append((time.perf_counter() - t0) * 1e6)
+            timed.append(statistics.median(samples))
+        out.append((name, timed[0], timed[1]))
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pings", type=int, default=60, help="echoes with gaps (4x as many back to back)")
@@ -172,6 +206,9 @@ def main() -> int:
         f"back to back median {r['b2b_median']:.3f} ms (min {r['b2b_min']:.3f}), "
         f"{args.gap:g} ms apart median {r['gap_median']:.3f} ms (min {r['gap_min']:.3f}, max {r['gap_max']:.3f})"
     )
+    print(f"single operations in this process, median of 40 (us): back to back | {args.gap:g} ms after the previous one")
+    for name, warm, cold in cold_operations(args.gap, 40):
+        print(f"  {name:<34} {warm:8.2f} | {cold:8.2f}")
     machine.footer()
     return 0
 
