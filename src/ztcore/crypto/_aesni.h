@@ -37,6 +37,7 @@ typedef struct {
     __m128i k1[15];   /* K1 encryption round keys (ECB, CTR) */
     __m128i k1d[15];  /* K1 decryption round keys (equivalent inverse cipher) */
     __m128i h;        /* GHASH key E_K0(0), byte-reflected */
+    __m128i h2, h3, h4; /* its powers, for four blocks at a time */
 } NiKeys;
 
 static int ni_supported(void)
@@ -112,6 +113,8 @@ NI_TARGET static inline __m128i ni_decrypt(const __m128i dk[15], __m128i b)
     return _mm_aesdeclast_si128(b, dk[14]);
 }
 
+NI_TARGET static inline __m128i ni_gfmul(__m128i a, __m128i b);
+
 NI_TARGET static void ni_setup(NiKeys *k, const unsigned char k0[32], const unsigned char k1[32])
 {
     ni_expand(k0, k->k0);
@@ -119,6 +122,9 @@ NI_TARGET static void ni_setup(NiKeys *k, const unsigned char k0[32], const unsi
     ni_decryption_keys(k->k1, k->k1d);
     const __m128i bswap = _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     k->h = _mm_shuffle_epi8(ni_encrypt(k->k0, _mm_setzero_si128()), bswap);
+    k->h2 = ni_gfmul(k->h, k->h);
+    k->h3 = ni_gfmul(k->h2, k->h);
+    k->h4 = ni_gfmul(k->h3, k->h);
 }
 
 NI_TARGET static void ni_ecb(const __m128i keys[15], int decrypt, const unsigned char in[16], unsigned char out[16])
@@ -152,28 +158,47 @@ static inline void ni_ctr_next(unsigned char counter[16])
 
 NI_TARGET static void ni_ctr(const __m128i rk[15], NiCtr *c, const unsigned char *in, unsigned char *out, size_t len)
 {
+    const __m128i bswap = _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m128i one = _mm_set_epi32(0, 0, 0, 1);
     while (len > 0 && c->used < 16) {
         *out++ = (unsigned char)(*in++ ^ c->stream[c->used++]);
         --len;
     }
-    /* Four independent blocks at a time keep the AES unit busy. */
-    while (len >= 64) {
-        __m128i b[4];
-        for (int j = 0; j < 4; ++j) {
-            b[j] = _mm_xor_si128(_mm_loadu_si128((const __m128i *)c->counter), rk[0]);
-            ni_ctr_next(c->counter);
+    /* Byte-reflected, the counter's last 32-bit word is the lowest lane: one vector add a
+     * block, as long as that word cannot wrap within this call (SIV clears its top bit,
+     * so it never does; a wrap takes the byte-wise loop below). */
+    const uint32_t low = ((uint32_t)c->counter[12] << 24) | ((uint32_t)c->counter[13] << 16) |
+                         ((uint32_t)c->counter[14] << 8) | c->counter[15];
+    if ((len + 15) / 16 <= (size_t)(0xffffffffu - low)) {
+        __m128i ctr = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)c->counter), bswap);
+        /* Four independent blocks at a time keep the AES unit busy. */
+        while (len >= 64) {
+            __m128i b[4];
+            for (int j = 0; j < 4; ++j) {
+                b[j] = _mm_xor_si128(_mm_shuffle_epi8(ctr, bswap), rk[0]);
+                ctr = _mm_add_epi32(ctr, one);
+            }
+            for (int i = 1; i < 14; ++i)
+                for (int j = 0; j < 4; ++j)
+                    b[j] = _mm_aesenc_si128(b[j], rk[i]);
+            for (int j = 0; j < 4; ++j) {
+                b[j] = _mm_aesenclast_si128(b[j], rk[14]);
+                __m128i x = _mm_loadu_si128((const __m128i *)(in + 16 * j));
+                _mm_storeu_si128((__m128i *)(out + 16 * j), _mm_xor_si128(x, b[j]));
+            }
+            in += 64;
+            out += 64;
+            len -= 64;
         }
-        for (int i = 1; i < 14; ++i)
-            for (int j = 0; j < 4; ++j)
-                b[j] = _mm_aesenc_si128(b[j], rk[i]);
-        for (int j = 0; j < 4; ++j) {
-            b[j] = _mm_aesenclast_si128(b[j], rk[14]);
-            __m128i x = _mm_loadu_si128((const __m128i *)(in + 16 * j));
-            _mm_storeu_si128((__m128i *)(out + 16 * j), _mm_xor_si128(x, b[j]));
+        while (len >= 16) {
+            __m128i k = ni_encrypt(rk, _mm_shuffle_epi8(ctr, bswap));
+            ctr = _mm_add_epi32(ctr, one);
+            _mm_storeu_si128((__m128i *)out, _mm_xor_si128(_mm_loadu_si128((const __m128i *)in), k));
+            in += 16;
+            out += 16;
+            len -= 16;
         }
-        in += 64;
-        out += 64;
-        len -= 64;
+        _mm_storeu_si128((__m128i *)c->counter, _mm_shuffle_epi8(ctr, bswap));
     }
     while (len >= 16) {
         __m128i k = ni_encrypt(rk, _mm_loadu_si128((const __m128i *)c->counter));
@@ -254,6 +279,19 @@ NI_TARGET static void ni_ghash_update(const NiKeys *k, NiGhash *g, const unsigne
         __m128i b = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)g->buf), bswap);
         g->x = ni_gfmul(_mm_xor_si128(g->x, b), k->h);
         g->buflen = 0;
+    }
+    /* Four blocks at a time: X' = (X ^ B0) H^4 ^ B1 H^3 ^ B2 H^2 ^ B3 H, the same value as
+     * four steps of X = (X ^ B) H (multiplication distributes over XOR), with the four
+     * products independent of each other. */
+    while (len >= 64) {
+        __m128i b0 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)p), bswap);
+        __m128i b1 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16)), bswap);
+        __m128i b2 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 32)), bswap);
+        __m128i b3 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 48)), bswap);
+        __m128i y = _mm_xor_si128(ni_gfmul(_mm_xor_si128(g->x, b0), k->h4), ni_gfmul(b1, k->h3));
+        g->x = _mm_xor_si128(y, _mm_xor_si128(ni_gfmul(b2, k->h2), ni_gfmul(b3, k->h)));
+        p += 64;
+        len -= 64;
     }
     while (len >= 16) {
         __m128i b = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)p), bswap);
