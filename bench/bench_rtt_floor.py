@@ -142,6 +142,16 @@ def cold_operations(gap_ms: float, rounds: int) -> list[tuple[str, float, float]
         ("suite-3 dearmor of an echo (C)", lambda: cipher.dearmor(wire)),  # type: ignore[attr-defined]
         ("suite-3 armor of an echo (C)", lambda: cipher.armor(7, 2, 1, SUITE3, FRAME, _echo_request(2))),  # type: ignore[attr-defined]
     ]
+    from ztcore.crypto import armor as kernel_binding
+
+    if kernel_binding.HAVE_AESNI and kernel_binding.HAVE_OPENSSL_AES:
+        # The same two calls on the kernel's other AES path (OpenSSL EVP): `cipher` is AES-NI.
+        evp = kernel_binding.Siv(bytes(range(32)), bytes(range(32, 64)), aesni=False)  # type: ignore[misc]
+        evp_wire = evp.armor(1, 2, 1, SUITE3, FRAME, _echo_request(1))
+        ops += [
+            ("... the same dearmor on OpenSSL EVP", lambda: evp.dearmor(evp_wire)),
+            ("... the same armor on OpenSSL EVP", lambda: evp.armor(7, 2, 1, SUITE3, FRAME, _echo_request(2))),
+        ]
     out = []
     for name, fn in ops:
         timed = []
