@@ -543,7 +543,7 @@ class NodeService(NetworkSockets, AppWaits):
             counters.bytes_in += sum(len(d) for d, _ in batch)
             return
         ls = b.local_socket
-        clock = self.clock
+        now = self.clock()  # one reading per drain: the node's clock is in ms
         self._draining = True
         try:
             for data, remote in batch:
@@ -552,7 +552,7 @@ class NodeService(NetworkSockets, AppWaits):
                 if self._wire_listeners:
                     self._dispatch(self._wire_listeners, "in", b.address, remote, data)
                 try:
-                    node.process_wire_packet(clock(), ls, remote, data)
+                    node.process_wire_packet(now, ls, remote, data)
                 except Exception as e:
                     # One bad datagram must not take the service down.
                     counters.node_errors += 1

@@ -200,8 +200,8 @@ class Switch(Outbound):
         # else, or a packet that fails here, takes the general path below.
         if (
             len(data) >= PACKET_MIN_LENGTH
+            and data[FRAGMENT_IDX_INDICATOR] != FRAGMENT_INDICATOR  # first: fragments leave here
             and data[IDX_FLAGS] & _LANE_FLAGS_MASK in _LANE_FLAGS
-            and data[FRAGMENT_IDX_INDICATOR] != FRAGMENT_INDICATOR
             and data[8:13] == self._me_wire
         ):
             topo = self.host.topology
