@@ -48,29 +48,23 @@ static int ni_supported(void)
 
 /* ---- AES-256 ------------------------------------------------------------------ */
 
+/* Each 32-bit word XORed with all the words before it: w0, w0^w1, w0^w1^w2, w0^..^w3. */
+NI_TARGET static inline __m128i ni_prefix_xor(__m128i t)
+{
+    t = _mm_xor_si128(t, _mm_slli_si128(t, 4));
+    return _mm_xor_si128(t, _mm_slli_si128(t, 8));
+}
+
 NI_TARGET static inline __m128i ni_expand_a(__m128i t1, __m128i assist)
 {
     /* Words w[i] = w[i-8] ^ SubWord(RotWord(w[i-1])) ^ rcon, chained across the block. */
-    __m128i t4 = _mm_slli_si128(t1, 4);
-    t1 = _mm_xor_si128(t1, t4);
-    t4 = _mm_slli_si128(t4, 4);
-    t1 = _mm_xor_si128(t1, t4);
-    t4 = _mm_slli_si128(t4, 4);
-    t1 = _mm_xor_si128(t1, t4);
-    return _mm_xor_si128(t1, _mm_shuffle_epi32(assist, 0xff));
+    return _mm_xor_si128(ni_prefix_xor(t1), _mm_shuffle_epi32(assist, 0xff));
 }
 
 NI_TARGET static inline __m128i ni_expand_b(__m128i t1, __m128i t3)
 {
     /* The odd half of AES-256's schedule: SubWord without rotation or rcon. */
-    __m128i t2 = _mm_shuffle_epi32(_mm_aeskeygenassist_si128(t1, 0x00), 0xaa);
-    __m128i t4 = _mm_slli_si128(t3, 4);
-    t3 = _mm_xor_si128(t3, t4);
-    t4 = _mm_slli_si128(t4, 4);
-    t3 = _mm_xor_si128(t3, t4);
-    t4 = _mm_slli_si128(t4, 4);
-    t3 = _mm_xor_si128(t3, t4);
-    return _mm_xor_si128(t3, t2);
+    return _mm_xor_si128(ni_prefix_xor(t3), _mm_shuffle_epi32(_mm_aeskeygenassist_si128(t1, 0x00), 0xaa));
 }
 
 NI_TARGET static void ni_expand(const unsigned char key[32], __m128i rk[15])

@@ -213,25 +213,25 @@ static int seal_args(PyObject *const *args, SealArgs *a)
     return 0;
 }
 
-static PyObject *opened(int verb_byte, const unsigned char *payload, Py_ssize_t len)
+/* (verb_byte, payload) as a dearmor returns it; takes over the reference to `payload`. */
+static PyObject *verb_and_payload(int verb_byte, PyObject *payload)
 {
-    PyObject *p = PyBytes_FromStringAndSize((const char *)payload, len);
-    if (p == NULL)
-        return NULL;
     PyObject *v = PyLong_FromLong(verb_byte);
-    if (v == NULL) {
-        Py_DECREF(p);
-        return NULL;
-    }
-    PyObject *t = PyTuple_New(2);
+    PyObject *t = v ? PyTuple_New(2) : NULL;
     if (t == NULL) {
-        Py_DECREF(p);
-        Py_DECREF(v);
+        Py_XDECREF(v);
+        Py_DECREF(payload);
         return NULL;
     }
     PyTuple_SET_ITEM(t, 0, v);
-    PyTuple_SET_ITEM(t, 1, p);
+    PyTuple_SET_ITEM(t, 1, payload);
     return t;
+}
+
+static PyObject *opened(int verb_byte, const unsigned char *payload, Py_ssize_t len)
+{
+    PyObject *p = PyBytes_FromStringAndSize((const char *)payload, len);
+    return p ? verb_and_payload(verb_byte, p) : NULL;
 }
 
 /* ---- suites 0 and 1 ---------------------------------------------------------- */

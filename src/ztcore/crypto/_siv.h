@@ -273,16 +273,7 @@ static PyObject *siv_dearmor(SivObject *s, PyObject *arg)
         Py_DECREF(payload);
         return PyLong_FromLong(E_BAD_MAC);
     }
-    PyObject *v = PyLong_FromLong(hdr[16]);
-    PyObject *t = v ? PyTuple_New(2) : NULL;
-    if (t == NULL) {
-        Py_XDECREF(v);
-        Py_DECREF(payload);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(t, 0, v);
-    PyTuple_SET_ITEM(t, 1, payload);
-    return t;
+    return verb_and_payload(hdr[16], payload);
 }
 
 /* Generic message API (any AAD), as AesGmacSiv.encrypt/decrypt. */
