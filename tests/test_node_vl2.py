@@ -185,6 +185,36 @@ def test_private_network_join_authorize_and_exchange_frames(
     assert general["calls"] == 1
     after = (sum(f.data == probe for f in w.b.frames), switch.stats["in_FRAME"], switch.drops["bad_mac"])
     assert after == (before[0] + 2, before[1] + 2, before[2] + 1)
+    topo.get_path = get_path  # type: ignore[method-assign]
+
+    # A frame too big for one datagram (head + fragment): put back together, it takes the
+    # shortcut too (not the general _process_head), and a flipped bit in the fragment is
+    # caught by the MAC there.
+    captured.clear()
+    big = _udp_frame(ip_a, ip_b, bytes(range(256)) * 6)  # 1,564-byte IP packet: two datagrams
+    w.net.filter = lambda src, dst, data: (dst == w.b.endpoint and captured.append(data)) or True
+    assert w.a.node.process_virtual_network_frame(w.net.now, w.nwid, mac_a, mac_b, 0x0800, 0, big)
+    assert w.net.run_until(lambda: any(f.data == big for f in w.b.frames), 5_000)
+    w.net.filter = None
+    pieces = next(captured[i : i + 2] for i in range(len(captured) - 1) if captured[i + 1][13] == 0xFF)
+    assert len(pieces[0]) + len(pieces[1]) > len(big)  # head, then its fragment
+    general_heads = {"calls": 0}
+    process_head = switch._process_head
+
+    def counting_process_head(*args: Any) -> Any:
+        general_heads["calls"] += 1
+        return process_head(*args)
+
+    switch._process_head = counting_process_head  # type: ignore[method-assign]
+    before = (sum(f.data == big for f in w.b.frames), switch.drops["bad_mac"])
+    for piece in pieces:
+        w.b.node.process_wire_packet(w.net.now, 0, w.a.endpoint, piece)
+    bad_fragment = bytearray(pieces[1])
+    bad_fragment[-1] ^= 0x80
+    for piece in (pieces[0], bytes(bad_fragment)):
+        w.b.node.process_wire_packet(w.net.now, 0, w.a.endpoint, piece)
+    assert general_heads["calls"] == 0
+    assert (sum(f.data == big for f in w.b.frames), switch.drops["bad_mac"]) == (before[0] + 1, before[1] + 1)
 
     # ARP request (broadcast) for b's IP becomes a multicast to b's ARP group.
     arp = _arp_request(mac_a, ip_a, ip_b)

@@ -210,13 +210,7 @@ class Switch(Outbound):
             if path is not None and peer is not None:
                 path.last_in = now  # Path.received
                 self.stats["packets_in"] += 1
-                try:
-                    pkt = dearmor(data, peer.key, peer.aes_keys)
-                except PacketError as e:
-                    self._drop(e.reason, source=str(peer.identity.address))
-                    return
-                if not self._dispatch(now, peer, path, data, pkt):
-                    self._wait_for_whois(now, path, data, pkt.header)
+                self._open_from_session(now, peer, path, data)
                 return
         # A path the node does not know yet is transient: it is kept (Topology.adopt_path)
         # only once a packet over it authenticates, so junk from a million sources leaves
@@ -234,7 +228,7 @@ class Switch(Outbound):
                 return
             complete = self.reassembler.add(data, now)
             if complete is not None:
-                self._process_head(now, path, complete)
+                self._reassembled(now, path, complete)
             return
         if len(data) < PACKET_MIN_LENGTH:
             self._drop("too_short", size=len(data))
@@ -249,7 +243,7 @@ class Switch(Outbound):
         if header.fragmented:
             complete = self.reassembler.add(data, now)
             if complete is not None:
-                self._process_head(now, path, complete)
+                self._reassembled(now, path, complete)
             return
         if not self._try_decode(now, path, data, header):
             self._wait_for_whois(now, path, data, header)
@@ -295,6 +289,28 @@ class Switch(Outbound):
             table.set(key, now)
             return True
         return False
+
+    def _open_from_session(self, now: int, peer: Peer, path: Path, data: bytes) -> None:
+        """Dearmor and dispatch a packet for us from `peer`, in memory, over the kept `path`
+        (the receive path's shortcut: the caller checked flags and destination)."""
+        try:
+            pkt = dearmor(data, peer.key, peer.aes_keys)
+        except PacketError as e:
+            self._drop(e.reason, source=str(peer.identity.address))
+            return
+        if not self._dispatch(now, peer, path, data, pkt):
+            self._wait_for_whois(now, path, data, pkt.header)
+
+    def _reassembled(self, now: int, path: Path, data: bytes) -> None:
+        """A packet put back together from fragments (its head was checked on arrival): the
+        shortcut when it is from a session as above, else the general way."""
+        if data[IDX_FLAGS] & _LANE_FLAGS_MASK & ~FLAG_FRAGMENTED in _LANE_FLAGS:
+            topo = self.host.topology
+            peer = topo.peers.get(int.from_bytes(data[13:18], "big"))
+            if peer is not None and topo.paths.get((path.local_socket, path.address)) is path:
+                self._open_from_session(now, peer, path, data)
+                return
+        self._process_head(now, path, data)
 
     def _process_head(self, now: int, path: Path, data: bytes, header: PacketHeader | None = None) -> None:
         if header is None:
