@@ -4,8 +4,9 @@ fragmentation, WHOIS for unknown destinations under a per-address and a global b
 a bounded transmit queue, HELLO / ECHO contact attempts, RENDEZVOUS introductions and
 PUSH_DIRECT_PATHS.
 
-`Outbound` is the sending half of `ztcore.vl1.switch.Switch` (a mixin: the switch owns the
-tables these methods use); `VL1Host` is what both halves need from the node that owns them.
+`Outbound` is the sending half of `ztcore.vl1.switch.Switch` (a mixin, under the verb
+handlers of `ztcore.vl1.incoming`: the switch owns the tables these methods use); `VL1Host`
+is what all of them need from the node that owns them.
 """
 
 from __future__ import annotations
