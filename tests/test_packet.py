@@ -20,6 +20,7 @@ from ztcore.vl1.packet import (
     PacketError,
     Verb,
     armor,
+    armor_encrypted,
     crypt_field,
     dearmor,
     derive_aes_keys,
@@ -354,6 +355,9 @@ def test_armor_argument_checks() -> None:
         armor(destination=DEST, source=SRC, verb=32, payload=b"", key=KEY, encrypt=True)
     with pytest.raises(ValueError):
         armor(destination=DEST, source=SRC, verb=1, payload=b"", key=KEY, encrypt=True, hops=8)
+    for aes_keys in (None, AES):  # the peers' send path: both suites refuse a verb past 5 bits
+        with pytest.raises(ValueError):
+            armor_encrypted(DEST, SRC, 32, b"", KEY, aes_keys)
 
 
 def test_fragmented_flag_is_authenticated_and_set_by_mtu() -> None:

@@ -312,12 +312,7 @@ class Responder:
                 if not unicast:
                     self.counters["broadcast_echo_ignored"] += 1
                     return False
-                reply = f.build_icmp_echo(f.ICMP_ECHO_REPLY, icmp.ident, icmp.seq, icmp.data)
-                for packet in fragment_ipv4(
-                    pkt.dst, pkt.src, f.IPPROTO_ICMP, reply, self.mtu, self._next_ip_ident()
-                ):
-                    self._emit(source_mac, f.ETHERTYPE_IPV4, packet)
-                return True
+                return self._answer_echo(source_mac, pkt.dst, pkt.src, icmp.ident, icmp.seq, icmp.data)
             if icmp.type == f.ICMP_ECHO_REPLY and icmp.code == 0 and unicast:
                 return self._echo_reply(pkt.src, icmp.ident, icmp.seq, now)
             self.counters["unsupported_icmp"] += 1
@@ -340,14 +335,13 @@ class Responder:
         ident, seq = (icmp[4] << 8) | icmp[5], (icmp[6] << 8) | icmp[7]
         if icmp[0] == f.ICMP_ECHO_REPLY:
             return self._echo_reply(p[12:16], ident, seq, now)
-        reply = f.build_icmp_echo(f.ICMP_ECHO_REPLY, ident, seq, icmp[8:])
-        src, dst = p[16:20], p[12:16]
-        if 20 + len(reply) <= self.mtu:
-            packet = f.build_ipv4(src, dst, f.IPPROTO_ICMP, reply, ident=self._next_ip_ident(), dont_fragment=False)
+        return self._answer_echo(source_mac, p[16:20], p[12:16], ident, seq, icmp[8:])
+
+    def _answer_echo(self, source_mac: int, ours: bytes, theirs: bytes, ident: int, seq: int, data: bytes) -> bool:
+        """Send the ICMP echo reply (fragmented if the MTU asks for it)."""
+        reply = f.build_icmp_echo(f.ICMP_ECHO_REPLY, ident, seq, data)
+        for packet in fragment_ipv4(ours, theirs, f.IPPROTO_ICMP, reply, self.mtu, self._next_ip_ident()):
             self._emit(source_mac, f.ETHERTYPE_IPV4, packet)
-        else:
-            for packet in fragment_ipv4(src, dst, f.IPPROTO_ICMP, reply, self.mtu, self._next_ip_ident()):
-                self._emit(source_mac, f.ETHERTYPE_IPV4, packet)
         return True
 
     def _input_ipv6(self, source_mac: int, payload: bytes, now: int) -> bool:
@@ -642,11 +636,7 @@ class Responder:
         self._pings[(dst, ident, seq)] = handle
         if len(dst) == 4:
             msg = f.build_icmp_echo(f.ICMP_ECHO_REQUEST, ident, seq, payload)
-            if 20 + len(msg) <= self.mtu:  # one packet: no fragmenting to consider
-                packet = f.build_ipv4(src, dst, f.IPPROTO_ICMP, msg, ident=self._next_ip_ident(), dont_fragment=False)
-                self._transmit(dst, src, f.ETHERTYPE_IPV4, packet, now, handle)
-            else:
-                self._transmit_fragmented(src, dst, f.IPPROTO_ICMP, msg, now, handle)
+            self._transmit_fragmented(src, dst, f.IPPROTO_ICMP, msg, now, handle)
         else:
             msg = f.build_icmpv6_echo(src, dst, f.ICMPV6_ECHO_REQUEST, ident, seq, payload)
             self._transmit_fragmented(src, dst, f.IPPROTO_ICMPV6, msg, now, handle)

@@ -22,7 +22,6 @@ from ztcore.vl1.inetaddress import InetAddress
 from ztcore.vl1.packet import (
     DEFAULT_PHYSICAL_MTU,
     PROTO_VERSION,
-    VERB_MASK,
     Verb,
     armor,
     armor_encrypted,
@@ -224,8 +223,6 @@ class Outbound:
 
     def armor_for(self, peer: Peer, verb: int, payload: bytes, encrypt: bool = True) -> bytes:
         if encrypt and (len(payload) <= 256 or verb in _UNCOMPRESSED_VERBS):
-            if not 0 <= verb <= VERB_MASK:
-                raise ValueError("verb must fit in 5 bits")
             return armor_encrypted(
                 peer.identity.address, self.host.identity.address, verb, payload, peer.key, peer.aes_keys_if_supported()
             )

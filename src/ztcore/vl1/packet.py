@@ -414,6 +414,8 @@ def armor_encrypted(
 ) -> bytes:
     """`armor` with encryption, as every message to a peer is sent: the payload as it is
     (no compression), hop count 0, a fresh packet ID. One call into the cipher."""
+    if not 0 <= verb <= VERB_MASK:
+        raise ValueError("verb must fit in 5 bits")
     n = len(payload)
     if n > _MAX_PAYLOAD:
         raise PacketError("too_long", f"{IDX_PAYLOAD + n} bytes")
