@@ -232,6 +232,8 @@ def test_mkplanet_errors(tmp_path: Path, ids: list[Identity]) -> None:
     assert not Path(out).exists()
     # A raw key whose first byte is "{" is still a raw key (it was misread as JSON).
     pub, sec = c25519_generate()
+    while pub[0] == ord("{"):  # 1 in 256: the changed byte must differ, or the halves agree
+        pub, sec = c25519_generate()
     brace = bytearray(pub + sec)
     brace[0] = ord("{")  # the public half's first byte; the halves then disagree, as a raw key
     (tmp_path / "brace.c25519").write_bytes(bytes(brace))
