@@ -17,7 +17,7 @@ LAYERS = [
     {"identity"},
     {"vl1"},
     {"vl2"},
-    {"tracing", "node"},
+    {"tracing", "lane", "node"},
     {"controller"},
     {"netstack"},
     {"runtime", "simulation", "offline"},

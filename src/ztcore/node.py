@@ -19,6 +19,7 @@ from typing import Any
 from ztcore.api import Event, EventType, NodeCallbacks, StateObjectType, VirtualFrame
 from ztcore.errors import InvalidFormatError, ZTError, report_unexpected
 from ztcore.identity import Address, Identity
+from ztcore.lane import NodeLane, make_lane
 from ztcore.tracing import RemoteTrace, TraceEvent, Tracer, decode, split_payload
 from ztcore.vl1.inetaddress import InetAddress, IpScope
 from ztcore.vl1.packet import PROTO_VERSION, ErrorCode, Verb
@@ -125,7 +126,8 @@ class Node:
     ) -> None:
         self.callbacks = callbacks
         self.allow_loopback = allow_loopback
-        self.trace_enabled = trace
+        self._trace_enabled = trace
+        self.lane: NodeLane | None = None
         self.tracer = Tracer(self, lambda ev: self.post_event(EventType.TRACE, ev))
         self._now = now
         self.identity = identity if identity is not None else self._load_or_create_identity()
@@ -140,6 +142,9 @@ class Node:
         self.multicaster = Multicaster()
         self.vl2 = VL2Switch(self)
         self.switch.vl2 = self.vl2
+        # The established-session fast lane (None without the C extensions).
+        self.lane = make_lane(self, self.switch.stats, self.vl2.stats)
+        self.switch.lane = self.lane
         self._networks: dict[int, Network] = {}
         self.controller: NetworkController | None = None
         self._controller_authorizations: dict[tuple[int, int], int] = {}
@@ -201,6 +206,16 @@ class Node:
         self.callbacks.event(Event(kind, {} if data is None else data))  # type: ignore[arg-type]
 
     # ------------------------------------------------------------- tracing
+    @property
+    def trace_enabled(self) -> bool:
+        """Trace every frame through the rules (what `ztnode trace` and the workbench turn on)."""
+        return self._trace_enabled
+
+    @trace_enabled.setter
+    def trace_enabled(self, on: bool) -> None:
+        self._trace_enabled = bool(on)
+        self.lane_invalidate()  # traced frames never take the lane
+
     def trace(self, kind: str, /, **fields: object) -> None:
         """What VL1/VL2 report: mapped to a typed event (ztcore.tracing), kept in the
         ring buffer, posted as EventType.TRACE and sent to remote targets that want it.
@@ -219,7 +234,7 @@ class Node:
     def filter_trace_wanted(self, network_id: int) -> bool:
         """True if frames on this network should be traced through the rules: its config
         names a remote trace target (as the real core), or local tracing is on."""
-        if self.trace_enabled:
+        if self._trace_enabled:
             return True
         # Asked for every frame in and out: the one network's config, without building lists.
         network = self._networks.get(network_id)
@@ -299,6 +314,12 @@ class Node:
     # ------------------------------------------------------------- inputs
     def process_wire_packet(self, now: int, local_socket: int, remote: tuple[str, int], data: bytes) -> None:
         self._now = now
+        lane = self.lane
+        if lane is not None and type(data) is bytes:
+            taken = lane.receive(now, local_socket, remote, data)
+            if taken is not None:
+                self.lane_output(local_socket, remote, taken)
+                return
         try:
             address = _from_tuple(remote)
         except (InvalidFormatError, TypeError):
@@ -306,11 +327,27 @@ class Node:
             return
         self.switch.on_remote_packet(now, local_socket, address, bytes(data))
 
+    def lane_output(self, local_socket: int, remote: tuple[str, int], taken: bytes | tuple[Any, ...]) -> None:
+        """Hand on what `lane.receive` returned: a reply datagram or a frame to deliver."""
+        if type(taken) is bytes:
+            self.callbacks.wire_packet_send(local_socket, remote, taken, 0)
+        else:
+            nwid, source_mac, dest_mac, ethertype, payload = taken
+            self.callbacks.virtual_network_frame(
+                VirtualFrame(nwid, source_mac, dest_mac, ethertype, 0, payload)
+            )
+
+    def lane_invalidate(self) -> None:
+        """Something the lane caches may have changed (see ztcore.lane)."""
+        if self.lane is not None:
+            self.lane.clear()
+
     def process_background_tasks(self, now: int) -> int:
         """Run timers; returns the absolute time (ms) by which to be called again."""
         self._now = now
         until_ping = PING_CHECK_INTERVAL - (now - self._last_ping_check)
         if until_ping <= 0:
+            self.lane_invalidate()
             self._last_ping_check = now
             until_ping = PING_CHECK_INTERVAL
             self._ping_peers(now)
@@ -476,6 +513,7 @@ class Node:
         network = self._networks.pop(int(network_id), None)
         if network is None:
             return False
+        self.lane_invalidate()
         network.destroyed = True
         self.callbacks.state_put(StateObjectType.NETWORK_CONFIG, (int(network_id),), None)
         self.callbacks.virtual_network_config(int(network_id), "destroy", None)
@@ -544,6 +582,7 @@ class Node:
         self.callbacks.state_put(kind, object_id, data)
 
     def network_config_changed(self, network: Network, operation: str) -> None:
+        self.lane_invalidate()
         if network.destroyed:
             return
         self.callbacks.virtual_network_config(network.id, operation, network.info())

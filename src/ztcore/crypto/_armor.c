@@ -272,11 +272,60 @@ static void mangle_key(unsigned char mk[32], const unsigned char key[32], const 
     mk[20] ^= (unsigned char)((size >> 8) & 0xff);
 }
 
+/* Seal in place: `w` holds the head (bytes 0..18, flags included) and the plaintext verb
+ * and payload from IDX_VERB on; writes the MAC and, for suite 1, encrypts. */
+static int poly_seal(const unsigned char key[32], unsigned char *w, size_t n)
+{
+    unsigned char mk[32], tag[16];
+    unsigned char scratch[64 + MAX_PACKET_LENGTH];
+    const size_t body = n - IDX_VERB;
+    mangle_key(mk, key, w, n);
+    if (((w[IDX_FLAGS] >> 3) & 7) == 1) {
+        memset(scratch, 0, 64);
+        memcpy(scratch + 64, w + IDX_VERB, body);
+        crypto_stream_salsa2012_xor(scratch, scratch, 64 + body, w, mk);
+        crypto_onetimeauth_poly1305(tag, scratch + 64, body, scratch);
+        memcpy(w + IDX_VERB, scratch + 64, body);
+    } else {
+        memset(scratch, 0, 32);
+        crypto_stream_salsa2012_xor(scratch, scratch, 32, w, mk);
+        crypto_onetimeauth_poly1305(tag, w + IDX_VERB, body, scratch);
+    }
+    memcpy(w + IDX_MAC, tag, 8);
+    return 0;
+}
+
+/* Check and (suite 1) decrypt a whole packet of `n` bytes (IDX_PAYLOAD..MAX_PACKET_LENGTH,
+ * suite 0 or 1): the verb and payload go to `plain` (n - IDX_VERB bytes). 0 or E_BAD_MAC. */
+static int poly_open(const unsigned char key[32], const unsigned char *d, size_t n, unsigned char *plain)
+{
+    unsigned char mk[32], tag[16];
+    unsigned char scratch[64 + MAX_PACKET_LENGTH];
+    const size_t body = n - IDX_VERB;
+    mangle_key(mk, key, d, n);
+    if (((d[IDX_FLAGS] >> 3) & 7) == 1) {
+        memset(scratch, 0, 64);
+        memcpy(scratch + 64, d + IDX_VERB, body);
+        crypto_stream_salsa2012_xor(scratch, scratch, 64 + body, d, mk);
+        crypto_onetimeauth_poly1305(tag, d + IDX_VERB, body, scratch);
+        if (!ct_equal(tag, d + IDX_MAC, 8))
+            return E_BAD_MAC;
+        memcpy(plain, scratch + 64, body);
+    } else {
+        memset(scratch, 0, 32);
+        crypto_stream_salsa2012_xor(scratch, scratch, 32, d, mk);
+        crypto_onetimeauth_poly1305(tag, d + IDX_VERB, body, scratch);
+        if (!ct_equal(tag, d + IDX_MAC, 8))
+            return E_BAD_MAC;
+        memcpy(plain, d + IDX_VERB, body);
+    }
+    return 0;
+}
+
 static PyObject *armor_poly(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    unsigned char key[32], mk[32], tag[16];
-    unsigned char scratch[64 + MAX_PACKET_LENGTH];
+    unsigned char key[32];
     SealArgs a;
 
     if (nargs != 7) {
@@ -291,41 +340,27 @@ static PyObject *armor_poly(PyObject *self, PyObject *const *args, Py_ssize_t na
         PyErr_SetString(PyExc_ValueError, "armor_poly() does cipher suites 0 and 1 only");
         return NULL;
     }
-    const size_t body = 1 + (size_t)a.payload.len;
-    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(IDX_VERB + body));
+    const size_t n = IDX_PAYLOAD + (size_t)a.payload.len;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
     if (out == NULL) {
         input_release(&a.payload);
         return NULL;
     }
     unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
     put_head(w, a.packet_id, a.dest, a.src, a.flags);
-    mangle_key(mk, key, w, IDX_VERB + body);
-    if (suite == 1) {
-        memset(scratch, 0, 64);
-        scratch[64] = (unsigned char)a.verb_byte;
-        memcpy(scratch + 65, a.payload.buf, (size_t)a.payload.len);
-        crypto_stream_salsa2012_xor(scratch, scratch, 64 + body, w, mk);
-        crypto_onetimeauth_poly1305(tag, scratch + 64, body, scratch);
-        memcpy(w + IDX_VERB, scratch + 64, body);
-    } else {
-        memset(scratch, 0, 32);
-        crypto_stream_salsa2012_xor(scratch, scratch, 32, w, mk);
-        w[IDX_VERB] = (unsigned char)a.verb_byte;
-        memcpy(w + IDX_PAYLOAD, a.payload.buf, (size_t)a.payload.len);
-        crypto_onetimeauth_poly1305(tag, w + IDX_VERB, body, scratch);
-    }
+    w[IDX_VERB] = (unsigned char)a.verb_byte;
+    memcpy(w + IDX_PAYLOAD, a.payload.buf, (size_t)a.payload.len);
     input_release(&a.payload);
-    memcpy(w + IDX_MAC, tag, 8);
+    poly_seal(key, w, n);
     return out;
 }
 
 static PyObject *dearmor_poly(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    unsigned char key[32], mk[32], tag[16];
-    unsigned char scratch[64 + MAX_PACKET_LENGTH];
+    unsigned char key[32];
+    unsigned char plain[MAX_PACKET_LENGTH];
     Input d;
-    PyObject *result;
 
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "dearmor_poly() takes 2 arguments");
@@ -333,46 +368,42 @@ static PyObject *dearmor_poly(PyObject *self, PyObject *const *args, Py_ssize_t 
     }
     if (!sodium_ready() || get_key32(args[0], key) < 0 || input_get(args[1], &d) < 0)
         return NULL;
-    if (d.len < IDX_PAYLOAD) {
-        input_release(&d);
-        return PyLong_FromLong(E_TOO_SHORT);
-    }
-    if (d.len > MAX_PACKET_LENGTH) {
-        input_release(&d);
-        return PyLong_FromLong(E_TOO_LONG);
-    }
-    const int suite = (d.buf[IDX_FLAGS] >> 3) & 7;
-    if (suite != 0 && suite != 1) {
-        input_release(&d);
-        return PyLong_FromLong(E_UNKNOWN_CIPHER);
-    }
-    const size_t body = (size_t)d.len - IDX_VERB;
-    mangle_key(mk, key, d.buf, (size_t)d.len);
-    if (suite == 1) {
-        memset(scratch, 0, 64);
-        memcpy(scratch + 64, d.buf + IDX_VERB, body);
-        crypto_stream_salsa2012_xor(scratch, scratch, 64 + body, d.buf, mk);
-        crypto_onetimeauth_poly1305(tag, d.buf + IDX_VERB, body, scratch);
-        if (!ct_equal(tag, d.buf + IDX_MAC, 8))
-            result = PyLong_FromLong(E_BAD_MAC);
-        else
-            result = opened(scratch[64], scratch + 65, (Py_ssize_t)body - 1);
-    } else {
-        memset(scratch, 0, 32);
-        crypto_stream_salsa2012_xor(scratch, scratch, 32, d.buf, mk);
-        crypto_onetimeauth_poly1305(tag, d.buf + IDX_VERB, body, scratch);
-        if (!ct_equal(tag, d.buf + IDX_MAC, 8))
-            result = PyLong_FromLong(E_BAD_MAC);
-        else
-            result = opened(d.buf[IDX_VERB], d.buf + IDX_PAYLOAD, (Py_ssize_t)body - 1);
-    }
+    int rc = d.len < IDX_PAYLOAD ? E_TOO_SHORT : d.len > MAX_PACKET_LENGTH ? E_TOO_LONG : 0;
+    if (rc == 0 && ((d.buf[IDX_FLAGS] >> 3) & 7) > 1)
+        rc = E_UNKNOWN_CIPHER;
+    if (rc == 0)
+        rc = poly_open(key, d.buf, (size_t)d.len, plain);
+    const Py_ssize_t body = d.len - IDX_VERB;
     input_release(&d);
-    return result;
+    if (rc != 0)
+        return PyLong_FromLong(rc);
+    return opened(plain[0], plain + 1, body - 1);
 }
 
 /* ---- suite 3: AES-GMAC-SIV (the Siv type) ------------------------------------ */
 
 #include "_siv.h"
+
+/* ---- C interface for the package's other extensions (_armor_api.h) ------------ */
+
+#include "_armor_api.h"
+
+static int api_siv_seal(PyObject *siv, unsigned long long iv, unsigned char *packet, size_t n)
+{
+    return siv_seal((SivObject *)siv, iv, packet, n);
+}
+
+static int api_siv_open(PyObject *siv, const unsigned char *packet, size_t n, unsigned char *plain)
+{
+    return siv_open((SivObject *)siv, packet, n, plain);
+}
+
+static int api_poly_ready(void)
+{
+    return crypto_stream_salsa2012_xor != NULL && crypto_onetimeauth_poly1305 != NULL;
+}
+
+static ZtArmorApi armor_api = {ZT_ARMOR_API_ABI, &SivType, api_poly_ready, poly_seal, poly_open, api_siv_seal, api_siv_open};
 
 /* ---- binding ----------------------------------------------------------------- */
 
@@ -465,6 +496,13 @@ PyMODINIT_FUNC PyInit__armor(void)
                                     "EVP_CIPHER_CTX_ctrl", "EVP_CIPHER_CTX_set_padding", "EVP_aes_256_gcm",
                                     "EVP_aes_256_ecb", "EVP_aes_256_ctr");
     Py_INCREF(&SivType);
+    PyObject *api = PyCapsule_New(&armor_api, ZT_ARMOR_API_NAME, NULL);
+    if (api == NULL || PyModule_AddObject(m, "_API", api) < 0) {
+        Py_XDECREF(api);
+        Py_XDECREF(names);
+        Py_DECREF(m);
+        return NULL;
+    }
     if (names == NULL || PyModule_AddObject(m, "OPENSSL_NAMES", names) < 0 ||
         PyModule_AddObject(m, "Siv", (PyObject *)&SivType) < 0 ||
         PyModule_AddIntConstant(m, "HAVE_AESNI", aesni_usable()) < 0 ||

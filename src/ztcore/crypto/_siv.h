@@ -185,10 +185,63 @@ static PyObject *openssl_failed(void)
     return NULL;
 }
 
+/* Seal in place: `w` holds destination, source and flags (bytes 8..18) and the plaintext
+ * verb and payload from IDX_VERB on; writes the packet ID (tag[0:8]) and MAC (tag[8:16])
+ * and encrypts. `iv` is the 64-bit nonce (the packet ID a suite-1 packet would carry).
+ * 0, or -1 if an OpenSSL call failed. */
+static int siv_seal(SivObject *s, unsigned long long iv, unsigned char *w, size_t n)
+{
+    unsigned char hdr[17], ivfold[16], tag[16];
+    const size_t plen = n - IDX_PAYLOAD;
+    /* AAD = destination || source || flags without hops, zero-padded to 16; then the verb. */
+    memcpy(hdr, w + IDX_DEST, 10);
+    hdr[10] = (unsigned char)(w[IDX_FLAGS] & 0xf8);
+    memset(hdr + 11, 0, 5);
+    hdr[16] = w[IDX_VERB];
+    put_be(ivfold, iv, 8);
+    const unsigned char *seg[2] = {hdr, w + IDX_PAYLOAD};
+    const size_t len[2] = {17, plen};
+    int rc = siv_gmac_fold(s, ivfold, seg, len, 2, ivfold + 8);
+    if (rc == 0)
+        rc = siv_ecb(s, 0, ivfold, tag);
+    if (rc == 0)
+        rc = siv_ctr(s, tag, hdr + 16, w + IDX_VERB, 1, w + IDX_PAYLOAD, w + IDX_PAYLOAD, plen);
+    if (rc != 0)
+        return -1;
+    memcpy(w, tag, 8);
+    memcpy(w + IDX_MAC, tag + 8, 8);
+    return 0;
+}
+
+/* Check and decrypt a whole suite-3 packet of `n` bytes (IDX_PAYLOAD..MAX_PACKET_LENGTH):
+ * the verb and payload go to `plain` (n - IDX_VERB bytes). 0, E_BAD_MAC, or -1 if an
+ * OpenSSL call failed. */
+static int siv_open(SivObject *s, const unsigned char *d, size_t n, unsigned char *plain)
+{
+    unsigned char hdr[17], tag[16], ivmac[16], fold[8];
+    const size_t plen = n - IDX_PAYLOAD;
+    memcpy(tag, d, 8);
+    memcpy(tag + 8, d + IDX_MAC, 8);
+    memcpy(hdr, d + IDX_DEST, 10);
+    hdr[10] = (unsigned char)(d[IDX_FLAGS] & 0xf8);
+    memset(hdr + 11, 0, 5);
+    int rc = siv_ecb(s, 1, tag, ivmac);
+    if (rc == 0)
+        rc = siv_ctr(s, tag, d + IDX_VERB, hdr + 16, 1, d + IDX_PAYLOAD, plain + 1, plen);
+    if (rc == 0) {
+        plain[0] = hdr[16];
+        const unsigned char *seg[2] = {hdr, plain + 1};
+        const size_t len[2] = {17, plen};
+        rc = siv_gmac_fold(s, ivmac, seg, len, 2, fold);
+    }
+    if (rc != 0)
+        return -1;
+    return ct_equal(fold, ivmac + 8, 8) ? 0 : E_BAD_MAC;
+}
+
 static PyObject *siv_armor(SivObject *s, PyObject *const *args, Py_ssize_t nargs)
 {
     SealArgs a;
-    unsigned char hdr[17], ivfold[16], tag[16];
     if (nargs != 6) {
         PyErr_SetString(PyExc_TypeError, "Siv.armor() takes 6 arguments");
         return NULL;
@@ -200,80 +253,42 @@ static PyObject *siv_armor(SivObject *s, PyObject *const *args, Py_ssize_t nargs
         PyErr_SetString(PyExc_ValueError, "Siv.armor() does cipher suite 3 only");
         return NULL;
     }
-    const size_t plen = (size_t)a.payload.len;
-    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(IDX_PAYLOAD + plen));
+    const size_t n = IDX_PAYLOAD + (size_t)a.payload.len;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
     if (out == NULL) {
         input_release(&a.payload);
         return NULL;
     }
     unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
-    /* AAD = destination || source || flags without hops, zero-padded to 16; then the verb. */
-    put_be(hdr, a.dest, 5);
-    put_be(hdr + 5, a.src, 5);
-    hdr[10] = (unsigned char)(a.flags & 0xf8);
-    memset(hdr + 11, 0, 5);
-    hdr[16] = (unsigned char)a.verb_byte;
-    put_be(ivfold, a.packet_id, 8);
-    const unsigned char *seg[2] = {hdr, a.payload.buf};
-    const size_t len[2] = {17, plen};
-    int rc = siv_gmac_fold(s, ivfold, seg, len, 2, ivfold + 8);
-    if (rc == 0)
-        rc = siv_ecb(s, 0, ivfold, tag);
-    if (rc == 0)
-        rc = siv_ctr(s, tag, hdr + 16, w + IDX_VERB, 1, a.payload.buf, w + IDX_PAYLOAD, plen);
+    put_head(w, a.packet_id, a.dest, a.src, a.flags);
+    w[IDX_VERB] = (unsigned char)a.verb_byte;
+    memcpy(w + IDX_PAYLOAD, a.payload.buf, (size_t)a.payload.len);
     input_release(&a.payload);
-    if (rc != 0) {
+    if (siv_seal(s, a.packet_id, w, n) != 0) {
         Py_DECREF(out);
         return openssl_failed();
     }
-    memcpy(w, tag, 8);
-    memcpy(w + IDX_DEST, hdr, 10);
-    w[IDX_FLAGS] = (unsigned char)a.flags;
-    memcpy(w + IDX_MAC, tag + 8, 8);
     return out;
 }
 
 static PyObject *siv_dearmor(SivObject *s, PyObject *arg)
 {
     Input d;
-    unsigned char hdr[17], tag[16], ivmac[16], fold[8];
+    unsigned char plain[MAX_PACKET_LENGTH];
     if (input_get(arg, &d) < 0)
         return NULL;
-    if (d.len < IDX_PAYLOAD || d.len > MAX_PACKET_LENGTH || ((d.buf[IDX_FLAGS] >> 3) & 7) != 3) {
-        const long code = d.len < IDX_PAYLOAD ? E_TOO_SHORT : d.len > MAX_PACKET_LENGTH ? E_TOO_LONG : E_UNKNOWN_CIPHER;
-        input_release(&d);
-        return PyLong_FromLong(code);
-    }
-    const size_t plen = (size_t)d.len - IDX_PAYLOAD;
-    PyObject *payload = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)plen);
-    if (payload == NULL) {
-        input_release(&d);
-        return NULL;
-    }
-    unsigned char *p = (unsigned char *)PyBytes_AS_STRING(payload);
-    memcpy(tag, d.buf, 8);
-    memcpy(tag + 8, d.buf + IDX_MAC, 8);
-    memcpy(hdr, d.buf + IDX_DEST, 10);
-    hdr[10] = (unsigned char)(d.buf[IDX_FLAGS] & 0xf8);
-    memset(hdr + 11, 0, 5);
-    int rc = siv_ecb(s, 1, tag, ivmac);
+    int rc = d.len < IDX_PAYLOAD ? E_TOO_SHORT : d.len > MAX_PACKET_LENGTH ? E_TOO_LONG : 0;
+    if (rc == 0 && ((d.buf[IDX_FLAGS] >> 3) & 7) != 3)
+        rc = E_UNKNOWN_CIPHER;
     if (rc == 0)
-        rc = siv_ctr(s, tag, d.buf + IDX_VERB, hdr + 16, 1, d.buf + IDX_PAYLOAD, p, plen);
+        rc = siv_open(s, d.buf, (size_t)d.len, plain);
+    const Py_ssize_t body = d.len - IDX_VERB;
     input_release(&d);
-    if (rc == 0) {
-        const unsigned char *seg[2] = {hdr, p};
-        const size_t len[2] = {17, plen};
-        rc = siv_gmac_fold(s, ivmac, seg, len, 2, fold);
-    }
-    if (rc != 0) {
-        Py_DECREF(payload);
+    if (rc < 0)
         return openssl_failed();
-    }
-    if (!ct_equal(fold, ivmac + 8, 8)) {
-        Py_DECREF(payload);
-        return PyLong_FromLong(E_BAD_MAC);
-    }
-    return verb_and_payload(hdr[16], payload);
+    if (rc != 0)
+        return PyLong_FromLong(rc);
+    return opened(plain[0], plain + 1, body - 1);
 }
 
 /* Generic message API (any AAD), as AesGmacSiv.encrypt/decrypt. */

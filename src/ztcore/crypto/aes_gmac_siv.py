@@ -92,6 +92,11 @@ class AesGmacSiv:
         return self._c is not None
 
     @property
+    def kernel(self) -> object | None:
+        """The kernel's Siv context doing the work (None on the pure-Python path)."""
+        return self._c
+
+    @property
     def packet_calls(self) -> tuple[Callable[..., bytes], Callable[..., tuple[int, bytes] | int]]:
         """(armor, dearmor) as the callables that do the work (the kernel's own methods
         when it is used): the packet path keeps them to save a call per packet."""

@@ -34,6 +34,8 @@ class NetworkStacks:
         self.enabled = True
         # Told the earliest time a responder's TCP needs its timers run (see TcpEndpoints.wakeup).
         self._wakeup: Callable[[int], None] | None = None
+        # Called after a responder appears, goes, changes addresses or is switched on or off.
+        self.on_change: Callable[[], None] | None = None
 
     def set_wakeup(self, wakeup: Callable[[int], None] | None) -> None:
         self._wakeup = wakeup
@@ -46,6 +48,16 @@ class NetworkStacks:
         return min(deadlines) if deadlines else None
 
     def on_network_config(self, network_id: int, operation: str, info: object | None) -> None:
+        try:
+            self._on_network_config(network_id, operation, info)
+        finally:
+            self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    def _on_network_config(self, network_id: int, operation: str, info: object | None) -> None:
         if operation == "destroy" or not isinstance(info, dict):
             gone = self.responders.pop(network_id, None)
             if gone is not None:
@@ -73,6 +85,7 @@ class NetworkStacks:
 
             responder = Responder(int(mac), send, mtu=mtu)
             responder.enabled = self.enabled
+            responder.on_change = self._changed
             responder.tcp.wakeup = self._wakeup
             self.responders[network_id] = responder
         elif responder.mtu != mtu:
@@ -101,6 +114,7 @@ class NetworkStacks:
         self.enabled = enabled
         for responder in self.responders.values():
             responder.enabled = enabled
+        self._changed()
 
     def responder(self, network_id: int) -> Responder | None:
         return self.responders.get(int(network_id))

@@ -112,7 +112,10 @@ class Responder:
             raise ValueError("mac must be a 48-bit unicast MAC address")
         self.mac = mac
         self.mtu = mtu
-        self.enabled = True
+        self._enabled = True
+        # Called after the addresses, the MTU or `enabled` change (the runtime then updates
+        # the node's ICMP echo offload, which answers for these addresses: ztcore.lane).
+        self.on_change: Callable[[], None] | None = None
         self.counters: Counter[str] = Counter()
         self._send_frame = send_frame
         self._now = 0
@@ -141,9 +144,24 @@ class Responder:
         for sock in list(self._sockets.values()):
             sock.close()
 
+    @property
+    def enabled(self) -> bool:
+        """False: every frame is ignored (the host's own stack answers on this network)."""
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, on: bool) -> None:
+        self._enabled = bool(on)
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
     def set_mtu(self, mtu: int) -> None:
         self.mtu = mtu
         self.tcp.mtu = mtu
+        self._changed()
 
     # --- configuration ---------------------------------------------------------------------------
 
@@ -168,6 +186,7 @@ class Responder:
         self._accepted_multicast_macs = {f.ipv6_multicast_mac(s) for s in self._v6_solicited}
         if v6:
             self._accepted_multicast_macs.add(f.IPV6_ALL_NODES_MAC)
+        self._changed()
 
     @property
     def addresses(self) -> list[Interface]:
@@ -195,7 +214,7 @@ class Responder:
         """Process one frame from the network. True if the stack consumed it
         (answered, delivered or learned from it); False if ignored or dropped
         (see ``counters``). Never raises on bad input."""
-        if not self.enabled:
+        if not self._enabled:
             return False
         self._now = now
         try:
@@ -337,7 +356,9 @@ class Responder:
             return self._echo_reply(p[12:16], ident, seq, now)
         return self._answer_echo(source_mac, p[16:20], p[12:16], ident, seq, icmp[8:])
 
-    def _answer_echo(self, source_mac: int, ours: bytes, theirs: bytes, ident: int, seq: int, data: bytes) -> bool:
+    def _answer_echo(
+        self, source_mac: int, ours: bytes, theirs: bytes, ident: int, seq: int, data: bytes
+    ) -> bool:
         """Send the ICMP echo reply (fragmented if the MTU asks for it)."""
         reply = f.build_icmp_echo(f.ICMP_ECHO_REPLY, ident, seq, data)
         for packet in fragment_ipv4(ours, theirs, f.IPPROTO_ICMP, reply, self.mtu, self._next_ip_ident()):

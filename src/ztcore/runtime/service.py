@@ -225,6 +225,7 @@ class NodeService(NetworkSockets, AppWaits):
             from ztcore.netstack.attach import NetworkStacks
 
             self.netstack = NetworkStacks(self._send_stack_frame, self.clock)
+            self.netstack.on_change = self._update_echo_offload
             self._config_listeners.append(self.netstack.on_network_config)
             self._frame_listeners.append(self.netstack.on_frame)
 
@@ -252,6 +253,7 @@ class NodeService(NetworkSockets, AppWaits):
             self.node = factory(
                 callbacks, self.clock(), planet=self.planet, allow_loopback=self.allow_loopback
             )
+            self._update_echo_offload()
             while primary:
                 await self._add_socket(primary[0], secondary=False)
                 primary.pop(0)  # now owned by its transport
@@ -483,7 +485,7 @@ class NodeService(NetworkSockets, AppWaits):
         return self._add(self._event_listeners, listener)
 
     def add_frame_listener(self, listener: Callable[[VirtualFrame], None]) -> Callable[[], None]:
-        return self._add(self._frame_listeners, listener)
+        return self._add_watched(self._frame_listeners, listener)
 
     def add_network_config_listener(
         self, listener: Callable[[int, str, object | None], None]
@@ -498,7 +500,40 @@ class NodeService(NetworkSockets, AppWaits):
     def add_local_frame_listener(self, listener: Callable[[VirtualFrame], None]) -> Callable[[], None]:
         """Observe the frames the host side hands to the node (the other direction of
         `add_frame_listener`); for capture."""
-        return self._add(self._local_frame_listeners, listener)
+        return self._add_watched(self._local_frame_listeners, listener)
+
+    def _add_watched(self, listeners: list[Any], listener: Any) -> Callable[[], None]:
+        """`_add` for the frame listeners, which decide whether the lane may answer pings."""
+        remove = self._add(listeners, listener)
+        self._update_echo_offload()
+
+        def remove_and_update() -> None:
+            remove()
+            self._update_echo_offload()
+
+        return remove_and_update
+
+    def _update_echo_offload(self) -> None:
+        """Let the node's lane answer ICMP echo requests for the userspace responders
+        (ztcore.lane) only while they are the sole consumers of frames in and out: any
+        other listener must see every request and every reply."""
+        node = self.node
+        lane = getattr(node, "lane", None)
+        if lane is None:
+            return
+        stacks = self.netstack
+        offloads: dict[int, tuple[tuple[bytes, ...], int]] = {}
+        if (
+            stacks is not None
+            and stacks.enabled
+            and self._frame_listeners == [stacks.on_frame]
+            and not self._local_frame_listeners
+        ):
+            for nwid, responder in stacks.responders.items():
+                v4 = tuple(a.ip.packed for a in responder.addresses if a.version == 4)
+                if responder.enabled and v4:
+                    offloads[nwid] = (v4[:16], responder.mtu)
+        lane.set_echo_offloads(offloads)
 
     @staticmethod
     def _add(listeners: list[Any], listener: Any) -> Callable[[], None]:
@@ -544,6 +579,7 @@ class NodeService(NetworkSockets, AppWaits):
             return
         ls = b.local_socket
         now = self.clock()  # one reading per drain: the node's clock is in ms
+        lane = node.lane.receive if getattr(node, "lane", None) is not None else None
         self._draining = True
         try:
             for data, remote in batch:
@@ -552,7 +588,14 @@ class NodeService(NetworkSockets, AppWaits):
                 if self._wire_listeners:
                     self._dispatch(self._wire_listeners, "in", b.address, remote, data)
                 try:
-                    node.process_wire_packet(now, ls, remote, data)
+                    # The node's fast lane first (ztcore.lane), without the call into the node.
+                    taken = lane(now, ls, remote, data) if lane is not None else None
+                    if taken is None:
+                        node.process_wire_packet(now, ls, remote, data)
+                    elif type(taken) is bytes:
+                        self._send_on(b, taken, remote, 0)
+                    else:
+                        self._queue_frame(VirtualFrame(taken[0], taken[1], taken[2], taken[3], 0, taken[4]))
                 except Exception as e:
                     # One bad datagram must not take the service down.
                     counters.node_errors += 1
@@ -582,7 +625,9 @@ class NodeService(NetworkSockets, AppWaits):
                 try:
                     listener(frame)
                 except Exception as e:
-                    report_unexpected(log, f"service: listener {getattr(listener, '__qualname__', listener)}", e)
+                    report_unexpected(
+                        log, f"service: listener {getattr(listener, '__qualname__', listener)}", e
+                    )
 
     def _send(self, local_socket: int, remote: tuple[str, int], data: bytes, ttl: int = 0) -> bool:
         try:

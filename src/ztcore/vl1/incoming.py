@@ -90,10 +90,19 @@ class VL2Handler(Protocol):
     ) -> None: ...
 
 
+class LaneHooks(Protocol):
+    """The node's fast lane, as the switch fills and empties it (ztcore.lane)."""
+
+    def offer(self, now: int, peer: Peer, path: Path, pkt: Dearmored) -> None: ...
+
+    def clear(self) -> None: ...
+
+
 class IncomingPacket(Outbound):
     """The verb handlers of the switch (see the module docstring)."""
 
     vl2: VL2Handler | None
+    lane: LaneHooks | None
     drops: Counter[str]
     _identity_gate: WindowGate[object]
     _identity_budget: TokenBucket
@@ -127,6 +136,8 @@ class IncomingPacket(Outbound):
             return True
         verb_byte = data[27] & 0x1F
         if header.cipher == CipherSuite.POLY1305_NONE and verb_byte == Verb.HELLO:
+            if self.lane is not None:
+                self.lane.clear()  # a peer (re)introducing itself may change what the lane holds
             self._do_hello(now, path, data, header.source, already_authenticated=False)
             return True
         peer = self.host.topology.get_peer(header.source)
@@ -146,6 +157,10 @@ class IncomingPacket(Outbound):
         False = wait for WHOIS (a VL2 handler needs an identity not known yet)."""
         verb = pkt.verb
         self.stats[_IN_KEYS.get(verb) or f"in_{verb_name(verb)}"] += 1
+        if verb != Verb.FRAME and self.lane is not None:
+            # Credentials, configs, HELLOs, paths: whatever a packet other than a FRAME
+            # changes, the lane may have cached (ztcore.lane).
+            self.lane.clear()
         if verb in VL2_VERBS:  # first: frames are most of the traffic
             if self.vl2 is None:
                 self._peer_received(now, peer, path, pkt.header.hops, verb)
@@ -541,7 +556,9 @@ class IncomingPacket(Outbound):
                 if (addr_type, addr_len) not in ((4, 6), (6, 18)):
                     continue
                 ip_len = addr_len - 2
-                at = InetAddress(ipaddress.ip_address(bytes(raw[:ip_len])), int.from_bytes(raw[ip_len:], "big"))
+                at = InetAddress(
+                    ipaddress.ip_address(bytes(raw[:ip_len])), int.from_bytes(raw[ip_len:], "big")
+                )
                 if flags & PUSH_DIRECT_PATHS_FLAG_FORGET_PATH:
                     continue
                 if peer.has_active_path_to(now, at):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from ztcore.errors import report_unexpected
 from ztcore.identity import Address
 from ztcore.vl1.fragment import Reassembler
-from ztcore.vl1.incoming import IncomingPacket, VL2Handler
+from ztcore.vl1.incoming import IncomingPacket, LaneHooks, VL2Handler
 from ztcore.vl1.inetaddress import InetAddress
 from ztcore.vl1.outbound import (
     SOFTWARE_VERSION,  # noqa: F401 - re-exported: the node reads the version here
@@ -42,6 +42,7 @@ from ztcore.vl1.packet import (
     CipherSuite,
     PacketError,
     PacketHeader,
+    Verb,
     dearmor,
     fragment_destination,
     is_fragment,
@@ -79,6 +80,7 @@ IDENTITY_VERIFICATION_GLOBAL_RATE = 100  # new identities verified per second, a
 _LANE_FLAGS_MASK = FLAG_FRAGMENTED | 0x3F
 _LANE_FLAGS = frozenset({int(CipherSuite.POLY1305_SALSA2012) << 3, int(CipherSuite.AES_GMAC_SIV) << 3})
 
+
 @dataclass(slots=True)
 class _RxEntry:
     source: int
@@ -92,6 +94,7 @@ class Switch(IncomingPacket):
     def __init__(self, host: VL1Host) -> None:
         self.host = host
         self.vl2: VL2Handler | None = None
+        self.lane: LaneHooks | None = None
         self.reassembler = Reassembler()
         self.drops: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
@@ -101,8 +104,12 @@ class Switch(IncomingPacket):
         self._tx_queue: list[_TxEntry] = []
         self._rx_queue: list[_RxEntry] = []
         self._last_unite: RecentTable[tuple[int, int]] = RecentTable(PER_REMOTE_TABLE_MAX, MIN_UNITE_INTERVAL)
-        self._identity_gate: WindowGate[object] = WindowGate(IDENTITY_VERIFICATION_RATE, 1000, PER_REMOTE_TABLE_MAX)
-        self._identity_budget = TokenBucket(IDENTITY_VERIFICATION_GLOBAL_RATE, IDENTITY_VERIFICATION_GLOBAL_RATE)
+        self._identity_gate: WindowGate[object] = WindowGate(
+            IDENTITY_VERIFICATION_RATE, 1000, PER_REMOTE_TABLE_MAX
+        )
+        self._identity_budget = TokenBucket(
+            IDENTITY_VERIFICATION_GLOBAL_RATE, IDENTITY_VERIFICATION_GLOBAL_RATE
+        )
         # Our address as it appears in a packet's destination field (the receive path's check).
         self._me_wire = int(host.identity.address).to_bytes(5, "big")
         # Called with (now, peer, in-re packet id, payload) when an OK(ECHO) arrives.
@@ -241,6 +248,8 @@ class Switch(IncomingPacket):
             return
         if not self._dispatch(now, peer, path, data, pkt):
             self._wait_for_whois(now, path, data, pkt.header)
+        elif pkt.verb == Verb.FRAME and self.lane is not None:
+            self.lane.offer(now, peer, path, pkt)
 
     def _reassembled(self, now: int, path: Path, data: bytes) -> None:
         """A packet put back together from fragments (its head was checked on arrival): the
@@ -323,5 +332,3 @@ class Switch(IncomingPacket):
                 break
             del self._expecting[pid]
         return next_delay
-
-

@@ -1,0 +1,685 @@
+/*
+ * ztcore._lane -- the established-session fast lane of a Node, in C.
+ *
+ * A round trip on a quiet link is mostly the per-step cost of the Python between the
+ * socket and the reply (see bench/README.md), so the commonest packet of an
+ * established session is taken here in one call: a whole (unfragmented) hop-0 VL1
+ * packet with cipher suite 1 or 3, from a peer the Node registered as a session over
+ * the path it arrived on, carrying an uncompressed FRAME for a network the Node
+ * registered for that peer (its rules accept everything, nothing is traced, the
+ * peer passed the network's gate). The lane checks and decrypts it, does the
+ * bookkeeping the general path would (the peer's and path's receive times, the
+ * counters), and returns the frame for delivery; or, when the network has an ICMP
+ * echo offload and the frame is an echo request to one of its IPv4 addresses that
+ * the userspace responder would answer in one packet, returns the armored reply
+ * ready to send back over the same path (what a NIC's ping offload does).
+ *
+ * Anything else -- other verbs, a bad MAC, compression, fragments, an unknown peer
+ * or path -- is left alone (None) for the general path, which counts and logs it:
+ * the lane is a cache of decisions the general path made, never a second judge.
+ * The Node clears it whenever something it caches may have changed (ztcore.node).
+ *
+ * Cryptography is ztcore.crypto._armor's, through its C interface (_armor_api.h).
+ *
+ *     Lane(address: int, vl1_stats: dict, vl2_stats: dict)
+ *     .add_session(address, local_socket, remote, key, siv, reply_suite, peer, path, peer_path) -> bool
+ *     .add_member(network_id, address, mac, mac_first_octet, mac_mask) -> bool
+ *     .set_echo(network_id, ipv4_addresses: tuple[bytes, ...], mtu) / .clear_echo(network_id)
+ *     .clear()            drop sessions and members (the echo offloads stay)
+ *     .receive(now, local_socket, remote, data) -> None | bytes (reply) |
+ *                                    (network_id, source_mac, dest_mac, ethertype, payload)
+ *     .sessions           number of sessions held
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <string.h>
+#ifdef __linux__
+#include <sys/random.h>
+#endif
+
+#include "crypto/_armor_api.h"
+
+#define IDX_DEST 8
+#define IDX_SOURCE 13
+#define IDX_FLAGS 18
+#define IDX_MAC 19
+#define IDX_VERB 27
+#define IDX_PAYLOAD 28
+#define FRAGMENT_INDICATOR 0xff
+#define FLAG_FRAGMENTED 0x40
+#define VERB_FLAG_COMPRESSED 0x80
+#define VERB_MASK 0x1f
+#define VERB_FRAME 0x06
+#define FRAME_HEAD 10 /* network ID, ethertype */
+#define MAX_PACKET_LENGTH 10024
+#define PHYSICAL_MTU 1432 /* a reply must fit one datagram (else the general path fragments) */
+#define ETHERTYPE_IPV4 0x0800
+
+#define MAX_SESSIONS 65536        /* never more than the Topology holds; a full lane just misses */
+#define MAX_NETWORKS_PER_SESSION 8
+#define MAX_ECHO_NETWORKS 64
+#define MAX_ECHO_ADDRESSES 16
+#define N_IDS 512
+
+typedef struct {
+    uint64_t address; /* 0: empty slot (0 is never a valid ZeroTier address) */
+    long local_socket;
+    PyObject *remote;
+    unsigned char key[32];
+    PyObject *siv; /* an _armor Siv, or NULL (no suite 3 with this peer) */
+    int reply_suite;
+    PyObject *peer, *path, *peer_path;
+    int n_networks;
+    struct {
+        uint64_t id, mac, mask;
+        int first_octet;
+    } networks[MAX_NETWORKS_PER_SESSION];
+} Session;
+
+typedef struct {
+    uint64_t network_id;
+    int n;
+    int mtu;
+    unsigned char ipv4[MAX_ECHO_ADDRESSES][4];
+} Echo;
+
+typedef struct {
+    PyObject_HEAD
+    uint64_t me;
+    PyObject *vl1_stats, *vl2_stats;
+    Session *table; /* open addressing, linear probing; capacity a power of two */
+    size_t capacity, count;
+    Echo echo[MAX_ECHO_NETWORKS];
+    int n_echo;
+    uint64_t ids[N_IDS];
+    int ids_left;
+    uint16_t ip_ident;
+} LaneObject;
+
+static const ZtArmorApi *armor;
+static PyObject *s_last_in, *s_last_receive, *s_last_nontrivial, *s_last_trust;
+static PyObject *s_packets_in, *s_in_frame, *s_frames_in, *s_echo_offloaded;
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+static uint64_t be(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; ++i)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static void put_be(unsigned char *p, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; --i) {
+        p[i] = (unsigned char)(v & 0xff);
+        v >>= 8;
+    }
+}
+
+static size_t slot_of(uint64_t address, size_t capacity)
+{
+    return (size_t)((address * 0x9E3779B97F4A7C15ULL) >> 20) & (capacity - 1);
+}
+
+static Session *find(LaneObject *l, uint64_t address)
+{
+    if (l->capacity == 0)
+        return NULL;
+    for (size_t i = slot_of(address, l->capacity);; i = (i + 1) & (l->capacity - 1)) {
+        Session *s = &l->table[i];
+        if (s->address == address)
+            return s;
+        if (s->address == 0)
+            return NULL;
+    }
+}
+
+static void session_release(Session *s)
+{
+    Py_CLEAR(s->remote);
+    Py_CLEAR(s->siv);
+    Py_CLEAR(s->peer);
+    Py_CLEAR(s->path);
+    Py_CLEAR(s->peer_path);
+    memset(s, 0, sizeof(*s));
+}
+
+static void clear_sessions(LaneObject *l)
+{
+    for (size_t i = 0; i < l->capacity; ++i)
+        if (l->table[i].address)
+            session_release(&l->table[i]);
+    l->count = 0;
+}
+
+/* Room for one more session (kept at most half full); -1 with an exception on failure. */
+static int reserve(LaneObject *l)
+{
+    if ((l->count + 1) * 2 <= l->capacity)
+        return 0;
+    size_t capacity = l->capacity ? l->capacity * 2 : 64;
+    Session *table = PyMem_Calloc(capacity, sizeof(Session));
+    if (table == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < l->capacity; ++i) {
+        Session *s = &l->table[i];
+        if (s->address) {
+            size_t j = slot_of(s->address, capacity);
+            while (table[j].address)
+                j = (j + 1) & (capacity - 1);
+            table[j] = *s; /* the references move with it */
+        }
+    }
+    PyMem_Free(l->table);
+    l->table = table;
+    l->capacity = capacity;
+    return 0;
+}
+
+static int next_id(LaneObject *l, uint64_t *id)
+{
+    if (l->ids_left == 0) {
+#ifdef __linux__
+        size_t got = 0;
+        while (got < sizeof(l->ids)) {
+            ssize_t r = getrandom((unsigned char *)l->ids + got, sizeof(l->ids) - got, 0);
+            if (r <= 0)
+                return -1;
+            got += (size_t)r;
+        }
+        l->ids_left = N_IDS;
+#else
+        return -1; /* no getrandom: echoes take the general path */
+#endif
+    }
+    *id = l->ids[--l->ids_left];
+    return 0;
+}
+
+static int bump(PyObject *stats, PyObject *key)
+{
+    PyObject *v = PyDict_GetItemWithError(stats, key);
+    if (v == NULL && PyErr_Occurred())
+        return -1;
+    long long n = v ? PyLong_AsLongLong(v) : 0;
+    if (n == -1 && PyErr_Occurred())
+        return -1;
+    PyObject *nv = PyLong_FromLongLong(n + 1);
+    if (nv == NULL)
+        return -1;
+    int rc = PyDict_SetItem(stats, key, nv);
+    Py_DECREF(nv);
+    return rc;
+}
+
+static uint32_t sum16(const unsigned char *p, size_t n, uint32_t sum)
+{
+    for (; n > 1; p += 2, n -= 2)
+        sum += ((uint32_t)p[0] << 8) | p[1];
+    if (n)
+        sum += (uint32_t)p[0] << 8;
+    return sum;
+}
+
+static uint16_t fold16(uint32_t sum)
+{
+    while (sum >> 16)
+        sum = (sum & 0xffff) + (sum >> 16);
+    return (uint16_t)~sum;
+}
+
+/* ---- the ICMP echo offload ---------------------------------------------------- */
+
+static const Echo *echo_for(LaneObject *l, uint64_t network_id)
+{
+    for (int i = 0; i < l->n_echo; ++i)
+        if (l->echo[i].network_id == network_id)
+            return &l->echo[i];
+    return NULL;
+}
+
+/* If `ip` (plen bytes) is an echo request the responder would answer with one packet,
+ * write that reply's IPv4 packet to `out` and return its length; else 0. The checks
+ * are the responder's (ztcore.netstack.responder, _input_ipv4 / _input_icmp_echo). */
+static size_t echo_reply(LaneObject *l, const Echo *e, const unsigned char *ip, size_t plen, unsigned char *out)
+{
+    if (plen < 28 || ip[0] != 0x45 || ip[9] != 1 || ip[20] != 8 || ip[21] != 0 || (ip[6] & 0x3f) || ip[7] ||
+        ip[12] >= 224)
+        return 0;
+    int ours = 0;
+    for (int i = 0; i < e->n && !ours; ++i)
+        ours = memcmp(ip + 16, e->ipv4[i], 4) == 0;
+    const size_t total = ((size_t)ip[2] << 8) | ip[3];
+    if (!ours || total < 28 || total > plen || (int)total > e->mtu)
+        return 0;
+    if (fold16(sum16(ip, 20, 0)) != 0 || fold16(sum16(ip + 20, total - 20, 0)) != 0)
+        return 0; /* the responder counts bad checksums: its path, not ours */
+    const uint16_t ident = ++l->ip_ident;
+    out[0] = 0x45;
+    out[1] = 0;
+    out[2] = (unsigned char)(total >> 8);
+    out[3] = (unsigned char)total;
+    out[4] = (unsigned char)(ident >> 8);
+    out[5] = (unsigned char)ident;
+    out[6] = out[7] = 0;
+    out[8] = 64;
+    out[9] = 1;
+    out[10] = out[11] = 0;
+    memcpy(out + 12, ip + 16, 4);
+    memcpy(out + 16, ip + 12, 4);
+    const uint16_t hck = fold16(sum16(out, 20, 0));
+    out[10] = (unsigned char)(hck >> 8);
+    out[11] = (unsigned char)hck;
+    memcpy(out + 20, ip + 20, total - 20);
+    out[20] = 0;
+    out[22] = out[23] = 0;
+    const uint16_t ick = fold16(sum16(out + 20, total - 20, 0));
+    out[22] = (unsigned char)(ick >> 8);
+    out[23] = (unsigned char)ick;
+    return total;
+}
+
+/* ---- the Lane type ------------------------------------------------------------- */
+
+static int lane_init(LaneObject *l, PyObject *args, PyObject *kwds)
+{
+    unsigned long long me;
+    PyObject *vl1, *vl2;
+    static char *kwlist[] = {"address", "vl1_stats", "vl2_stats", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "KO!O!:Lane", kwlist, &me, &PyDict_Type, &vl1, &PyDict_Type, &vl2))
+        return -1;
+    if (me == 0 || me > 0xffffffffffULL) {
+        PyErr_SetString(PyExc_ValueError, "address must be a 40-bit ZeroTier address");
+        return -1;
+    }
+    l->me = me;
+    Py_INCREF(vl1);
+    Py_XSETREF(l->vl1_stats, vl1);
+    Py_INCREF(vl2);
+    Py_XSETREF(l->vl2_stats, vl2);
+    l->ip_ident = (uint16_t)(me * 2654435761u);
+    return 0;
+}
+
+static int lane_traverse(LaneObject *l, visitproc visit, void *arg)
+{
+    Py_VISIT(l->vl1_stats);
+    Py_VISIT(l->vl2_stats);
+    for (size_t i = 0; i < l->capacity; ++i) {
+        Session *s = &l->table[i];
+        if (s->address) {
+            Py_VISIT(s->remote);
+            Py_VISIT(s->siv);
+            Py_VISIT(s->peer);
+            Py_VISIT(s->path);
+            Py_VISIT(s->peer_path);
+        }
+    }
+    return 0;
+}
+
+static int lane_clear_refs(LaneObject *l)
+{
+    clear_sessions(l);
+    Py_CLEAR(l->vl1_stats);
+    Py_CLEAR(l->vl2_stats);
+    return 0;
+}
+
+static void lane_dealloc(LaneObject *l)
+{
+    PyObject_GC_UnTrack(l);
+    lane_clear_refs(l);
+    PyMem_Free(l->table);
+    Py_TYPE(l)->tp_free((PyObject *)l);
+}
+
+static PyObject *lane_add_session(LaneObject *l, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError,
+                        "add_session(address, local_socket, remote, key, siv, reply_suite, peer, path, peer_path)");
+        return NULL;
+    }
+    unsigned long long address = PyLong_AsUnsignedLongLong(args[0]);
+    long local_socket = PyLong_AsLong(args[1]);
+    long suite = PyLong_AsLong(args[5]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (address == 0 || address > 0xffffffffffULL || address == l->me) {
+        PyErr_SetString(PyExc_ValueError, "address must be a peer's 40-bit ZeroTier address");
+        return NULL;
+    }
+    if (!PyBytes_Check(args[3]) || PyBytes_GET_SIZE(args[3]) < 32) {
+        PyErr_SetString(PyExc_ValueError, "key must be the agreed key (at least 32 bytes)");
+        return NULL;
+    }
+    if (!armor->poly_ready()) {
+        PyErr_SetString(PyExc_RuntimeError, "ztcore.crypto._armor is not bound to libsodium");
+        return NULL;
+    }
+    PyObject *siv = args[4] == Py_None ? NULL : args[4];
+    if (siv && !PyObject_TypeCheck(siv, armor->siv_type)) {
+        PyErr_SetString(PyExc_TypeError, "siv must be a ztcore.crypto._armor.Siv or None");
+        return NULL;
+    }
+    if (!(suite == 1 || (suite == 3 && siv))) {
+        PyErr_SetString(PyExc_ValueError, "reply_suite must be 1, or 3 with a Siv");
+        return NULL;
+    }
+    Session *s = find(l, address);
+    if (s == NULL) {
+        if (l->count >= MAX_SESSIONS)
+            Py_RETURN_FALSE;
+        if (reserve(l) < 0)
+            return NULL;
+        size_t i = slot_of(address, l->capacity);
+        while (l->table[i].address)
+            i = (i + 1) & (l->capacity - 1);
+        s = &l->table[i];
+        l->count++;
+    } else {
+        /* The same peer over another path, say: its memberships stay (they are the peer's). */
+        const int keep = s->peer == args[6];
+        Session old = *s;
+        s->remote = s->siv = s->peer = s->path = s->peer_path = NULL;
+        session_release(s);
+        if (keep) {
+            s->n_networks = old.n_networks;
+            memcpy(s->networks, old.networks, sizeof(old.networks));
+        }
+        Py_XDECREF(old.remote);
+        Py_XDECREF(old.siv);
+        Py_XDECREF(old.peer);
+        Py_XDECREF(old.path);
+        Py_XDECREF(old.peer_path);
+    }
+    s->address = address;
+    s->local_socket = local_socket;
+    memcpy(s->key, PyBytes_AS_STRING(args[3]), 32);
+    s->reply_suite = (int)suite;
+    Py_INCREF(args[2]);
+    s->remote = args[2];
+    Py_XINCREF(siv);
+    s->siv = siv;
+    Py_INCREF(args[6]);
+    s->peer = args[6];
+    Py_INCREF(args[7]);
+    s->path = args[7];
+    Py_INCREF(args[8]);
+    s->peer_path = args[8];
+    Py_RETURN_TRUE;
+}
+
+static PyObject *lane_add_member(LaneObject *l, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "add_member(network_id, address, mac, mac_first_octet, mac_mask)");
+        return NULL;
+    }
+    unsigned long long nwid = PyLong_AsUnsignedLongLong(args[0]);
+    unsigned long long address = PyLong_AsUnsignedLongLong(args[1]);
+    unsigned long long mac = PyLong_AsUnsignedLongLong(args[2]);
+    long first = PyLong_AsLong(args[3]);
+    unsigned long long mask = PyLong_AsUnsignedLongLong(args[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (first < 0 || first > 0xff || mac > 0xffffffffffffULL || mask > 0xffffffffffULL) {
+        PyErr_SetString(PyExc_ValueError, "mac is 48 bits, mac_first_octet 8, mac_mask 40");
+        return NULL;
+    }
+    Session *s = find(l, address);
+    if (s == NULL)
+        Py_RETURN_FALSE;
+    for (int i = 0; i < s->n_networks; ++i)
+        if (s->networks[i].id == nwid)
+            Py_RETURN_TRUE;
+    if (s->n_networks >= MAX_NETWORKS_PER_SESSION)
+        Py_RETURN_FALSE;
+    s->networks[s->n_networks].id = nwid;
+    s->networks[s->n_networks].mac = mac;
+    s->networks[s->n_networks].mask = mask;
+    s->networks[s->n_networks].first_octet = (int)first;
+    s->n_networks++;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *lane_set_echo(LaneObject *l, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "set_echo(network_id, ipv4_addresses: tuple[bytes, ...], mtu)");
+        return NULL;
+    }
+    unsigned long long nwid = PyLong_AsUnsignedLongLong(args[0]);
+    long mtu = PyLong_AsLong(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    const Py_ssize_t n = PyTuple_GET_SIZE(args[1]);
+    if (n > MAX_ECHO_ADDRESSES) {
+        PyErr_Format(PyExc_ValueError, "at most %d addresses", MAX_ECHO_ADDRESSES);
+        return NULL;
+    }
+    Echo e = {.network_id = nwid, .n = (int)n, .mtu = (int)(mtu < 0 ? 0 : mtu > 65535 ? 65535 : mtu)};
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        PyObject *a = PyTuple_GET_ITEM(args[1], i);
+        if (!PyBytes_Check(a) || PyBytes_GET_SIZE(a) != 4) {
+            PyErr_SetString(PyExc_ValueError, "IPv4 addresses are 4-byte bytes");
+            return NULL;
+        }
+        memcpy(e.ipv4[i], PyBytes_AS_STRING(a), 4);
+    }
+    for (int i = 0; i < l->n_echo; ++i)
+        if (l->echo[i].network_id == nwid) {
+            l->echo[i] = e;
+            Py_RETURN_NONE;
+        }
+    if (l->n_echo >= MAX_ECHO_NETWORKS) {
+        PyErr_Format(PyExc_ValueError, "at most %d networks with an echo offload", MAX_ECHO_NETWORKS);
+        return NULL;
+    }
+    l->echo[l->n_echo++] = e;
+    Py_RETURN_NONE;
+}
+
+static PyObject *lane_clear_echo(LaneObject *l, PyObject *arg)
+{
+    unsigned long long nwid = PyLong_AsUnsignedLongLong(arg);
+    if (PyErr_Occurred())
+        return NULL;
+    for (int i = 0; i < l->n_echo; ++i)
+        if (l->echo[i].network_id == nwid) {
+            l->echo[i] = l->echo[--l->n_echo];
+            break;
+        }
+    Py_RETURN_NONE;
+}
+
+static PyObject *lane_clear(LaneObject *l, PyObject *unused)
+{
+    (void)unused;
+    clear_sessions(l);
+    Py_RETURN_NONE;
+}
+
+/* The general path's Peer::received for a FRAME over a kept path, and its counters. */
+static int received(LaneObject *l, Session *s, PyObject *now)
+{
+    if (PyObject_SetAttr(s->path, s_last_in, now) < 0 || PyObject_SetAttr(s->peer, s_last_receive, now) < 0 ||
+        PyObject_SetAttr(s->peer, s_last_nontrivial, now) < 0 || PyObject_SetAttr(s->peer, s_last_trust, now) < 0 ||
+        PyObject_SetAttr(s->peer_path, s_last_receive, now) < 0)
+        return -1;
+    if (bump(l->vl1_stats, s_packets_in) < 0 || bump(l->vl1_stats, s_in_frame) < 0)
+        return -1;
+    return 0;
+}
+
+static PyObject *lane_receive(LaneObject *l, PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned char plain[MAX_PACKET_LENGTH];
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "receive(now, local_socket, remote, data)");
+        return NULL;
+    }
+    PyObject *now = args[0], *data = args[3];
+    if (!PyBytes_CheckExact(data) || !PyLong_CheckExact(now))
+        Py_RETURN_NONE;
+    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(data);
+    const size_t n = (size_t)PyBytes_GET_SIZE(data);
+    if (n < IDX_PAYLOAD + FRAME_HEAD || n > MAX_PACKET_LENGTH || d[IDX_SOURCE] == FRAGMENT_INDICATOR)
+        Py_RETURN_NONE;
+    const int lane_flags = d[IDX_FLAGS] & (FLAG_FRAGMENTED | 0x3f); /* not fragmented, hops 0 */
+    const int suite = lane_flags >> 3;
+    if ((lane_flags & 7) || (suite != 1 && suite != 3) || be(d + IDX_DEST, 5) != l->me)
+        Py_RETURN_NONE;
+    Session *s = find(l, be(d + IDX_SOURCE, 5));
+    if (s == NULL || (suite == 3 && s->siv == NULL))
+        Py_RETURN_NONE;
+    const long local_socket = PyLong_AsLong(args[1]);
+    if (local_socket == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    if (local_socket != s->local_socket)
+        Py_RETURN_NONE;
+    int same = PyObject_RichCompareBool(args[2], s->remote, Py_EQ);
+    if (same <= 0) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    int rc = suite == 3 ? armor->siv_open(s->siv, d, n, plain) : armor->poly_open(s->key, d, n, plain);
+    if (rc != 0 || (plain[0] & VERB_FLAG_COMPRESSED) || (plain[0] & VERB_MASK) != VERB_FRAME)
+        Py_RETURN_NONE; /* a bad MAC, compression, another verb: the general path's */
+    const uint64_t nwid = be(plain + 1, 8);
+    int k = 0;
+    while (k < s->n_networks && s->networks[k].id != nwid)
+        ++k;
+    if (k == s->n_networks)
+        Py_RETURN_NONE;
+    if (received(l, s, now) < 0)
+        return NULL;
+    const int ethertype = (int)be(plain + 9, 2);
+    const unsigned char *payload = plain + 1 + FRAME_HEAD;
+    const size_t plen = n - IDX_PAYLOAD - FRAME_HEAD;
+
+    const Echo *e = ethertype == ETHERTYPE_IPV4 ? echo_for(l, nwid) : NULL;
+    if (e != NULL && plen + IDX_PAYLOAD + FRAME_HEAD <= PHYSICAL_MTU) {
+        unsigned char w[PHYSICAL_MTU];
+        uint64_t iv;
+        size_t total = echo_reply(l, e, payload, plen, w + IDX_PAYLOAD + FRAME_HEAD);
+        if (total && next_id(l, &iv) == 0) {
+            const size_t wn = IDX_PAYLOAD + FRAME_HEAD + total;
+            put_be(w, iv, 8);
+            put_be(w + IDX_DEST, s->address, 5);
+            put_be(w + IDX_SOURCE, l->me, 5);
+            w[IDX_FLAGS] = (unsigned char)(s->reply_suite << 3);
+            memset(w + IDX_MAC, 0, 8);
+            w[IDX_VERB] = VERB_FRAME;
+            put_be(w + IDX_PAYLOAD, nwid, 8);
+            w[IDX_PAYLOAD + 8] = ETHERTYPE_IPV4 >> 8;
+            w[IDX_PAYLOAD + 9] = ETHERTYPE_IPV4 & 0xff;
+            rc = s->reply_suite == 3 ? armor->siv_seal(s->siv, iv, w, wn) : armor->poly_seal(s->key, w, wn);
+            if (rc == 0) {
+                if (bump(l->vl2_stats, s_frames_in) < 0 || bump(l->vl2_stats, s_echo_offloaded) < 0)
+                    return NULL;
+                return PyBytes_FromStringAndSize((const char *)w, (Py_ssize_t)wn);
+            }
+        }
+    }
+    if (bump(l->vl2_stats, s_frames_in) < 0)
+        return NULL;
+    const uint64_t source_mac =
+        ((uint64_t)s->networks[k].first_octet << 40) | ((s->address ^ s->networks[k].mask) & 0xffffffffffULL);
+    return Py_BuildValue("(KKKiy#)", (unsigned long long)nwid, (unsigned long long)source_mac,
+                         (unsigned long long)s->networks[k].mac, ethertype, (const char *)payload, (Py_ssize_t)plen);
+}
+
+static PyObject *lane_sessions(LaneObject *l, void *closure)
+{
+    (void)closure;
+    return PyLong_FromSize_t(l->count);
+}
+
+static PyMethodDef lane_methods[] = {
+    {"add_session", (PyCFunction)(void (*)(void))lane_add_session, METH_FASTCALL,
+     "add_session(address, local_socket, remote, key, siv, reply_suite, peer, path, peer_path, /) -> bool\n\n"
+     "Take packets from `address` over (local_socket, remote); replies use reply_suite (1, or 3 with siv). "
+     "False if the lane is full."},
+    {"add_member", (PyCFunction)(void (*)(void))lane_add_member, METH_FASTCALL,
+     "add_member(network_id, address, mac, mac_first_octet, mac_mask, /) -> bool\n\n"
+     "Frames from session `address` on the network may take the lane (our MAC there is `mac`)."},
+    {"set_echo", (PyCFunction)(void (*)(void))lane_set_echo, METH_FASTCALL,
+     "set_echo(network_id, ipv4_addresses, mtu, /)\n\nAnswer ICMP echo requests to these addresses."},
+    {"clear_echo", (PyCFunction)lane_clear_echo, METH_O, "clear_echo(network_id, /)"},
+    {"clear", (PyCFunction)lane_clear, METH_NOARGS, "clear()\n\nDrop every session and membership."},
+    {"receive", (PyCFunction)(void (*)(void))lane_receive, METH_FASTCALL,
+     "receive(now, local_socket, remote, data, /) -> None | bytes | (network_id, source_mac, dest_mac, "
+     "ethertype, payload)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef lane_getset[] = {
+    {"sessions", (getter)lane_sessions, NULL, "Number of sessions held.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject LaneType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ztcore._lane.Lane",
+    .tp_basicsize = sizeof(LaneObject),
+    .tp_dealloc = (destructor)lane_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Lane(address, vl1_stats, vl2_stats): the established-session fast lane (see the module).",
+    .tp_traverse = (traverseproc)lane_traverse,
+    .tp_clear = (inquiry)lane_clear_refs,
+    .tp_methods = lane_methods,
+    .tp_getset = lane_getset,
+    .tp_init = (initproc)lane_init,
+    .tp_new = PyType_GenericNew,
+};
+
+static struct PyModuleDef lane_module = {
+    PyModuleDef_HEAD_INIT, "ztcore._lane", "The established-session fast lane of a Node.", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__lane(void)
+{
+    /* ztcore.crypto.armor binds the kernel to libsodium at import. */
+    PyObject *bound = PyImport_ImportModule("ztcore.crypto.armor");
+    if (bound == NULL)
+        return NULL;
+    Py_DECREF(bound);
+    armor = (const ZtArmorApi *)PyCapsule_Import(ZT_ARMOR_API_NAME, 0);
+    if (armor == NULL)
+        return NULL;
+    if (armor->abi != ZT_ARMOR_API_ABI) {
+        PyErr_SetString(PyExc_ImportError, "ztcore._lane and ztcore.crypto._armor are from different builds");
+        return NULL;
+    }
+    if (!(s_last_in = PyUnicode_InternFromString("last_in")) ||
+        !(s_last_receive = PyUnicode_InternFromString("last_receive")) ||
+        !(s_last_nontrivial = PyUnicode_InternFromString("last_nontrivial_receive")) ||
+        !(s_last_trust = PyUnicode_InternFromString("last_trust")) ||
+        !(s_packets_in = PyUnicode_InternFromString("packets_in")) ||
+        !(s_in_frame = PyUnicode_InternFromString("in_FRAME")) ||
+        !(s_frames_in = PyUnicode_InternFromString("frames_in")) ||
+        !(s_echo_offloaded = PyUnicode_InternFromString("echo_offloaded")))
+        return NULL;
+    if (PyType_Ready(&LaneType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&lane_module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&LaneType);
+    if (PyModule_AddObject(m, "Lane", (PyObject *)&LaneType) < 0) {
+        Py_DECREF(&LaneType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

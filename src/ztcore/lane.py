@@ -1,0 +1,117 @@
+"""The Node's established-session fast lane: when it is filled, when it is emptied, and
+the ICMP echo offload a runner may give it (the C side is ``ztcore._lane``).
+
+The lane is a cache of decisions the general path made. After the general path has
+taken a whole FRAME from a peer in memory over a kept path (``Switch._open_from_session``)
+and the network accepted it without rules to evaluate -- its rules accept everything,
+nothing is traced, the peer passed the network's gate -- the Node `offer`s that peer,
+path and network to the lane, and the next such packets are checked, decrypted,
+accounted and handed out in one C call (``receive``). Anything the lane does not hold
+goes the general way, which stays the reference: tests hold the two to each other.
+
+The lane is emptied (`clear`) whenever what it caches may have changed: every ping
+check (5 s: paths and peers come and go there), every packet other than a FRAME that
+reaches the general path (HELLO, OK, credentials, configs, revocations, ...), a network
+joined, left, reconfigured or traced, and the node's tracing switched on or off. The
+next FRAME of each session takes the general path once and fills it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ztcore.vl1.packet import Dearmored
+    from ztcore.vl1.path import Path
+    from ztcore.vl1.peer import Peer
+
+log = logging.getLogger(__name__)
+
+try:
+    from ztcore import _lane
+    from ztcore.crypto.armor import HAVE_C_ARMOR
+except ImportError as _e:  # an install without the C extensions: the general path only
+    log.debug("no fast lane: %s", _e)
+    _lane = None  # type: ignore[assignment]
+    HAVE_C_ARMOR = False
+
+# ZTCORE_PURE_PYTHON_ARMOR keeps every packet on the reference path, the lane included;
+# ZTCORE_NO_LANE=1 only the lane (for A/B comparisons).
+AVAILABLE = (
+    _lane is not None
+    and HAVE_C_ARMOR
+    and not os.environ.get("ZTCORE_PURE_PYTHON_ARMOR")
+    and not os.environ.get("ZTCORE_NO_LANE")
+)
+
+
+class NodeLane:
+    """The lane of one Node. `receive(now, local_socket, remote, data)` returns None (not
+    the lane's: call ``Node.process_wire_packet``), bytes (a reply to send back over the
+    same local socket to `remote`) or ``(network_id, source_mac, dest_mac, ethertype,
+    payload)`` (a frame to deliver, as ``NodeCallbacks.virtual_network_frame``)."""
+
+    def __init__(self, node: Any, vl1_stats: dict[str, int], vl2_stats: dict[str, int]) -> None:
+        assert _lane is not None
+        self._node = node
+        self._lane = _lane.Lane(int(node.identity.address), vl1_stats, vl2_stats)
+        self.receive: Callable[[int, int, tuple[Any, ...], bytes], Any] = self._lane.receive
+        self.clear: Callable[[], None] = self._lane.clear
+        self._echo: set[int] = set()
+
+    @property
+    def sessions(self) -> int:
+        return int(self._lane.sessions)
+
+    def offer(self, now: int, peer: Peer, path: Path, pkt: Dearmored) -> None:
+        """A FRAME from `peer` over the kept `path` just went through the general path."""
+        node = self._node
+        p = pkt.payload
+        if pkt.compressed or len(p) < 10 or node.topology.is_upstream(peer.address):
+            return  # the root's frames go the general way (it also tracks upstream liveness)
+        nwid = int.from_bytes(p[:8], "big")
+        network = node.get_network(nwid)
+        if (
+            network is None
+            or not network.accepts_all()
+            or node.filter_trace_wanted(nwid)
+            or not network.gate(now, peer)
+        ):
+            return
+        peer_path = next((pp for pp in peer.paths if pp.path is path), None)
+        if peer_path is None:
+            return  # a path being confirmed: the general path sends the HELLO
+        aes = peer.aes_keys_if_supported()
+        siv = peer.aes_keys.siv.kernel
+        if aes is not None and siv is None:
+            return  # suite 3 on the pure-Python AES: no C to hand it to
+        address = int(peer.address)
+        self._lane.add_session(
+            address,
+            path.local_socket,
+            path.address.to_tuple(),
+            peer.key,
+            siv,
+            3 if aes is not None else 1,
+            peer,
+            path,
+            peer_path,
+        )
+        self._lane.add_member(nwid, address, int(network.mac), network.mac_first_octet, network.mac_mask)
+
+    def set_echo_offloads(self, offloads: dict[int, tuple[tuple[bytes, ...], int]]) -> None:
+        """Answer ICMP echo requests to these IPv4 addresses in the lane:
+        network id -> (4-byte addresses, MTU). Networks not named lose theirs."""
+        for nwid in self._echo - offloads.keys():
+            self._lane.clear_echo(nwid)
+        for nwid, (addresses, mtu) in offloads.items():
+            self._lane.set_echo(nwid, addresses, mtu)
+        self._echo = set(offloads)
+
+
+def make_lane(node: Any, vl1_stats: dict[str, int], vl2_stats: dict[str, int]) -> NodeLane | None:
+    return NodeLane(node, vl1_stats, vl2_stats) if AVAILABLE else None
