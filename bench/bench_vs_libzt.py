@@ -213,7 +213,9 @@ def network(tmp: Path, paths: HarnessPaths, max_seconds: float) -> Iterator[Worl
         root = zt(root_h, "ztcore-root")
         ctl = zt(ctl_h, "ztcore-ctl", controller=True, api_port=9993)
         la, lb = lz(la_h, "libzt-a"), lz(lb_h, "libzt-b")
-        za, zb = zt(za_h, "ztcore-a"), zt(zb_h, "ztcore-b")
+        # As an application embeds them: without the harness's frame recorder, which would
+        # keep B's ICMP echo offload off (ztcore.lane).
+        za, zb = zt(za_h, "ztcore-a", record_frames=False), zt(zb_h, "ztcore-b", record_frames=False)
         nodes: list[LibztNode] = [root, ctl, la, lb, za, zb]
         try:
             for n in nodes:

@@ -124,6 +124,34 @@ def test_everything_else_is_left_to_the_general_path_untouched() -> None:
     assert b.lane.sessions == 0 and b.lane.receive(3, 1, REMOTE, good) is None
 
 
+@pytest.mark.parametrize("suite", [1, 3])
+def test_send_armors_a_frame_to_a_session_peer_as_the_general_path_would(suite: int) -> None:
+    b = Bare(suite)
+    data = bytes(range(100))
+    out = b.lane.send(77, NWID, MAC_ME, MAC_PEER, 0x0800, data)
+    assert out is not None
+    local_socket, remote, wire = out
+    assert (local_socket, remote) == (1, REMOTE) and (wire[18] >> 3) == suite
+    pkt = dearmor(wire, b.key, b.aes)
+    assert (pkt.header.source, pkt.header.destination, pkt.verb) == (ME, PEER, Verb.FRAME)
+    assert pkt.payload == struct.pack(">QH", NWID, 0x0800) + data
+    assert b.path.last_out == 77
+    assert b.vl1 == {"out_FRAME": 1, "packets_out": 1} and b.vl2 == {"frames_out": 1}
+    # Not the lane's: the general path decides (and counts) these.
+    for what, args in {
+        "bridged (not our MAC)": (NWID, MAC_ME ^ 1, MAC_PEER, 0x0800, data),
+        "broadcast": (NWID, MAC_ME, 0xFFFFFFFFFFFF, 0x0806, data),
+        "to ourselves": (NWID, MAC_ME, MAC_ME, 0x0800, data),
+        "a member without a session": (NWID, MAC_ME, MAC_PEER ^ 1, 0x0800, data),
+        "another network": (NWID + 1, MAC_ME, MAC_PEER, 0x0800, data),
+        "too big for one datagram": (NWID, MAC_ME, MAC_PEER, 0x0800, bytes(1400)),
+        "not a MAC": (NWID, MAC_ME, -1, 0x0800, data),
+        "not bytes": (NWID, MAC_ME, MAC_PEER, 0x0800, bytearray(data)),
+    }.items():
+        assert b.lane.send(78, *args) is None, what
+    assert b.path.last_out == 77 and b.vl2 == {"frames_out": 1}
+
+
 def test_bad_arguments_raise() -> None:
     b = Bare()
     with pytest.raises(ValueError):
@@ -168,7 +196,8 @@ def test_echo_offload_answers_as_the_responder_does(suite: int) -> None:
         and ours[:4] + ours[6:10] + ours[12:] == theirs[:4] + theirs[6:10] + theirs[12:]
     )
     assert f.checksum_valid(ours[:20])
-    assert b.vl2 == {"frames_in": 1, "echo_offloaded": 1}
+    assert b.vl2 == {"frames_in": 1, "echo_offloaded": 1, "frames_out": 1}
+    assert b.vl1 == {"packets_in": 1, "in_FRAME": 1, "packets_out": 1, "out_FRAME": 1} and b.path.last_out == 5
 
 
 def test_echo_offload_declines_what_the_responder_would_treat_otherwise() -> None:
@@ -255,6 +284,13 @@ def test_node_fills_the_lane_after_one_frame_and_the_general_path_agrees(
     got = w.b.frames[before:]
     assert [(g.network_id, g.source_mac, g.dest_mac, g.ethertype, g.data) for g in got] == [taken]
     assert lane.sessions == 1  # and refilled
+    # The other way: b's frame to a goes out through b's lane and arrives intact.
+    back = _udp_frame(w.ipv4(w.b), w.ipv4(w.a), b"answer")
+    general_sends = w.b.node.switch.stats["out_FRAME"]
+    assert lane.send(w.net.now, w.nwid, w.mac(w.b), w.mac(w.a), 0x0800, back) is not None  # what the node will do
+    assert w.b.node.process_virtual_network_frame(w.net.now, w.nwid, w.mac(w.b), w.mac(w.a), 0x0800, 0, back)
+    assert w.net.run_until(lambda: any(fr.data == back for fr in w.a.frames), 5_000)
+    assert w.b.node.switch.stats["out_FRAME"] == general_sends + 2  # both counted, by the lane
 
 
 def test_lane_is_emptied_by_tracing_leaving_and_control_packets(

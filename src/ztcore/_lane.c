@@ -14,6 +14,10 @@
  * the userspace responder would answer in one packet, returns the armored reply
  * ready to send back over the same path (what a NIC's ping offload does).
  *
+ * The other direction, `send`: a unicast frame from our own MAC to a peer that has a
+ * session and is a member as above (so the network's rules accept everything and it is
+ * untraced), small enough for one datagram, is armored for that session's path.
+ *
  * Anything else -- other verbs, a bad MAC, compression, fragments, an unknown peer
  * or path -- is left alone (None) for the general path, which counts and logs it:
  * the lane is a cache of decisions the general path made, never a second judge.
@@ -28,6 +32,7 @@
  *     .clear()            drop sessions and members (the echo offloads stay)
  *     .receive(now, local_socket, remote, data) -> None | bytes (reply) |
  *                                    (network_id, source_mac, dest_mac, ethertype, payload)
+ *     .send(now, network_id, source_mac, dest_mac, ethertype, data) -> None | (local_socket, remote, wire)
  *     .sessions           number of sessions held
  */
 
@@ -79,6 +84,12 @@ typedef struct {
     } networks[MAX_NETWORKS_PER_SESSION];
 } Session;
 
+/* A network some session is a member of: how MACs map to addresses there. */
+typedef struct {
+    uint64_t id, mac, mask;
+    int first_octet;
+} Network;
+
 typedef struct {
     uint64_t network_id;
     int n;
@@ -94,6 +105,8 @@ typedef struct {
     size_t capacity, count;
     Echo echo[MAX_ECHO_NETWORKS];
     int n_echo;
+    Network networks[MAX_ECHO_NETWORKS];
+    int n_networks;
     uint64_t ids[N_IDS];
     int ids_left;
     uint16_t ip_ident;
@@ -102,6 +115,7 @@ typedef struct {
 static const ZtArmorApi *armor;
 static PyObject *s_last_in, *s_last_receive, *s_last_nontrivial, *s_last_trust;
 static PyObject *s_packets_in, *s_in_frame, *s_frames_in, *s_echo_offloaded;
+static PyObject *s_last_out, *s_packets_out, *s_out_frame, *s_frames_out;
 
 /* ---- helpers ------------------------------------------------------------------ */
 
@@ -155,6 +169,7 @@ static void clear_sessions(LaneObject *l)
         if (l->table[i].address)
             session_release(&l->table[i]);
     l->count = 0;
+    l->n_networks = 0;
 }
 
 /* Room for one more session (kept at most half full); -1 with an exception on failure. */
@@ -443,6 +458,18 @@ static PyObject *lane_add_member(LaneObject *l, PyObject *const *args, Py_ssize_
             Py_RETURN_TRUE;
     if (s->n_networks >= MAX_NETWORKS_PER_SESSION)
         Py_RETURN_FALSE;
+    int k = 0;
+    while (k < l->n_networks && l->networks[k].id != nwid)
+        ++k;
+    if (k == l->n_networks) {
+        if (l->n_networks >= MAX_ECHO_NETWORKS)
+            Py_RETURN_FALSE;
+        l->n_networks++;
+    }
+    l->networks[k].id = nwid;
+    l->networks[k].mac = mac;
+    l->networks[k].mask = mask;
+    l->networks[k].first_octet = (int)first;
     s->networks[s->n_networks].id = nwid;
     s->networks[s->n_networks].mac = mac;
     s->networks[s->n_networks].mask = mask;
@@ -508,6 +535,34 @@ static PyObject *lane_clear(LaneObject *l, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* Head and FRAME header around the `n`-byte frame payload already at w + IDX_PAYLOAD + 10,
+ * then sealed for the session: 0, or -1 (no packet ID, or an OpenSSL call failed). */
+static int seal_frame(LaneObject *l, Session *s, uint64_t nwid, int ethertype, unsigned char *w, size_t n)
+{
+    uint64_t iv;
+    if (next_id(l, &iv) < 0)
+        return -1;
+    const size_t wn = IDX_PAYLOAD + FRAME_HEAD + n;
+    put_be(w, iv, 8);
+    put_be(w + IDX_DEST, s->address, 5);
+    put_be(w + IDX_SOURCE, l->me, 5);
+    w[IDX_FLAGS] = (unsigned char)(s->reply_suite << 3);
+    memset(w + IDX_MAC, 0, 8);
+    w[IDX_VERB] = VERB_FRAME;
+    put_be(w + IDX_PAYLOAD, nwid, 8);
+    put_be(w + IDX_PAYLOAD + 8, (uint64_t)ethertype, 2);
+    return s->reply_suite == 3 ? armor->siv_seal(s->siv, iv, w, wn) : armor->poly_seal(s->key, w, wn);
+}
+
+/* The general path's bookkeeping for a FRAME sent over the session's path. */
+static int sent(LaneObject *l, Session *s, PyObject *now)
+{
+    if (PyObject_SetAttr(s->path, s_last_out, now) < 0 || bump(l->vl1_stats, s_out_frame) < 0 ||
+        bump(l->vl1_stats, s_packets_out) < 0 || bump(l->vl2_stats, s_frames_out) < 0)
+        return -1;
+    return 0;
+}
+
 /* The general path's Peer::received for a FRAME over a kept path, and its counters. */
 static int received(LaneObject *l, Session *s, PyObject *now)
 {
@@ -571,25 +626,12 @@ static PyObject *lane_receive(LaneObject *l, PyObject *const *args, Py_ssize_t n
     const Echo *e = ethertype == ETHERTYPE_IPV4 ? echo_for(l, nwid) : NULL;
     if (e != NULL && plen + IDX_PAYLOAD + FRAME_HEAD <= PHYSICAL_MTU) {
         unsigned char w[PHYSICAL_MTU];
-        uint64_t iv;
         size_t total = echo_reply(l, e, payload, plen, w + IDX_PAYLOAD + FRAME_HEAD);
-        if (total && next_id(l, &iv) == 0) {
-            const size_t wn = IDX_PAYLOAD + FRAME_HEAD + total;
-            put_be(w, iv, 8);
-            put_be(w + IDX_DEST, s->address, 5);
-            put_be(w + IDX_SOURCE, l->me, 5);
-            w[IDX_FLAGS] = (unsigned char)(s->reply_suite << 3);
-            memset(w + IDX_MAC, 0, 8);
-            w[IDX_VERB] = VERB_FRAME;
-            put_be(w + IDX_PAYLOAD, nwid, 8);
-            w[IDX_PAYLOAD + 8] = ETHERTYPE_IPV4 >> 8;
-            w[IDX_PAYLOAD + 9] = ETHERTYPE_IPV4 & 0xff;
-            rc = s->reply_suite == 3 ? armor->siv_seal(s->siv, iv, w, wn) : armor->poly_seal(s->key, w, wn);
-            if (rc == 0) {
-                if (bump(l->vl2_stats, s_frames_in) < 0 || bump(l->vl2_stats, s_echo_offloaded) < 0)
-                    return NULL;
-                return PyBytes_FromStringAndSize((const char *)w, (Py_ssize_t)wn);
-            }
+        if (total && seal_frame(l, s, nwid, ETHERTYPE_IPV4, w, total) == 0) {
+            if (bump(l->vl2_stats, s_frames_in) < 0 || bump(l->vl2_stats, s_echo_offloaded) < 0 ||
+                sent(l, s, now) < 0)
+                return NULL;
+            return PyBytes_FromStringAndSize((const char *)w, (Py_ssize_t)(IDX_PAYLOAD + FRAME_HEAD + total));
         }
     }
     if (bump(l->vl2_stats, s_frames_in) < 0)
@@ -598,6 +640,55 @@ static PyObject *lane_receive(LaneObject *l, PyObject *const *args, Py_ssize_t n
         ((uint64_t)s->networks[k].first_octet << 40) | ((s->address ^ s->networks[k].mask) & 0xffffffffffULL);
     return Py_BuildValue("(KKKiy#)", (unsigned long long)nwid, (unsigned long long)source_mac,
                          (unsigned long long)s->networks[k].mac, ethertype, (const char *)payload, (Py_ssize_t)plen);
+}
+
+static PyObject *lane_send(LaneObject *l, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "send(now, network_id, source_mac, dest_mac, ethertype, data)");
+        return NULL;
+    }
+    PyObject *now = args[0], *data = args[5];
+    if (!PyLong_CheckExact(now) || !PyBytes_CheckExact(data))
+        Py_RETURN_NONE;
+    const unsigned long long nwid = PyLong_AsUnsignedLongLong(args[1]);
+    const unsigned long long source_mac = PyLong_AsUnsignedLongLong(args[2]);
+    const unsigned long long dest_mac = PyLong_AsUnsignedLongLong(args[3]);
+    const long ethertype = PyLong_AsLong(args[4]);
+    if (PyErr_Occurred()) {
+        PyErr_Clear(); /* not ints of the right size: the general path says why */
+        Py_RETURN_NONE;
+    }
+    const size_t n = (size_t)PyBytes_GET_SIZE(data);
+    if (ethertype < 0 || ethertype > 0xffff || IDX_PAYLOAD + FRAME_HEAD + n > PHYSICAL_MTU)
+        Py_RETURN_NONE;
+    int k = 0;
+    while (k < l->n_networks && l->networks[k].id != nwid)
+        ++k;
+    if (k == l->n_networks)
+        Py_RETURN_NONE;
+    const Network *net = &l->networks[k];
+    /* From our own MAC (not bridged) to a member's unicast MAC on this network. */
+    if (source_mac != net->mac || dest_mac == net->mac || (dest_mac >> 40) != (uint64_t)net->first_octet)
+        Py_RETURN_NONE;
+    Session *s = find(l, (dest_mac & 0xffffffffffULL) ^ net->mask);
+    if (s == NULL)
+        Py_RETURN_NONE;
+    int member = 0;
+    for (int i = 0; i < s->n_networks && !member; ++i)
+        member = s->networks[i].id == nwid;
+    if (!member)
+        Py_RETURN_NONE;
+    unsigned char w[PHYSICAL_MTU];
+    memcpy(w + IDX_PAYLOAD + FRAME_HEAD, PyBytes_AS_STRING(data), n);
+    if (seal_frame(l, s, nwid, (int)ethertype, w, n) < 0 || sent(l, s, now) < 0) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    PyObject *wire = PyBytes_FromStringAndSize((const char *)w, (Py_ssize_t)(IDX_PAYLOAD + FRAME_HEAD + n));
+    if (wire == NULL)
+        return NULL;
+    return Py_BuildValue("(lON)", s->local_socket, s->remote, wire);
 }
 
 static PyObject *lane_sessions(LaneObject *l, void *closure)
@@ -617,6 +708,9 @@ static PyMethodDef lane_methods[] = {
     {"set_echo", (PyCFunction)(void (*)(void))lane_set_echo, METH_FASTCALL,
      "set_echo(network_id, ipv4_addresses, mtu, /)\n\nAnswer ICMP echo requests to these addresses."},
     {"clear_echo", (PyCFunction)lane_clear_echo, METH_O, "clear_echo(network_id, /)"},
+    {"send", (PyCFunction)(void (*)(void))lane_send, METH_FASTCALL,
+     "send(now, network_id, source_mac, dest_mac, ethertype, data, /) -> None | (local_socket, remote, wire)\n\n"
+     "A frame from the host side to a session's peer, armored for the session's path."},
     {"clear", (PyCFunction)lane_clear, METH_NOARGS, "clear()\n\nDrop every session and membership."},
     {"receive", (PyCFunction)(void (*)(void))lane_receive, METH_FASTCALL,
      "receive(now, local_socket, remote, data, /) -> None | bytes | (network_id, source_mac, dest_mac, "
@@ -668,7 +762,11 @@ PyMODINIT_FUNC PyInit__lane(void)
         !(s_packets_in = PyUnicode_InternFromString("packets_in")) ||
         !(s_in_frame = PyUnicode_InternFromString("in_FRAME")) ||
         !(s_frames_in = PyUnicode_InternFromString("frames_in")) ||
-        !(s_echo_offloaded = PyUnicode_InternFromString("echo_offloaded")))
+        !(s_echo_offloaded = PyUnicode_InternFromString("echo_offloaded")) ||
+        !(s_last_out = PyUnicode_InternFromString("last_out")) ||
+        !(s_packets_out = PyUnicode_InternFromString("packets_out")) ||
+        !(s_out_frame = PyUnicode_InternFromString("out_FRAME")) ||
+        !(s_frames_out = PyUnicode_InternFromString("frames_out")))
         return NULL;
     if (PyType_Ready(&LaneType) < 0)
         return NULL;

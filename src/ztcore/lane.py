@@ -1,12 +1,13 @@
 """The Node's established-session fast lane: when it is filled, when it is emptied, and
 the ICMP echo offload a runner may give it (the C side is ``ztcore._lane``).
 
-The lane is a cache of decisions the general path made. After the general path has
-taken a whole FRAME from a peer in memory over a kept path (``Switch._open_from_session``)
+The lane is a cache of decisions the general path made, for both directions. After
+the general path has taken a whole FRAME from a peer in memory over a kept path (``Switch._open_from_session``)
 and the network accepted it without rules to evaluate -- its rules accept everything,
 nothing is traced, the peer passed the network's gate -- the Node `offer`s that peer,
 path and network to the lane, and the next such packets are checked, decrypted,
-accounted and handed out in one C call (``receive``). Anything the lane does not hold
+accounted and handed out in one C call (``receive``), and frames to that peer on that
+network are armored in one (``send``). Anything the lane does not hold
 goes the general way, which stays the reference: tests hold the two to each other.
 
 The lane is emptied (`clear`) whenever what it caches may have changed: every ping
@@ -53,13 +54,17 @@ class NodeLane:
     """The lane of one Node. `receive(now, local_socket, remote, data)` returns None (not
     the lane's: call ``Node.process_wire_packet``), bytes (a reply to send back over the
     same local socket to `remote`) or ``(network_id, source_mac, dest_mac, ethertype,
-    payload)`` (a frame to deliver, as ``NodeCallbacks.virtual_network_frame``)."""
+    payload)`` (a frame to deliver, as ``NodeCallbacks.virtual_network_frame``).
+    `send(now, network_id, source_mac, dest_mac, ethertype, data)` returns None (call
+    ``Node.process_virtual_network_frame``) or ``(local_socket, remote, datagram)`` to
+    send."""
 
     def __init__(self, node: Any, vl1_stats: dict[str, int], vl2_stats: dict[str, int]) -> None:
         assert _lane is not None
         self._node = node
         self._lane = _lane.Lane(int(node.identity.address), vl1_stats, vl2_stats)
         self.receive: Callable[[int, int, tuple[Any, ...], bytes], Any] = self._lane.receive
+        self.send: Callable[[int, int, int, int, int, bytes], Any] = self._lane.send
         self.clear: Callable[[], None] = self._lane.clear
         self._echo: set[int] = set()
 
@@ -90,6 +95,9 @@ class NodeLane:
         if aes is not None and siv is None:
             return  # suite 3 on the pure-Python AES: no C to hand it to
         address = int(peer.address)
+        # Frames to this peer will go out through the lane too, past the general path's
+        # credential push: push now if due (the lane is emptied long before the next).
+        node.vl2.push_credentials(now, network, address)
         self._lane.add_session(
             address,
             path.local_socket,

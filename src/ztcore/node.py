@@ -571,6 +571,12 @@ class Node:
     ) -> bool:
         """A frame from the host side of a joined network; False if it was dropped."""
         self._now = now
+        lane = self.lane
+        if lane is not None and not vlan_id:
+            out = lane.send(now, network_id, source_mac, dest_mac, ethertype, data)
+            if out is not None:
+                self.callbacks.wire_packet_send(out[0], out[1], out[2], 0)
+                return True
         network = self._networks.get(int(network_id))
         if network is None:
             self.vl2.drops["not_a_member"] += 1

@@ -458,6 +458,13 @@ class NodeService(NetworkSockets, AppWaits):
             if self._local_frame_listeners:
                 frame = VirtualFrame(network_id, source_mac, dest_mac, ethertype, 0, bytes(data))
                 self._dispatch(self._local_frame_listeners, frame)
+            lane = self.node.lane
+            if lane is not None:  # the node's fast lane (ztcore.lane), without the call into the node
+                out = lane.send(self.clock(), network_id, source_mac, dest_mac, ethertype, data)
+                if out is not None:
+                    # Through the node's send callback, like every datagram the node sends.
+                    self._callbacks.wire_packet_send(out[0], out[1], out[2], 0)
+                    return
             self.node.process_virtual_network_frame(
                 self.clock(), network_id, source_mac, dest_mac, ethertype, 0, data
             )
@@ -592,10 +599,11 @@ class NodeService(NetworkSockets, AppWaits):
                     taken = lane(now, ls, remote, data) if lane is not None else None
                     if taken is None:
                         node.process_wire_packet(now, ls, remote, data)
-                    elif type(taken) is bytes:
-                        self._send_on(b, taken, remote, 0)
+                    elif type(taken) is bytes:  # a reply: through the node's send callback
+                        self._callbacks.wire_packet_send(ls, remote, taken, 0)
                     else:
-                        self._queue_frame(VirtualFrame(taken[0], taken[1], taken[2], taken[3], 0, taken[4]))
+                        frame = VirtualFrame(taken[0], taken[1], taken[2], taken[3], 0, taken[4])
+                        self._callbacks.virtual_network_frame(frame)
                 except Exception as e:
                     # One bad datagram must not take the service down.
                     counters.node_errors += 1

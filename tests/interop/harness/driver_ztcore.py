@@ -53,6 +53,7 @@ class Driver:
         self.token = ""
         self.sockets: dict[int, Any] = {}
         self.frames: list[dict[str, Any]] = []
+        self.recording = False
         self.stopping = asyncio.Event()
 
     # ---------------------------------------------------------------- commands
@@ -68,7 +69,9 @@ class Driver:
                 emit({"type": "event", "name": ev.type.name, "data": {k: str(v) for k, v in fields.items()}})
 
         svc.add_event_listener(on_event)
-        svc.add_frame_listener(self._on_frame)
+        self.recording = bool(a.get("record_frames", True))
+        if self.recording:
+            svc.add_frame_listener(self._on_frame)
         await svc.start()
         self.service = svc
         if a.get("controller"):
@@ -375,6 +378,8 @@ class Driver:
 
     async def cmd_frames(self, a: dict[str, Any]) -> dict[str, Any]:
         """IPv4 frames delivered since the last call (and forget them)."""
+        if not self.recording:
+            raise RuntimeError("started with record_frames false: no frames are recorded")
         out, self.frames = self.frames, []
         return {"frames": out}
 

@@ -20,7 +20,9 @@ DRIVER = Path(__file__).with_name("driver_ztcore.py")
 class ZtcoreNode(LibztNode):
     """One ztcore node (home directory ``storage_dir``) in its own process inside ``host``'s
     namespace. ``controller=True`` hosts the embedded controller; ``api_port`` serves the
-    local JSON API on the namespace's 127.0.0.1."""
+    local JSON API on the namespace's 127.0.0.1. ``record_frames=False`` leaves out the
+    driver's frame recorder (the ``frames`` command), a frame listener that, like any,
+    keeps the node's ICMP echo offload off (ztcore.lane): benches measure without it."""
 
     def __init__(
         self,
@@ -32,6 +34,7 @@ class ZtcoreNode(LibztNode):
         bind: list[str] | None = None,
         controller: bool = False,
         api_port: int | None = None,
+        record_frames: bool = True,
         max_seconds: float = 300.0,
         name: str | None = None,
     ) -> None:
@@ -43,6 +46,7 @@ class ZtcoreNode(LibztNode):
             "bind": bind,
             "controller": controller,
             "api_port": api_port,
+            "record_frames": record_frames,
             "planet_hex": planet.hex() if planet else None,
         }
 
