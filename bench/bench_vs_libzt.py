@@ -11,7 +11,11 @@ are authorized through the API, as a user would.
 For each pair, A -> B (libzt A -> libzt B, then ztcore A -> ztcore B, same minutes), it prints:
 
 * RTT: ICMP echo over the virtual network, one at a time (libzt: an echo request sent by
-  lwIP, answered by the other lwIP; ztcore: the userspace responder's ping), ``--pings``
+  lwIP, answered by the other lwIP in the same process as its core; ztcore: the userspace
+  responder's ping, answered by B's node in its fast lane's ICMP echo offload, as its
+  responder would -- the row says how many -- once the first packet set up the session,
+  see ztcore.lane; the ztcore nodes run without the harness's frame recorder, which
+  would keep the offload off), ``--pings``
   per pair in each of ``--runs`` rounds that alternate the pairs (one pair's slow minute
   is not the other's). Median and min over all rounds, and each round's median.
 * UDP: ``--size`` (1,400) byte datagrams of random bytes for ``--seconds``, open loop (or
@@ -346,6 +350,7 @@ def measure_rtt(world: World, pair: str, count: int, gap_ms: float = 20.0) -> tu
     relayed0 = world.relayed()
     rtts: list[float] = []
     lost = 0
+    offloaded = ""
     if a.kind == "libzt":
         for seq in range(count):
             r = ping_once(world, a, b, 100 + seq)
@@ -355,16 +360,19 @@ def measure_rtt(world: World, pair: str, count: int, gap_ms: float = 20.0) -> tu
                 rtts.append(r)
             time.sleep(gap_ms / 1000)  # the same spacing as the ztcore side
     else:
+        before = b.request("stats", 10)["vl2_stats"].get("echo_offloaded", 0)
         r = a.request(
             "bench_ping", count * 3 + 10, nwid=world.nwid_hex, ip=b.ip, count=count, timeout_s=2, interval_s=gap_ms / 1000
         )
         rtts, lost = list(r["rtt_ms"]), int(r["lost"])
+        answered = b.request("stats", 10)["vl2_stats"].get("echo_offloaded", 0) - before
+        offloaded = f", answered by B's ICMP echo offload (ztcore.lane) {answered} of {count}"
     relayed = world.relayed() - relayed0
     if not rtts:
         return Row(pair, "rtt", None, "ms", load, f"no echo answered of {count}"), []
     detail = (
         f"ICMP echo A -> B, {count} a round one at a time {gap_ms:g} ms apart, 56-byte payload: "
-        f"last round max {max(rtts):.3f} ms, lost {lost}, relayed by root {relayed}"
+        f"last round max {max(rtts):.3f} ms, lost {lost}, relayed by root {relayed}{offloaded}"
     )
     return Row(pair, "rtt", statistics.median(rtts), "ms (median)", load, detail), rtts
 
