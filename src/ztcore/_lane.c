@@ -65,9 +65,10 @@
 
 #define MAX_SESSIONS 65536        /* never more than the Topology holds; a full lane just misses */
 #define MAX_NETWORKS_PER_SESSION 8
+#define MAX_NETWORKS 16 /* networks with lane members; more go the general way */
 #define MAX_ECHO_NETWORKS 64
 #define MAX_ECHO_ADDRESSES 16
-#define N_IDS 512
+#define N_IDS 64 /* packet IDs drawn per getrandom call */
 
 typedef struct {
     uint64_t address; /* 0: empty slot (0 is never a valid ZeroTier address) */
@@ -103,9 +104,10 @@ typedef struct {
     PyObject *vl1_stats, *vl2_stats;
     Session *table; /* open addressing, linear probing; capacity a power of two */
     size_t capacity, count;
-    Echo echo[MAX_ECHO_NETWORKS];
+    Echo *echo; /* MAX_ECHO_NETWORKS entries, allocated with the first (a node in a
+                   simulator of thousands has none: the object stays about 1.5 KB) */
     int n_echo;
-    Network networks[MAX_ECHO_NETWORKS];
+    Network networks[MAX_NETWORKS];
     int n_networks;
     uint64_t ids[N_IDS];
     int ids_left;
@@ -177,7 +179,7 @@ static int reserve(LaneObject *l)
 {
     if ((l->count + 1) * 2 <= l->capacity)
         return 0;
-    size_t capacity = l->capacity ? l->capacity * 2 : 64;
+    size_t capacity = l->capacity ? l->capacity * 2 : 8;
     Session *table = PyMem_Calloc(capacity, sizeof(Session));
     if (table == NULL) {
         PyErr_NoMemory();
@@ -353,6 +355,7 @@ static void lane_dealloc(LaneObject *l)
     PyObject_GC_UnTrack(l);
     lane_clear_refs(l);
     PyMem_Free(l->table);
+    PyMem_Free(l->echo);
     Py_TYPE(l)->tp_free((PyObject *)l);
 }
 
@@ -462,7 +465,7 @@ static PyObject *lane_add_member(LaneObject *l, PyObject *const *args, Py_ssize_
     while (k < l->n_networks && l->networks[k].id != nwid)
         ++k;
     if (k == l->n_networks) {
-        if (l->n_networks >= MAX_ECHO_NETWORKS)
+        if (l->n_networks >= MAX_NETWORKS)
             Py_RETURN_FALSE;
         l->n_networks++;
     }
@@ -507,6 +510,8 @@ static PyObject *lane_set_echo(LaneObject *l, PyObject *const *args, Py_ssize_t 
             l->echo[i] = e;
             Py_RETURN_NONE;
         }
+    if (l->echo == NULL && (l->echo = PyMem_Calloc(MAX_ECHO_NETWORKS, sizeof(Echo))) == NULL)
+        return PyErr_NoMemory();
     if (l->n_echo >= MAX_ECHO_NETWORKS) {
         PyErr_Format(PyExc_ValueError, "at most %d networks with an echo offload", MAX_ECHO_NETWORKS);
         return NULL;

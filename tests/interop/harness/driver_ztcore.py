@@ -54,6 +54,7 @@ class Driver:
         self.sockets: dict[int, Any] = {}
         self.frames: list[dict[str, Any]] = []
         self.recording = False
+        self._stop_recording: Any = None
         self.stopping = asyncio.Event()
 
     # ---------------------------------------------------------------- commands
@@ -71,7 +72,7 @@ class Driver:
         svc.add_event_listener(on_event)
         self.recording = bool(a.get("record_frames", True))
         if self.recording:
-            svc.add_frame_listener(self._on_frame)
+            self._stop_recording = svc.add_frame_listener(self._on_frame)
         await svc.start()
         self.service = svc
         if a.get("controller"):
@@ -110,6 +111,7 @@ class Driver:
             "drops": dict(node.switch.drops),
             "vl2_stats": dict(node.vl2.stats),
             "vl2_drops": dict(node.vl2.drops),
+            "lane_sessions": node.lane.sessions if node.lane is not None else None,
             "controller": dict(self.controller.stats) if self.controller is not None else {},
         }
 
@@ -375,6 +377,17 @@ class Driver:
                     "dest_mac": f"{frame.dest_mac:012x}",
                 }
             )
+
+    async def cmd_record_frames(self, a: dict[str, Any]) -> dict[str, Any]:
+        """Switch the frame recorder on or off (off, the node's ICMP echo offload may answer)."""
+        svc = self._svc()
+        on = bool(a["on"])
+        if on and not self.recording:
+            self._stop_recording = svc.add_frame_listener(self._on_frame)
+        elif not on and self.recording:
+            self._stop_recording()
+        self.recording = on
+        return {"recording": on}
 
     async def cmd_frames(self, a: dict[str, Any]) -> dict[str, Any]:
         """IPv4 frames delivered since the last call (and forget them)."""
