@@ -21,6 +21,7 @@ from ztcore.identity import Identity
 from ztcore.netstack import frames as f
 from ztcore.netstack.responder import Responder
 from ztcore.tracing.events import NetworkFilterTrace
+from ztcore.vl1.fragment import Reassembler, make_fragments
 from ztcore.vl1.packet import Verb, armor, dearmor, derive_aes_keys, set_hops
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -107,11 +108,10 @@ def test_everything_else_is_left_to_the_general_path_untouched() -> None:
         "compressed": b.frame(0x0800, bytes(400), compress=True),
         "other network": b.packet(struct.pack(">QH", NWID + 1, 0x0800) + b"x"),
         "not for me": b.frame(0x0800, b"x", destination=ME + 1),
-        "fragmented": b.frame(0x0800, bytes(2000)),
-        "a fragment": bytes(8) + ME.to_bytes(5, "big") + b"\xff\x01" + bytes(30),
+        "a fragment of nothing the lane holds": bytes(8) + ME.to_bytes(5, "big") + b"\xff\x21" + bytes(30),
         "too short": good[:30],
     }
-    assert dearmor(others["compressed"], b.key).compressed and others["fragmented"][18] & 0x40
+    assert dearmor(others["compressed"], b.key).compressed
     for what, packet in others.items():
         local, remote = 1, REMOTE
         if what == "other local socket":
@@ -144,12 +144,68 @@ def test_send_armors_a_frame_to_a_session_peer_as_the_general_path_would(suite: 
         "to ourselves": (NWID, MAC_ME, MAC_ME, 0x0800, data),
         "a member without a session": (NWID, MAC_ME, MAC_PEER ^ 1, 0x0800, data),
         "another network": (NWID + 1, MAC_ME, MAC_PEER, 0x0800, data),
-        "too big for one datagram": (NWID, MAC_ME, MAC_PEER, 0x0800, bytes(1400)),
         "not a MAC": (NWID, MAC_ME, -1, 0x0800, data),
         "not bytes": (NWID, MAC_ME, MAC_PEER, 0x0800, bytearray(data)),
     }.items():
         assert b.lane.send(78, *args) is None, what
     assert b.path.last_out == 77 and b.vl2 == {"frames_out": 1}
+
+
+@pytest.mark.parametrize("suite", [1, 3])
+def test_a_frame_in_pieces_is_put_back_together_and_taken(suite: int) -> None:
+    b = Bare()
+    data = bytes(range(256)) * 12  # 3,072 bytes: a head and two fragments
+    pieces = make_fragments(b.frame(0x0800, data, suite=suite))
+    assert len(pieces) == 3
+    results = [b.lane.receive(9, 1, REMOTE, p) for p in (pieces[0], pieces[2], pieces[2], pieces[1])]
+    # Kept, kept, a duplicate dropped, then the packet.
+    assert results == [True, True, True, (NWID, MAC_PEER, MAC_ME, 0x0800, data)]
+    assert b.vl1 == {"packets_in": 4, "in_FRAME": 1} and b.peer.last_receive == 9  # each datagram counted
+
+
+def test_pieces_the_lane_does_not_hold_or_cannot_take_go_to_the_general_path() -> None:
+    b = Bare()
+    data = bytes(3000)
+    # A fragment before its head: the general path's, and so is that head afterwards.
+    pieces = make_fragments(b.frame(0x0800, data))
+    assert b.lane.receive(1, 1, REMOTE, pieces[1]) is None
+    assert b.lane.receive(1, 1, REMOTE, pieces[0]) is None
+    assert b.lane.receive(1, 1, REMOTE, pieces[2]) is None
+    # Put together but compressed (or another verb, or a bad MAC): handed over whole.
+    compressed = b.frame(0x0800, os.urandom(1500) + bytes(3000), compress=True)
+    assert dearmor(compressed, b.key).compressed
+    pieces = make_fragments(compressed)
+    assert len(pieces) == 2
+    assert [b.lane.receive(2, 1, REMOTE, p) for p in pieces[:-1]] == [True] * (len(pieces) - 1)
+    assert b.lane.receive(2, 1, REMOTE, pieces[-1]) == (compressed,)
+    tampered = make_fragments(b.frame(0x0800, data))
+    tampered[1] = tampered[1][:-1] + bytes([tampered[1][-1] ^ 1])
+    results = [b.lane.receive(3, 1, REMOTE, p) for p in tampered]
+    assert results[:2] == [True, True] and type(results[2]) is tuple and len(results[2]) == 1
+    assert b.peer.last_receive == 0 and "in_FRAME" not in b.vl1  # nothing taken
+    # The session gone meanwhile: handed over whole too.
+    pieces = make_fragments(b.frame(0x0800, data))
+    assert b.lane.receive(4, 1, REMOTE, pieces[0]) is True
+    b.lane.clear()
+    assert b.lane.receive(4, 1, REMOTE, pieces[1]) is True
+    whole = b.lane.receive(4, 1, REMOTE, pieces[2])
+    assert type(whole) is tuple and len(whole) == 1 and dearmor(whole[0], b.key).payload[10:] == data
+
+
+def test_send_splits_a_long_frame_as_the_general_path_does() -> None:
+    b = Bare(3)
+    data = bytes(range(256)) * 20  # 5,120 bytes: four datagrams
+    out = b.lane.send(5, NWID, MAC_ME, MAC_PEER, 0x0800, data)
+    assert out is not None and out[:2] == (1, REMOTE)
+    pieces = out[2]
+    assert type(pieces) is tuple and len(pieces) == 4 and all(len(p) <= 1432 for p in pieces)
+    r = Reassembler()
+    results = [r.add(p, 5) for p in pieces]
+    assert results[:3] == [None] * 3 and results[3] is not None
+    assert make_fragments(results[3]) == list(pieces)  # the general path's layout, byte for byte
+    pkt = dearmor(results[3], b.key, b.aes)
+    assert pkt.verb == Verb.FRAME and pkt.payload == struct.pack(">QH", NWID, 0x0800) + data
+    assert b.lane.send(5, NWID, MAC_ME, MAC_PEER, 0x0800, bytes(9900)) is None  # more than 7 pieces
 
 
 def test_bad_arguments_raise() -> None:
@@ -291,6 +347,38 @@ def test_node_fills_the_lane_after_one_frame_and_the_general_path_agrees(
     assert w.b.node.process_virtual_network_frame(w.net.now, w.nwid, w.mac(w.b), w.mac(w.a), 0x0800, 0, back)
     assert w.net.run_until(lambda: any(fr.data == back for fr in w.a.frames), 5_000)
     assert w.b.node.switch.stats["out_FRAME"] == general_sends + 2  # both counted, by the lane
+
+    # Frames in pieces: put back together by the lane, the general Reassembler untouched;
+    # one the lane cannot take (compressed, as the real core sends them) is handed over
+    # whole and delivered by the general path.
+    reassembler_calls = {"n": 0}
+    add = w.b.node.switch.reassembler.add
+
+    def counting_add(*args: Any) -> Any:
+        reassembler_calls["n"] += 1
+        return add(*args)
+
+    w.b.node.switch.reassembler.add = counting_add  # type: ignore[method-assign]
+    big = _udp_frame(w.ipv4(w.a), w.ipv4(w.b), bytes(range(256)) * 10)
+    before = w.b.node.switch.stats["in_FRAME"]
+    assert w.a.node.process_virtual_network_frame(w.net.now, w.nwid, w.mac(w.a), w.mac(w.b), 0x0800, 0, big)
+    assert w.net.run_until(lambda: any(fr.data == big for fr in w.b.frames), 5_000)
+    assert reassembler_calls["n"] == 0 and w.b.node.switch.stats["in_FRAME"] == before + 1
+    squeezable = _udp_frame(w.ipv4(w.a), w.ipv4(w.b), os.urandom(1500) + bytes(3000))
+    wire = armor(
+        destination=int(w.b.node.address),
+        source=int(w.a.node.address),
+        verb=Verb.FRAME,
+        payload=struct.pack(">QH", w.nwid, 0x0800) + squeezable,
+        key=peer.key,
+        encrypt=True,
+        aes_keys=peer.aes_keys_if_supported(),
+        compress=True,
+    )
+    assert dearmor(wire, peer.key, peer.aes_keys).compressed
+    for piece in make_fragments(wire):
+        w.b.node.process_wire_packet(w.net.now, 0, w.a.endpoint, piece)
+    assert any(fr.data == squeezable for fr in w.b.frames) and reassembler_calls["n"] == 0
 
 
 def test_lane_is_emptied_by_tracing_leaving_and_control_packets(

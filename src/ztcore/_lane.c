@@ -3,9 +3,9 @@
  *
  * A round trip on a quiet link is mostly the per-step cost of the Python between the
  * socket and the reply (see bench/README.md), so the commonest packet of an
- * established session is taken here in one call: a whole (unfragmented) hop-0 VL1
- * packet with cipher suite 1 or 3, from a peer the Node registered as a session over
- * the path it arrived on, carrying an uncompressed FRAME for a network the Node
+ * established session is taken here in one call: a hop-0 VL1 packet with cipher
+ * suite 1 or 3, from a peer the Node registered as a session over the path it arrived
+ * on (whole, or put back together from its pieces: _lane_fragments.h), carrying an uncompressed FRAME for a network the Node
  * registered for that peer (its rules accept everything, nothing is traced, the
  * peer passed the network's gate). The lane checks and decrypts it, does the
  * bookkeeping the general path would (the peer's and path's receive times, the
@@ -16,9 +16,10 @@
  *
  * The other direction, `send`: a unicast frame from our own MAC to a peer that has a
  * session and is a member as above (so the network's rules accept everything and it is
- * untraced), small enough for one datagram, is armored for that session's path.
+ * untraced) is armored for that session's path (in pieces if it needs more than one
+ * datagram).
  *
- * Anything else -- other verbs, a bad MAC, compression, fragments, an unknown peer
+ * Anything else -- other verbs, a bad MAC, compression, an unknown peer
  * or path -- is left alone (None) for the general path, which counts and logs it:
  * the lane is a cache of decisions the general path made, never a second judge.
  * The Node clears it whenever something it caches may have changed (ztcore.node).
@@ -30,9 +31,12 @@
  *     .add_member(network_id, address, mac, mac_first_octet, mac_mask) -> bool
  *     .set_echo(network_id, ipv4_addresses: tuple[bytes, ...], mtu) / .clear_echo(network_id)
  *     .clear()            drop sessions and members (the echo offloads stay)
- *     .receive(now, local_socket, remote, data) -> None | bytes (reply) |
- *                                    (network_id, source_mac, dest_mac, ethertype, payload)
- *     .send(now, network_id, source_mac, dest_mac, ethertype, data) -> None | (local_socket, remote, wire)
+ *     .receive(now, local_socket, remote, data) -> None (not the lane's) | bytes (a reply) |
+ *              (network_id, source_mac, dest_mac, ethertype, payload) (a frame to deliver) |
+ *              True (a piece kept, or dropped as the Reassembler would) |
+ *              (packet,) (put together from pieces, but for the general path)
+ *     .send(now, network_id, source_mac, dest_mac, ethertype, data) -> None |
+ *              (local_socket, remote, datagram or tuple of datagrams)
  *     .sessions           number of sessions held
  */
 
@@ -69,6 +73,11 @@
 #define MAX_ECHO_NETWORKS 64
 #define MAX_ECHO_ADDRESSES 16
 #define N_IDS 64 /* packet IDs drawn per getrandom call */
+#define MAX_FRAGMENTS 7 /* head included */
+#define FRAGMENT_HEAD 16
+#define RX_SLOTS 16
+#define RX_ORPHANS 32
+#define RX_TIMEOUT 5000 /* ms, as the general path's Reassembler */
 
 typedef struct {
     uint64_t address; /* 0: empty slot (0 is never a valid ZeroTier address) */
@@ -112,6 +121,10 @@ typedef struct {
     uint64_t ids[N_IDS];
     int ids_left;
     uint16_t ip_ident;
+    struct RxSlot *rx; /* packets being put back together (_lane_fragments.h), allocated with
+                          the first fragmented packet */
+    uint64_t orphans[RX_ORPHANS]; /* IDs of fragments left to the general path, with their heads */
+    int n_orphans, next_orphan;
 } LaneObject;
 
 static const ZtArmorApi *armor;
@@ -356,6 +369,7 @@ static void lane_dealloc(LaneObject *l)
     lane_clear_refs(l);
     PyMem_Free(l->table);
     PyMem_Free(l->echo);
+    PyMem_Free(l->rx);
     Py_TYPE(l)->tp_free((PyObject *)l);
 }
 
@@ -551,7 +565,8 @@ static int seal_frame(LaneObject *l, Session *s, uint64_t nwid, int ethertype, u
     put_be(w, iv, 8);
     put_be(w + IDX_DEST, s->address, 5);
     put_be(w + IDX_SOURCE, l->me, 5);
-    w[IDX_FLAGS] = (unsigned char)(s->reply_suite << 3);
+    /* Longer than a datagram: flagged (the MAC covers the flag) and sent in pieces. */
+    w[IDX_FLAGS] = (unsigned char)((s->reply_suite << 3) | (wn > PHYSICAL_MTU ? FLAG_FRAGMENTED : 0));
     memset(w + IDX_MAC, 0, 8);
     w[IDX_VERB] = VERB_FRAME;
     put_be(w + IDX_PAYLOAD, nwid, 8);
@@ -568,61 +583,47 @@ static int sent(LaneObject *l, Session *s, PyObject *now)
     return 0;
 }
 
-/* The general path's Peer::received for a FRAME over a kept path, and its counters. */
-static int received(LaneObject *l, Session *s, PyObject *now)
+/* The general path's Peer::received for a FRAME over a kept path, and its counters
+ * (`whole`: one datagram; a packet in pieces counted each as it came, see count_piece). */
+static int received(LaneObject *l, Session *s, PyObject *now, int whole)
 {
     if (PyObject_SetAttr(s->path, s_last_in, now) < 0 || PyObject_SetAttr(s->peer, s_last_receive, now) < 0 ||
         PyObject_SetAttr(s->peer, s_last_nontrivial, now) < 0 || PyObject_SetAttr(s->peer, s_last_trust, now) < 0 ||
         PyObject_SetAttr(s->peer_path, s_last_receive, now) < 0)
         return -1;
-    if (bump(l->vl1_stats, s_packets_in) < 0 || bump(l->vl1_stats, s_in_frame) < 0)
+    if ((whole && bump(l->vl1_stats, s_packets_in) < 0) || bump(l->vl1_stats, s_in_frame) < 0)
         return -1;
     return 0;
 }
 
-static PyObject *lane_receive(LaneObject *l, PyObject *const *args, Py_ssize_t nargs)
+/* A datagram the lane keeps (a piece of a packet), counted as the general path would. */
+static int count_piece(LaneObject *l)
+{
+    return bump(l->vl1_stats, s_packets_in);
+}
+
+/* Check, decrypt and take a packet of `n` bytes from session `s` (its flags byte says
+ * suite 1 or 3, hops 0; `whole`: it came in one datagram): a reply, a frame to deliver, or NULL with *declined set (not the
+ * lane's: nothing was changed) or with an exception. */
+static PyObject *take(LaneObject *l, Session *s, PyObject *now, const unsigned char *d, size_t n, int whole,
+                      int *declined)
 {
     unsigned char plain[MAX_PACKET_LENGTH];
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "receive(now, local_socket, remote, data)");
+    const int suite = (d[IDX_FLAGS] >> 3) & 7;
+    *declined = 1;
+    if (n < IDX_PAYLOAD + FRAME_HEAD || (suite == 3 && s->siv == NULL))
         return NULL;
-    }
-    PyObject *now = args[0], *data = args[3];
-    if (!PyBytes_CheckExact(data) || !PyLong_CheckExact(now))
-        Py_RETURN_NONE;
-    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(data);
-    const size_t n = (size_t)PyBytes_GET_SIZE(data);
-    if (n < IDX_PAYLOAD + FRAME_HEAD || n > MAX_PACKET_LENGTH || d[IDX_SOURCE] == FRAGMENT_INDICATOR)
-        Py_RETURN_NONE;
-    const int lane_flags = d[IDX_FLAGS] & (FLAG_FRAGMENTED | 0x3f); /* not fragmented, hops 0 */
-    const int suite = lane_flags >> 3;
-    if ((lane_flags & 7) || (suite != 1 && suite != 3) || be(d + IDX_DEST, 5) != l->me)
-        Py_RETURN_NONE;
-    Session *s = find(l, be(d + IDX_SOURCE, 5));
-    if (s == NULL || (suite == 3 && s->siv == NULL))
-        Py_RETURN_NONE;
-    const long local_socket = PyLong_AsLong(args[1]);
-    if (local_socket == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        Py_RETURN_NONE;
-    }
-    if (local_socket != s->local_socket)
-        Py_RETURN_NONE;
-    int same = PyObject_RichCompareBool(args[2], s->remote, Py_EQ);
-    if (same <= 0) {
-        PyErr_Clear();
-        Py_RETURN_NONE;
-    }
     int rc = suite == 3 ? armor->siv_open(s->siv, d, n, plain) : armor->poly_open(s->key, d, n, plain);
     if (rc != 0 || (plain[0] & VERB_FLAG_COMPRESSED) || (plain[0] & VERB_MASK) != VERB_FRAME)
-        Py_RETURN_NONE; /* a bad MAC, compression, another verb: the general path's */
+        return NULL; /* a bad MAC, compression, another verb: the general path's */
     const uint64_t nwid = be(plain + 1, 8);
     int k = 0;
     while (k < s->n_networks && s->networks[k].id != nwid)
         ++k;
     if (k == s->n_networks)
-        Py_RETURN_NONE;
-    if (received(l, s, now) < 0)
+        return NULL;
+    *declined = 0;
+    if (received(l, s, now, whole) < 0)
         return NULL;
     const int ethertype = (int)be(plain + 9, 2);
     const unsigned char *payload = plain + 1 + FRAME_HEAD;
@@ -647,6 +648,51 @@ static PyObject *lane_receive(LaneObject *l, PyObject *const *args, Py_ssize_t n
                          (unsigned long long)s->networks[k].mac, ethertype, (const char *)payload, (Py_ssize_t)plen);
 }
 
+#include "_lane_fragments.h"
+
+static PyObject *lane_receive(LaneObject *l, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "receive(now, local_socket, remote, data)");
+        return NULL;
+    }
+    PyObject *now = args[0], *data = args[3];
+    if (!PyBytes_CheckExact(data) || !PyLong_CheckExact(now))
+        Py_RETURN_NONE;
+    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(data);
+    const size_t n = (size_t)PyBytes_GET_SIZE(data);
+    if (n < IDX_PAYLOAD || n > MAX_PACKET_LENGTH)
+        Py_RETURN_NONE;
+    if (d[IDX_SOURCE] == FRAGMENT_INDICATOR)
+        return fragment_in(l, now, d, n);
+    const int flags = d[IDX_FLAGS];
+    const int suite = (flags >> 3) & 7;
+    if ((flags & 7) || (suite != 1 && suite != 3) || be(d + IDX_DEST, 5) != l->me)
+        Py_RETURN_NONE; /* relayed, or suite 0 (HELLO) or 2, or not for us */
+    Session *s = find(l, be(d + IDX_SOURCE, 5));
+    if (s == NULL)
+        Py_RETURN_NONE;
+    const long local_socket = PyLong_AsLong(args[1]);
+    if (local_socket == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    if (local_socket != s->local_socket)
+        Py_RETURN_NONE;
+    int same = PyObject_RichCompareBool(args[2], s->remote, Py_EQ);
+    if (same <= 0) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    if (flags & FLAG_FRAGMENTED)
+        return head_in(l, s, now, d, n);
+    int declined;
+    PyObject *r = take(l, s, now, d, n, 1, &declined);
+    if (r == NULL && declined)
+        Py_RETURN_NONE;
+    return r;
+}
+
 static PyObject *lane_send(LaneObject *l, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 6) {
@@ -665,7 +711,9 @@ static PyObject *lane_send(LaneObject *l, PyObject *const *args, Py_ssize_t narg
         Py_RETURN_NONE;
     }
     const size_t n = (size_t)PyBytes_GET_SIZE(data);
-    if (ethertype < 0 || ethertype > 0xffff || IDX_PAYLOAD + FRAME_HEAD + n > PHYSICAL_MTU)
+    const size_t wn = IDX_PAYLOAD + FRAME_HEAD + n;
+    const size_t pieces = wn <= PHYSICAL_MTU ? 1 : 2 + (wn - PHYSICAL_MTU - 1) / (PHYSICAL_MTU - FRAGMENT_HEAD);
+    if (ethertype < 0 || ethertype > 0xffff || pieces > MAX_FRAGMENTS)
         Py_RETURN_NONE;
     int k = 0;
     while (k < l->n_networks && l->networks[k].id != nwid)
@@ -684,13 +732,42 @@ static PyObject *lane_send(LaneObject *l, PyObject *const *args, Py_ssize_t narg
         member = s->networks[i].id == nwid;
     if (!member)
         Py_RETURN_NONE;
-    unsigned char w[PHYSICAL_MTU];
+    unsigned char w[MAX_PACKET_LENGTH];
     memcpy(w + IDX_PAYLOAD + FRAME_HEAD, PyBytes_AS_STRING(data), n);
     if (seal_frame(l, s, nwid, (int)ethertype, w, n) < 0 || sent(l, s, now) < 0) {
         PyErr_Clear();
         Py_RETURN_NONE;
     }
-    PyObject *wire = PyBytes_FromStringAndSize((const char *)w, (Py_ssize_t)(IDX_PAYLOAD + FRAME_HEAD + n));
+    PyObject *wire;
+    if (pieces == 1) {
+        wire = PyBytes_FromStringAndSize((const char *)w, (Py_ssize_t)wn);
+    } else {
+        /* The head, then fragments: packet ID and destination, 0xff, total | number, hops. */
+        wire = PyTuple_New((Py_ssize_t)pieces);
+        size_t pos = PHYSICAL_MTU;
+        for (size_t i = 0; wire != NULL && i < pieces; ++i) {
+            PyObject *piece;
+            if (i == 0) {
+                piece = PyBytes_FromStringAndSize((const char *)w, PHYSICAL_MTU);
+            } else {
+                const size_t chunk = wn - pos < PHYSICAL_MTU - FRAGMENT_HEAD ? wn - pos : PHYSICAL_MTU - FRAGMENT_HEAD;
+                piece = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(FRAGMENT_HEAD + chunk));
+                if (piece != NULL) {
+                    unsigned char *f = (unsigned char *)PyBytes_AS_STRING(piece);
+                    memcpy(f, w, 13);
+                    f[13] = FRAGMENT_INDICATOR;
+                    f[14] = (unsigned char)((pieces << 4) | i);
+                    f[15] = 0;
+                    memcpy(f + FRAGMENT_HEAD, w + pos, chunk);
+                }
+                pos += chunk;
+            }
+            if (piece == NULL)
+                Py_CLEAR(wire);
+            else
+                PyTuple_SET_ITEM(wire, (Py_ssize_t)i, piece);
+        }
+    }
     if (wire == NULL)
         return NULL;
     return Py_BuildValue("(lON)", s->local_socket, s->remote, wire);

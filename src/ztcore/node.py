@@ -318,7 +318,7 @@ class Node:
         if lane is not None and type(data) is bytes:
             taken = lane.receive(now, local_socket, remote, data)
             if taken is not None:
-                self.lane_output(local_socket, remote, taken)
+                self.lane_output(now, local_socket, remote, taken)
                 return
         try:
             address = _from_tuple(remote)
@@ -327,15 +327,33 @@ class Node:
             return
         self.switch.on_remote_packet(now, local_socket, address, bytes(data))
 
-    def lane_output(self, local_socket: int, remote: tuple[str, int], taken: bytes | tuple[Any, ...]) -> None:
-        """Hand on what `lane.receive` returned: a reply datagram or a frame to deliver."""
+    def lane_output(self, now: int, local_socket: int, remote: tuple[str, int], taken: Any) -> None:
+        """Hand on what `lane.receive` returned for a datagram (anything but None)."""
+        if taken is True:
+            return  # a piece of a packet, kept (or dropped as the Reassembler would)
         if type(taken) is bytes:
             self.callbacks.wire_packet_send(local_socket, remote, taken, 0)
-        else:
+        elif len(taken) == 5:
             nwid, source_mac, dest_mac, ethertype, payload = taken
             self.callbacks.virtual_network_frame(
                 VirtualFrame(nwid, source_mac, dest_mac, ethertype, 0, payload)
             )
+        else:  # put together from pieces the lane kept, but not the lane's to take
+            try:
+                address = _from_tuple(remote)
+            except (InvalidFormatError, TypeError):
+                self.switch.drops["bad_remote_address"] += 1
+                return
+            self.switch.on_reassembled_packet(now, local_socket, address, taken[0])
+
+    def lane_send(self, out: tuple[int, tuple[str, int], Any]) -> None:
+        """Send what `lane.send` returned: one datagram, or a packet's pieces."""
+        local_socket, remote, wire = out
+        if type(wire) is bytes:
+            self.callbacks.wire_packet_send(local_socket, remote, wire, 0)
+        else:
+            for piece in wire:
+                self.callbacks.wire_packet_send(local_socket, remote, piece, 0)
 
     def lane_invalidate(self) -> None:
         """Something the lane caches may have changed (see ztcore.lane)."""
@@ -575,7 +593,7 @@ class Node:
         if lane is not None and not vlan_id:
             out = lane.send(now, network_id, source_mac, dest_mac, ethertype, data)
             if out is not None:
-                self.callbacks.wire_packet_send(out[0], out[1], out[2], 0)
+                self.lane_send(out)
                 return True
         network = self._networks.get(int(network_id))
         if network is None:

@@ -462,8 +462,10 @@ class NodeService(NetworkSockets, AppWaits):
             if lane is not None:  # the node's fast lane (ztcore.lane), without the call into the node
                 out = lane.send(self.clock(), network_id, source_mac, dest_mac, ethertype, data)
                 if out is not None:
-                    # Through the node's send callback, like every datagram the node sends.
-                    self._callbacks.wire_packet_send(out[0], out[1], out[2], 0)
+                    if type(out[2]) is bytes:  # through the node's send callback, like every datagram
+                        self._callbacks.wire_packet_send(out[0], out[1], out[2], 0)
+                    else:
+                        self.node.lane_send(out)
                     return
             self.node.process_virtual_network_frame(
                 self.clock(), network_id, source_mac, dest_mac, ethertype, 0, data
@@ -601,9 +603,11 @@ class NodeService(NetworkSockets, AppWaits):
                         node.process_wire_packet(now, ls, remote, data)
                     elif type(taken) is bytes:  # a reply: through the node's send callback
                         self._callbacks.wire_packet_send(ls, remote, taken, 0)
-                    else:
+                    elif type(taken) is tuple and len(taken) == 5:  # a frame
                         frame = VirtualFrame(taken[0], taken[1], taken[2], taken[3], 0, taken[4])
                         self._callbacks.virtual_network_frame(frame)
+                    elif taken is not True:  # (True: a piece kept)
+                        node.lane_output(now, ls, remote, taken)
                 except Exception as e:
                     # One bad datagram must not take the service down.
                     counters.node_errors += 1

@@ -251,6 +251,19 @@ class Switch(IncomingPacket):
         elif pkt.verb == Verb.FRAME and self.lane is not None:
             self.lane.offer(now, peer, path, pkt)
 
+    def on_reassembled_packet(self, now: int, local_socket: int, remote: InetAddress, data: bytes) -> None:
+        """A packet the node's lane put back together from pieces it kept (and counted),
+        which is not the lane's to take: the rest of the way as any reassembled packet."""
+        try:
+            path = self.host.topology.get_path(local_socket, remote)
+            path.received(now)
+            self._reassembled(now, path, data)
+        except PacketError as e:
+            self._drop(e.reason, remote=str(remote))
+        except Exception as e:  # noqa: BLE001 - as on_remote_packet
+            report_unexpected(log, "vl1: processing a reassembled packet", e)
+            self._drop("internal_error", remote=str(remote))
+
     def _reassembled(self, now: int, path: Path, data: bytes) -> None:
         """A packet put back together from fragments (its head was checked on arrival): the
         shortcut when it is from a session as above, else the general way."""
