@@ -40,7 +40,11 @@ def lossy(svc: NodeService, rng: random.Random, loss: float, reorder: float) -> 
             return True
         return orig(local_socket, remote, data, ttl)
 
+    def send_many(local_socket: int, remote: tuple[str, int], datagrams: tuple[bytes, ...]) -> bool:
+        return all([send(local_socket, remote, d, 0) for d in datagrams])
+
     svc._callbacks.wire_packet_send = send
+    svc._callbacks.wire_packets_send = send_many  # the pieces of one packet (Node.lane_send)
     return stats
 
 
@@ -233,6 +237,9 @@ def test_connection_survives_the_path_changing_from_relayed_to_direct() -> None:
                     return orig(ls, remote, data, ttl)
 
                 svc._callbacks.wire_packet_send = send
+                svc._callbacks.wire_packets_send = lambda ls, remote, datagrams, send=send: all(  # type: ignore[misc]
+                    [send(ls, remote, d, 0) for d in datagrams]
+                )
             got = bytearray()
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 

@@ -72,7 +72,12 @@ class VirtualFrame:
 
 
 class NodeCallbacks(Protocol):
-    """What a runner gives a `Node` (the ZT_Node_Callbacks of ZeroTierOne.h)."""
+    """What a runner gives a `Node` (the ZT_Node_Callbacks of ZeroTierOne.h).
+
+    A runner may also offer ``wire_packets_send(local_socket, remote, datagrams)``: the
+    pieces of one packet (a tuple of datagrams) to one address, in order, in one call
+    (the runtime sends them with one sendmmsg). Without it they go one by one through
+    ``wire_packet_send``."""
 
     def wire_packet_send(self, local_socket: int, remote: tuple[str, int], data: bytes, ttl: int = 0) -> bool:
         """Send one UDP datagram; returns False if it could not be sent."""

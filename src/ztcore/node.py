@@ -347,13 +347,18 @@ class Node:
             self.switch.on_reassembled_packet(now, local_socket, address, taken[0])
 
     def lane_send(self, out: tuple[int, tuple[str, int], Any]) -> None:
-        """Send what `lane.send` returned: one datagram, or a packet's pieces."""
+        """Send what `lane.send` returned: one datagram, or a packet's pieces (in one call
+        when the callbacks offer the optional ``wire_packets_send``)."""
         local_socket, remote, wire = out
         if type(wire) is bytes:
             self.callbacks.wire_packet_send(local_socket, remote, wire, 0)
-        else:
-            for piece in wire:
-                self.callbacks.wire_packet_send(local_socket, remote, piece, 0)
+            return
+        send_many = getattr(self.callbacks, "wire_packets_send", None)
+        if send_many is not None:
+            send_many(local_socket, remote, wire)
+            return
+        for piece in wire:
+            self.callbacks.wire_packet_send(local_socket, remote, piece, 0)
 
     def lane_invalidate(self) -> None:
         """Something the lane caches may have changed (see ztcore.lane)."""

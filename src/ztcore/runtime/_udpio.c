@@ -1,5 +1,6 @@
 /*
- * ztcore.runtime._udpio -- read a UDP socket's queued datagrams in one call.
+ * ztcore.runtime._udpio -- read a UDP socket's queued datagrams in one call, and send
+ * the pieces of one packet in one.
  *
  * asyncio's datagram transport reads one datagram per event-loop iteration;
  * the runtime instead drains a socket per wake-up. This module does the drain
@@ -9,10 +10,16 @@
  * two fields for IPv6 (numeric host, "%scope" for scoped addresses).
  *
  *     recv_batch(fd: int, max_count: int) -> list[tuple[bytes, tuple[str, int]]]
+ *     send_batch(fd: int, datagrams: tuple[bytes, ...], host: str, port: int) -> int
  *
  * An empty list means nothing is queued. A socket error with nothing read
  * raises OSError (the caller counts it and goes on); an error after some
  * datagrams were read is reported by the kernel on the next call.
+ *
+ * send_batch sends the datagrams, in order, to one numeric address with sendmmsg(2)
+ * (Linux; a sendto(2) loop elsewhere), never blocking, and returns how many went: fewer
+ * than given when the socket's buffer filled (the caller queues the rest). An error
+ * before the first raises OSError (BlockingIOError for a full buffer).
  *
  * Source addresses repeat (a node talks to few peers), so the last few are
  * remembered and the same (host, port) tuple object is handed out again
@@ -185,7 +192,87 @@ static PyObject *udpio_recv_batch(PyObject *self, PyObject *args)
     return out;
 }
 
+#define MAX_SEND 16
+
+static PyObject *udpio_send_batch(PyObject *self, PyObject *args)
+{
+    int fd, port;
+    PyObject *datagrams;
+    const char *host;
+    struct sockaddr_storage to;
+    socklen_t tolen;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iO!si:send_batch", &fd, &PyTuple_Type, &datagrams, &host, &port))
+        return NULL;
+    const Py_ssize_t n = PyTuple_GET_SIZE(datagrams);
+    if (n < 1 || n > MAX_SEND || port <= 0 || port > 65535) {
+        PyErr_Format(PyExc_ValueError, "1..%d datagrams to a port in 1..65535", MAX_SEND);
+        return NULL;
+    }
+    memset(&to, 0, sizeof(to));
+    struct sockaddr_in *sin = (struct sockaddr_in *)&to;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&to;
+    if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((unsigned short)port);
+        tolen = sizeof(*sin);
+    } else if (strchr(host, '%') == NULL && inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((unsigned short)port);
+        tolen = sizeof(*sin6);
+    } else {
+        PyErr_SetString(PyExc_ValueError, "host must be a numeric IPv4 or unscoped IPv6 address");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!PyBytes_Check(PyTuple_GET_ITEM(datagrams, i))) {
+            PyErr_SetString(PyExc_TypeError, "datagrams must be bytes");
+            return NULL;
+        }
+    int sent = 0;
+#ifdef __linux__
+    struct mmsghdr m[MAX_SEND];
+    struct iovec v[MAX_SEND];
+    memset(m, 0, sizeof(m));
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *d = PyTuple_GET_ITEM(datagrams, i);
+        v[i].iov_base = PyBytes_AS_STRING(d);
+        v[i].iov_len = (size_t)PyBytes_GET_SIZE(d);
+        m[i].msg_hdr.msg_name = &to;
+        m[i].msg_hdr.msg_namelen = tolen;
+        m[i].msg_hdr.msg_iov = &v[i];
+        m[i].msg_hdr.msg_iovlen = 1;
+    }
+    while (sent < n) {
+        int r = sendmmsg(fd, m + sent, (unsigned int)(n - sent), MSG_DONTWAIT);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        sent += r;
+    }
+#else
+    while (sent < n) {
+        PyObject *d = PyTuple_GET_ITEM(datagrams, sent);
+        ssize_t r = sendto(fd, PyBytes_AS_STRING(d), (size_t)PyBytes_GET_SIZE(d), MSG_DONTWAIT,
+                           (struct sockaddr *)&to, tolen);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        sent++;
+    }
+#endif
+    if (sent == 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromLong(sent);
+}
+
 static PyMethodDef udpio_methods[] = {
+    {"send_batch", udpio_send_batch, METH_VARARGS,
+     "send_batch(fd, datagrams, host, port) -> number sent; never blocks."},
     {"recv_batch", udpio_recv_batch, METH_VARARGS,
      "recv_batch(fd, max_count) -> list of (datagram, (host, port)); never blocks."},
     {NULL, NULL, 0, NULL},
@@ -193,7 +280,8 @@ static PyMethodDef udpio_methods[] = {
 
 static struct PyModuleDef udpio_module = {
     PyModuleDef_HEAD_INIT, "ztcore.runtime._udpio",
-    "Batched, non-blocking UDP receive (recvmmsg) for the ztcore runtime.", -1, udpio_methods,
+    "Batched, non-blocking UDP receive (recvmmsg) and send (sendmmsg) for the ztcore runtime.", -1,
+    udpio_methods,
     NULL, NULL, NULL, NULL,
 };
 

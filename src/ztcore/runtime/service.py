@@ -37,7 +37,7 @@ from ztcore.errors import report_unexpected
 from ztcore.runtime.app import AppWaits
 from ztcore.runtime.home import HomeDirectoryError, StateStore
 from ztcore.runtime.sockets import NetworkSockets
-from ztcore.runtime.udpio import recv_batch
+from ztcore.runtime.udpio import recv_batch, send_batch
 from ztcore.runtime.udpsockets import (
     PortInUseError,
     ServiceError,
@@ -132,6 +132,8 @@ class _Callbacks:
         # handed over together: at the end of the socket drain that produced them (the
         # node's calls have all returned by then), or else in one call_soon for all.
         self.wire_packet_send: Callable[[int, tuple[str, int], bytes, int], bool] = service._send
+        # Optional in NodeCallbacks: the pieces of one packet to one address (Node.lane_send).
+        self.wire_packets_send: Callable[[int, tuple[str, int], tuple[bytes, ...]], bool] = service._send_many
         self.virtual_network_frame: Callable[[VirtualFrame], None] = service._queue_frame
 
     def state_put(self, kind: StateObjectType, object_id: tuple[int, ...], data: bytes | None) -> None:
@@ -458,14 +460,14 @@ class NodeService(NetworkSockets, AppWaits):
             if self._local_frame_listeners:
                 frame = VirtualFrame(network_id, source_mac, dest_mac, ethertype, 0, bytes(data))
                 self._dispatch(self._local_frame_listeners, frame)
-            lane = self.node.lane
+            lane = getattr(self.node, "lane", None)
             if lane is not None:  # the node's fast lane (ztcore.lane), without the call into the node
                 out = lane.send(self.clock(), network_id, source_mac, dest_mac, ethertype, data)
-                if out is not None:
-                    if type(out[2]) is bytes:  # through the node's send callback, like every datagram
+                if out is not None:  # through the node's send callbacks, like every datagram
+                    if type(out[2]) is bytes:
                         self._callbacks.wire_packet_send(out[0], out[1], out[2], 0)
                     else:
-                        self.node.lane_send(out)
+                        self._callbacks.wire_packets_send(out[0], out[1], out[2])
                     return
             self.node.process_virtual_network_frame(
                 self.clock(), network_id, source_mac, dest_mac, ethertype, 0, data
@@ -663,6 +665,32 @@ class NodeService(NetworkSockets, AppWaits):
         for b in targets:
             sent = self._send_on(b, data, remote, ttl) or sent
         return sent
+
+    def _send_many(self, local_socket: int, remote: tuple[str, int], datagrams: tuple[bytes, ...]) -> bool:
+        """`_send` for the pieces of one packet: one sendmmsg where it can (udpio.send_batch)."""
+        b = self._bindings.get(local_socket)
+        try:
+            family = family_of(remote[0])
+        except (TypeError, IndexError):
+            family = None
+        if b is None or b.pending or b.family != family or self._stopped:
+            sent = False
+            for data in datagrams:
+                sent = self._send(local_socket, remote, data) or sent
+            return sent
+        try:
+            n = send_batch(b.sock, datagrams, remote)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except (OSError, ValueError) as e:
+            self.counters.send_errors += 1
+            log.debug("send to %s failed: %s", remote, e)
+            return False
+        for data in datagrams[:n]:
+            self._sent(b, data, remote)
+        for data in datagrams[n:]:  # the buffer filled: the rest waits its turn
+            self._enqueue(b, data, remote, 0)
+        return True
 
     def _send_on(self, b: _Binding, data: bytes, addr: tuple[str, int], ttl: int) -> bool:
         if b.pending:  # keep the order: behind what is already waiting
