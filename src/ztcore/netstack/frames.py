@@ -12,6 +12,7 @@ anything else; builders compute every checksum.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import NamedTuple
 
 from ztcore.errors import InvalidFormatError
@@ -395,6 +396,27 @@ def parse_udp(src: bytes, dst: bytes, data: bytes) -> UdpDatagram:
     elif not checksum_valid(_pseudo_header(src, dst, IPPROTO_UDP, length) + data):
         raise ChecksumError("UDP checksum")
     return UdpDatagram(sport, dport, bytes(data[8:]))
+
+
+def build_udp_ipv4_py(
+    src: bytes, dst: bytes, source_port: int, dest_port: int, ident: int, ttl: int, payload: bytes
+) -> bytes:
+    """An IPv4 packet (no options, DF clear) carrying a UDP datagram: the reference of
+    the C kernel `ztcore.netstack._wire.udp_ipv4`, which `build_udp_ipv4` uses."""
+    udp = build_udp(src, dst, source_port, dest_port, payload)
+    return build_ipv4(src, dst, IPPROTO_UDP, udp, ttl=ttl, ident=ident, dont_fragment=False)
+
+
+def _load_udp_ipv4() -> Callable[[bytes, bytes, int, int, int, int, bytes], bytes]:
+    try:
+        from ztcore.netstack._wire import udp_ipv4  # type: ignore[import-not-found]
+    except ImportError:  # an install without the C extensions
+        return build_udp_ipv4_py
+    fn: Callable[[bytes, bytes, int, int, int, int, bytes], bytes] = udp_ipv4
+    return fn
+
+
+build_udp_ipv4 = _load_udp_ipv4()
 
 
 def build_udp(src: bytes, dst: bytes, source_port: int, dest_port: int, payload: bytes) -> bytes:

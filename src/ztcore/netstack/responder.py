@@ -766,6 +766,10 @@ class Responder:
         self._check_size(dest, 8 + len(data))
         src = self._source_for(dest)
         dst = dest.packed
+        if len(dst) == 4 and 28 + len(data) <= self.mtu:  # most datagrams: one packet, in one call
+            packet = f.build_udp_ipv4(src, dst, sock.port, port, self._next_ip_ident(), 64, data)
+            self._transmit(dst, src, f.ETHERTYPE_IPV4, packet, now)
+            return
         udp = f.build_udp(src, dst, sock.port, port, data)
         self._transmit_fragmented(src, dst, f.IPPROTO_UDP, udp, now)
 
