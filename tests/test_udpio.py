@@ -14,7 +14,7 @@ from tests.test_service import FakeNode, have_ipv6, run, until
 
 from ztcore.api import VirtualFrame
 from ztcore.runtime import service as service_mod
-from ztcore.runtime import udpio
+from ztcore.runtime import udpio, udpout
 from ztcore.runtime.home import MemoryState
 from ztcore.runtime.service import Runtime
 
@@ -169,7 +169,7 @@ class _FullSocket:
 
 
 def test_full_socket_queues_in_order_then_drops_and_counts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(service_mod, "SEND_QUEUE_LIMIT", 4)
+    monkeypatch.setattr(udpout, "SEND_QUEUE_LIMIT", 4)
 
     async def main() -> None:
         async with Runtime(node_factory=FakeNode) as rt:
@@ -320,7 +320,7 @@ def test_service_sends_a_packets_pieces_together_and_queues_what_does_not_fit(
                 calls.append(len(datagrams))
                 return udpio.send_batch(sock, datagrams[:1], addr)
 
-            monkeypatch.setattr(service_mod, "send_batch", one_then_full)
+            monkeypatch.setattr(udpout, "send_batch", one_then_full)
             assert send_many(ls, dest, (b"q1", b"q2", b"q3"))
             assert calls == [3]
             await until(lambda: len(b.node.received) == 6)

@@ -10,10 +10,10 @@ node events to listeners. `Runtime` runs any number of them in one event loop.
 Sockets are served without asyncio's datagram transport, which reads one
 datagram per loop iteration and wraps every send: each socket is registered with
 ``loop.add_reader`` and drained per wake-up (at most `RECV_BATCH` datagrams, so a
-busy socket cannot starve the loop; recvmmsg through `ztcore.runtime.udpio`), and
-datagrams go out with a direct non-blocking ``sendto``. A full socket buffer
-queues them (at most `SEND_QUEUE_LIMIT` per socket, then counted drops) until
-``loop.add_writer`` says the socket is writable again.
+busy socket cannot starve the loop; recvmmsg through `ztcore.runtime.udpio`), the
+node's fast lane (`ztcore.lane`) gets each datagram first, and datagrams go out
+through `ztcore.runtime.udpout` (direct non-blocking sends, a bounded queue per socket
+while its buffer is full).
 
 Everything here runs in the event loop's thread; `ztcore.runtime.facade` is the
 thread-safe front for synchronous code.
@@ -29,7 +29,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ztcore.api import Event, EventType, NodeCallbacks, StateObjectType, VirtualFrame
@@ -37,13 +37,14 @@ from ztcore.errors import report_unexpected
 from ztcore.runtime.app import AppWaits
 from ztcore.runtime.home import HomeDirectoryError, StateStore
 from ztcore.runtime.sockets import NetworkSockets
-from ztcore.runtime.udpio import recv_batch, send_batch
+from ztcore.runtime.udpio import recv_batch
+from ztcore.runtime.udpout import Binding as _Binding
+from ztcore.runtime.udpout import DatagramOutput
 from ztcore.runtime.udpsockets import (
     PortInUseError,
     ServiceError,
     bind_port,
     bind_random_port,
-    family_of,
 )
 
 __all__ = [
@@ -68,9 +69,6 @@ MAX_BACKGROUND_DELAY_MS = 1000
 _EVENT_QUEUE_LIMIT = 4096
 # Datagrams read from one socket per wake-up (then the loop serves everything else once).
 RECV_BATCH = 64
-# Datagrams waiting, per socket, for room in a full send buffer; beyond it they are dropped
-# and counted (ServiceCounters.send_dropped).
-SEND_QUEUE_LIMIT = 1024
 
 NodeFactory = Callable[..., Any]
 EventListener = Callable[[Event], None]
@@ -104,19 +102,6 @@ def _default_node_factory() -> NodeFactory:
     from ztcore.node import Node
 
     return Node
-
-
-@dataclass(eq=False)
-class _Binding:
-    """One bound UDP socket, served through loop.add_reader / add_writer."""
-
-    local_socket: int
-    family: int
-    address: tuple[str, int]
-    sock: socket.socket
-    secondary: bool
-    # (datagram, (host, port), ttl) waiting for the socket to become writable again
-    pending: deque[tuple[bytes, tuple[str, int], int]] = field(default_factory=deque)
 
 
 class _Callbacks:
@@ -160,7 +145,7 @@ class _Callbacks:
         self._s._dispatch(self._s._config_listeners, network_id, operation, config)
 
 
-class NodeService(NetworkSockets, AppWaits):
+class NodeService(DatagramOutput, NetworkSockets, AppWaits):
     """One node with its UDP sockets, its timer and its state store, in the running event loop.
 
     ``port=0`` picks a random free port (20000..65499, like zerotier-one);
@@ -642,121 +627,6 @@ class NodeService(NetworkSockets, AppWaits):
                     report_unexpected(
                         log, f"service: listener {getattr(listener, '__qualname__', listener)}", e
                     )
-
-    def _send(self, local_socket: int, remote: tuple[str, int], data: bytes, ttl: int = 0) -> bool:
-        try:
-            host, port = remote
-        except (TypeError, ValueError):
-            self.counters.send_errors += 1
-            return False
-        family = family_of(host)
-        if family is None or type(port) is not int or not 0 < port < 65536 or self._stopped:
-            self.counters.send_errors += 1
-            return False
-        chosen = self._bindings.get(local_socket)
-        if chosen is not None and chosen.family == family:
-            return self._send_on(chosen, data, remote, ttl)
-        # No usable socket named: send from every socket of the family, as zerotier-one does.
-        targets = self._by_family.get(family, ())
-        if not targets:
-            self.counters.send_errors += 1
-            return False
-        sent = False
-        for b in targets:
-            sent = self._send_on(b, data, remote, ttl) or sent
-        return sent
-
-    def _send_many(self, local_socket: int, remote: tuple[str, int], datagrams: tuple[bytes, ...]) -> bool:
-        """`_send` for the pieces of one packet: one sendmmsg where it can (udpio.send_batch)."""
-        b = self._bindings.get(local_socket)
-        try:
-            family = family_of(remote[0])
-        except (TypeError, IndexError):
-            family = None
-        if b is None or b.pending or b.family != family or self._stopped:
-            sent = False
-            for data in datagrams:
-                sent = self._send(local_socket, remote, data) or sent
-            return sent
-        try:
-            n = send_batch(b.sock, datagrams, remote)
-        except (BlockingIOError, InterruptedError):
-            n = 0
-        except (OSError, ValueError) as e:
-            self.counters.send_errors += 1
-            log.debug("send to %s failed: %s", remote, e)
-            return False
-        for data in datagrams[:n]:
-            self._sent(b, data, remote)
-        for data in datagrams[n:]:  # the buffer filled: the rest waits its turn
-            self._enqueue(b, data, remote, 0)
-        return True
-
-    def _send_on(self, b: _Binding, data: bytes, addr: tuple[str, int], ttl: int) -> bool:
-        if b.pending:  # keep the order: behind what is already waiting
-            return self._enqueue(b, data, addr, ttl)
-        try:
-            if ttl > 0:
-                self._sendto(b, data, addr, ttl)
-            else:
-                b.sock.sendto(data, addr)
-        except (BlockingIOError, InterruptedError):
-            return self._enqueue(b, data, addr, ttl)
-        except (OSError, ValueError) as e:
-            self.counters.send_errors += 1
-            log.debug("send to %s failed: %s", addr, e)
-            return False
-        self._sent(b, data, addr)
-        return True
-
-    @staticmethod
-    def _sendto(b: _Binding, data: bytes, addr: tuple[str, int], ttl: int) -> None:
-        if ttl > 0 and b.family == socket.AF_INET:
-            # Low-TTL sends open NAT mappings without reaching the peer.
-            sock = b.sock
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
-            try:
-                sock.sendto(data, addr)
-            finally:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
-        else:
-            b.sock.sendto(data, addr)
-
-    def _sent(self, b: _Binding, data: bytes, addr: tuple[str, int]) -> None:
-        counters = self.counters
-        counters.packets_out += 1
-        counters.bytes_out += len(data)
-        if self._wire_listeners:
-            self._dispatch(self._wire_listeners, "out", b.address, addr, data)
-
-    def _enqueue(self, b: _Binding, data: bytes, addr: tuple[str, int], ttl: int) -> bool:
-        if len(b.pending) >= SEND_QUEUE_LIMIT or self._loop is None:
-            self.counters.send_dropped += 1
-            log.debug("socket %d send queue full: dropped a datagram to %s", b.local_socket, addr)
-            return False
-        if not b.pending:
-            self._loop.add_writer(b.sock.fileno(), self._on_writable, b)
-        b.pending.append((data, addr, ttl))
-        return True
-
-    def _on_writable(self, b: _Binding) -> None:
-        """Room in the socket's send buffer again: send what waited, in order."""
-        pending = b.pending
-        while pending:
-            data, addr, ttl = pending[0]
-            try:
-                self._sendto(b, data, addr, ttl)
-            except (BlockingIOError, InterruptedError):
-                return
-            except (OSError, ValueError) as e:
-                self.counters.send_errors += 1
-                log.debug("send to %s failed: %s", addr, e)
-            else:
-                self._sent(b, data, addr)
-            pending.popleft()
-        if self._loop is not None:
-            self._loop.remove_writer(b.sock.fileno())
 
     def _run_background(self) -> None:
         self._timer = None
