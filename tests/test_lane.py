@@ -412,6 +412,30 @@ def test_lane_is_emptied_by_tracing_leaving_and_control_packets(
     assert lane.sessions == 0
 
 
+def test_traffic_that_goes_one_way_fills_the_senders_lane(identities: list[Identity], tmp_path: Path) -> None:
+    w = World(identities, tmp_path)
+    w.join_authorized()
+    _direct(w)
+    back = _udp_frame(w.ipv4(w.b), w.ipv4(w.a), b"b speaks once (a learns its COM)")
+    assert w.b.node.process_virtual_network_frame(w.net.now, w.nwid, w.mac(w.b), w.mac(w.a), 0x0800, 0, back)
+    assert w.net.run_until(lambda: any(fr.data == back for fr in w.a.frames), 5_000)
+    lane = w.a.node.lane
+    assert lane is not None
+    lane.clear()
+    _send(w, b"one way: the general path, which offers the session")
+    assert lane.sessions == 1
+    general = {"n": 0}
+    send = w.a.node.switch.send
+
+    def counting_send(*args: Any, **kw: Any) -> Any:
+        general["n"] += 1
+        return send(*args, **kw)
+
+    w.a.node.switch.send = counting_send  # type: ignore[method-assign]
+    _send(w, b"one way: the lane")
+    assert general["n"] == 0
+
+
 # ---------------------------------------------------------------- in a NodeService (loopback)
 
 

@@ -2,7 +2,7 @@
 the ICMP echo offload a runner may give it (the C side is ``ztcore._lane``).
 
 The lane is a cache of decisions the general path made, for both directions. After
-the general path has taken a whole FRAME from a peer in memory over a kept path (``Switch._open_from_session``)
+the general path has taken (or sent: `offer_sent`) a FRAME from a peer in memory over a kept path (``Switch._open_from_session``)
 and the network accepted it without rules to evaluate -- its rules accept everything,
 nothing is traced, the peer passed the network's gate -- the Node `offer`s that peer,
 path and network to the lane, and the next such packets are checked, decrypted,
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ztcore.vl1.packet import Dearmored
     from ztcore.vl1.path import Path
     from ztcore.vl1.peer import Peer
+    from ztcore.vl2.network import Network
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +75,31 @@ class NodeLane:
 
     def offer(self, now: int, peer: Peer, path: Path, pkt: Dearmored) -> None:
         """A FRAME from `peer` over the kept `path` just went through the general path."""
-        node = self._node
         p = pkt.payload
-        if pkt.compressed or len(p) < 10 or node.topology.is_upstream(peer.address):
-            return  # the root's frames go the general way (it also tracks upstream liveness)
-        nwid = int.from_bytes(p[:8], "big")
-        network = node.get_network(nwid)
+        if not pkt.compressed and len(p) >= 10:
+            network = self._node.get_network(int.from_bytes(p[:8], "big"))
+            if network is not None:
+                self._offer(now, peer, path, network)
+
+    def offer_sent(self, now: int, network: Network, address: int) -> None:
+        """The general path just sent a FRAME on `network` to `address` (traffic that only
+        goes one way would otherwise reach the lane only when the peer sends something)."""
+        peer = self._node.topology.get_peer(address)
+        if peer is not None:
+            path = peer.best_path(now)
+            if path is not None and path.alive(now):
+                self._offer(now, peer, path, network)
+
+    def _offer(self, now: int, peer: Peer, path: Path, network: Network) -> None:
+        node = self._node
         if (
-            network is None
+            node.topology.is_upstream(peer.address)  # the root: the general way (upstream liveness)
             or not network.accepts_all()
-            or node.filter_trace_wanted(nwid)
-            or not network.gate(now, peer)
+            or node.filter_trace_wanted(network.id)
+            or not network.gate(now, peer)  # also for sending: a session takes frames both ways
         ):
             return
+        nwid = network.id
         peer_path = next((pp for pp in peer.paths if pp.path is path), None)
         if peer_path is None:
             return  # a path being confirmed: the general path sends the HELLO

@@ -42,12 +42,19 @@ _MULTICAST_BIT = 0x010000000000  # the I/G bit of a MAC's first octet
 _FRAME_HEAD = struct.Struct(">QH")  # FRAME: network id, ethertype
 
 
+class SentFrameHook(Protocol):
+    """The node's fast lane, as the sending path offers it sessions (ztcore.lane)."""
+
+    def offer_sent(self, now: int, network: Network, address: int) -> None: ...
+
+
 class VL2Host(Protocol):
     identity: Identity
     topology: Topology
     switch: Switch
     multicaster: Multicaster
     controller: NetworkController | None
+    lane: SentFrameHook | None
 
     def get_network(self, network_id: int) -> Network | None: ...
 
@@ -210,6 +217,9 @@ class VL2Outbound:
                 self._send(now, to, Verb.EXT_FRAME, payload)
             else:
                 self.host.switch.send(now, to, Verb.FRAME, _FRAME_HEAD.pack(network.id, ethertype) + data)
+                lane = self.host.lane
+                if lane is not None:  # the next ones may take the node's fast lane (ztcore.lane)
+                    lane.offer_sent(now, network, to)
             self.stats["frames_out"] += 1
             return True
         source_mac, dest_mac = MAC(source_mac), MAC(dest_mac)
