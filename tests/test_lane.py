@@ -163,6 +163,15 @@ def test_a_frame_in_pieces_is_put_back_together_and_taken(suite: int) -> None:
     assert b.vl1 == {"packets_in": 4, "in_FRAME": 1} and b.peer.last_receive == 9  # each datagram counted
 
 
+@pytest.mark.parametrize("tail", [1, 2, 11, 12, 13, 100])
+def test_a_last_fragment_shorter_than_any_head_is_taken_too(tail: int) -> None:
+    b = Bare()
+    data = bytes(1432 - 28 - 10 + tail)  # the fragment carries `tail` bytes: 16 + tail on the wire
+    pieces = make_fragments(b.frame(0x0800, data))
+    assert [len(p) for p in pieces] == [1432, 16 + tail]
+    assert [b.lane.receive(1, 1, REMOTE, p) for p in pieces] == [True, (NWID, MAC_PEER, MAC_ME, 0x0800, data)]
+
+
 def test_pieces_the_lane_does_not_hold_or_cannot_take_go_to_the_general_path() -> None:
     b = Bare()
     data = bytes(3000)

@@ -544,10 +544,12 @@ static PyObject *lane_receive(LaneObject *l, PyObject *const *args, Py_ssize_t n
         Py_RETURN_NONE;
     const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(data);
     const size_t n = (size_t)PyBytes_GET_SIZE(data);
-    if (n < IDX_PAYLOAD || n > MAX_PACKET_LENGTH)
+    if (n > MAX_PACKET_LENGTH)
         Py_RETURN_NONE;
-    if (d[IDX_SOURCE] == FRAGMENT_INDICATOR)
-        return fragment_in(l, now, d, n);
+    if (n > IDX_SOURCE && d[IDX_SOURCE] == FRAGMENT_INDICATOR)
+        return fragment_in(l, now, d, n); /* first: a fragment may be shorter than any head */
+    if (n < IDX_PAYLOAD)
+        Py_RETURN_NONE;
     const int flags = d[IDX_FLAGS];
     const int suite = (flags >> 3) & 7;
     if ((flags & 7) || (suite != 1 && suite != 3) || be(d + IDX_DEST, 5) != l->me)

@@ -138,7 +138,9 @@ static PyObject *head_in(LaneObject *l, Session *s, PyObject *now, const unsigne
 /* A fragment: the lane's if the lane holds its head (see the top of this file). */
 static PyObject *fragment_in(LaneObject *l, PyObject *now, const unsigned char *d, size_t n)
 {
-    if (n <= FRAGMENT_HEAD || be(d + IDX_DEST, 5) != l->me || d[15] != 0)
+    /* (Its hop count does not matter: like the Reassembler, the lane joins the pieces it
+     * holds a head for, and the MAC over the whole packet decides.) */
+    if (n <= FRAGMENT_HEAD || be(d + IDX_DEST, 5) != l->me)
         Py_RETURN_NONE;
     const uint64_t packet_id = be(d, 8);
     struct RxSlot *r = rx_find(l, packet_id);
