@@ -445,6 +445,25 @@ def test_traffic_that_goes_one_way_fills_the_senders_lane(identities: list[Ident
     assert general["n"] == 0
 
 
+def test_a_node_can_be_told_to_take_the_general_path_only(identities: list[Identity], tmp_path: Path) -> None:
+    w = World(identities, tmp_path)
+    w.join_authorized()
+    _direct(w)
+    w.b.node.disable_lane()
+    assert w.b.node.lane is None and w.b.node.switch.lane is None
+    calls = {"n": 0}
+    general = w.b.node.switch._open_from_session
+
+    def counting(*args: Any) -> Any:
+        calls["n"] += 1
+        return general(*args)
+
+    w.b.node.switch._open_from_session = counting  # type: ignore[method-assign]
+    _send(w, b"general")
+    _send(w, b"still general")
+    assert calls["n"] == 2  # the general path's session shortcut took both
+
+
 # ---------------------------------------------------------------- in a NodeService (loopback)
 
 

@@ -78,7 +78,7 @@ class NodeLane:
         p = pkt.payload
         if not pkt.compressed and len(p) >= 10:
             network = self._node.get_network(int.from_bytes(p[:8], "big"))
-            if network is not None:
+            if network is not None and network.accepts_all():  # first: frames under rules pass by
                 self._offer(now, peer, path, network)
 
     def offer_sent(self, now: int, network: Network, address: int) -> None:

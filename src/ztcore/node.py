@@ -360,6 +360,12 @@ class Node:
         for piece in wire:
             self.callbacks.wire_packet_send(local_socket, remote, piece, 0)
 
+    def disable_lane(self) -> None:
+        """Take every packet the general way from now on (the reference path: for
+        comparisons; the environment's ZTCORE_NO_LANE=1 does it for every node)."""
+        self.lane = None
+        self.switch.lane = None
+
     def lane_invalidate(self) -> None:
         """Something the lane caches may have changed (see ztcore.lane)."""
         if self.lane is not None:

@@ -206,7 +206,8 @@ class VL2Outbound:
             # Unicast to a member (the commonest frame): plain int arithmetic, and no
             # rule evaluation when the rules accept everything and nothing is traced.
             to = (dest_mac & 0xFFFFFFFFFF) ^ network.mac_mask
-            if (not network.accepts_all() or self.host.filter_trace_wanted(network.id)) and not self._filter_outbound(
+            plain = network.accepts_all() and not self.host.filter_trace_wanted(network.id)
+            if not plain and not self._filter_outbound(
                 now, network, to, MAC(source_mac), MAC(dest_mac), ethertype, vlan_id, data
             ):
                 return False
@@ -218,7 +219,7 @@ class VL2Outbound:
             else:
                 self.host.switch.send(now, to, Verb.FRAME, _FRAME_HEAD.pack(network.id, ethertype) + data)
                 lane = self.host.lane
-                if lane is not None:  # the next ones may take the node's fast lane (ztcore.lane)
+                if plain and lane is not None:  # the next ones may take the node's fast lane (ztcore.lane)
                     lane.offer_sent(now, network, to)
             self.stats["frames_out"] += 1
             return True
