@@ -49,21 +49,14 @@
 #include <sys/random.h>
 #endif
 
-#include "crypto/_armor_api.h"
+#include "crypto/_armor_api.h" /* also the packet layout: IDX_*, MAX_PACKET_LENGTH */
 
-#define IDX_DEST 8
-#define IDX_SOURCE 13
-#define IDX_FLAGS 18
-#define IDX_MAC 19
-#define IDX_VERB 27
-#define IDX_PAYLOAD 28
 #define FRAGMENT_INDICATOR 0xff
 #define FLAG_FRAGMENTED 0x40
 #define VERB_FLAG_COMPRESSED 0x80
 #define VERB_MASK 0x1f
 #define VERB_FRAME 0x06
 #define FRAME_HEAD 10 /* network ID, ethertype */
-#define MAX_PACKET_LENGTH 10024
 #define PHYSICAL_MTU 1432 /* a reply must fit one datagram (else the general path fragments) */
 #define ETHERTYPE_IPV4 0x0800
 

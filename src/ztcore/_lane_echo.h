@@ -13,23 +13,7 @@
 #ifndef ZTCORE_LANE_ECHO_H
 #define ZTCORE_LANE_ECHO_H
 
-static uint32_t sum16(const unsigned char *p, size_t n, uint32_t sum)
-{
-    for (; n > 1; p += 2, n -= 2)
-        sum += ((uint32_t)p[0] << 8) | p[1];
-    if (n)
-        sum += (uint32_t)p[0] << 8;
-    return sum;
-}
-
-static uint16_t fold16(uint32_t sum)
-{
-    while (sum >> 16)
-        sum = (sum & 0xffff) + (sum >> 16);
-    return (uint16_t)~sum;
-}
-
-
+#include "netstack/_inet_checksum.h"
 
 static const Echo *echo_for(LaneObject *l, uint64_t network_id)
 {

@@ -55,13 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define IDX_DEST 8
-#define IDX_SOURCE 13
-#define IDX_FLAGS 18
-#define IDX_MAC 19
-#define IDX_VERB 27
-#define IDX_PAYLOAD 28
-#define MAX_PACKET_LENGTH 10024 /* 7 fragments of the default 1432-byte physical MTU */
+#include "_armor_api.h" /* the packet layout (IDX_*), and the C interface published below */
 
 /* Error codes returned (as ints) by the dearmor functions. */
 #define E_TOO_SHORT 1
@@ -385,8 +379,6 @@ static PyObject *dearmor_poly(PyObject *self, PyObject *const *args, Py_ssize_t 
 #include "_siv.h"
 
 /* ---- C interface for the package's other extensions (_armor_api.h) ------------ */
-
-#include "_armor_api.h"
 
 static int api_siv_seal(PyObject *siv, unsigned long long iv, unsigned char *packet, size_t n)
 {

@@ -18,6 +18,16 @@
 #include <Python.h>
 #include <stddef.h>
 
+/* VL1 packet head layout (ztcore.vl1.packet): 8-byte IV/packet ID, 5-byte destination,
+ * 5-byte source, flags byte, 8-byte MAC, then the verb byte and the payload. */
+#define IDX_DEST 8
+#define IDX_SOURCE 13
+#define IDX_FLAGS 18
+#define IDX_MAC 19
+#define IDX_VERB 27
+#define IDX_PAYLOAD 28
+#define MAX_PACKET_LENGTH 10024 /* 7 fragments of the default 1432-byte physical MTU */
+
 #define ZT_ARMOR_API_NAME "ztcore.crypto._armor._API"
 #define ZT_ARMOR_API_ABI 2
 

@@ -18,21 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 
-static uint32_t sum16(const unsigned char *p, size_t n, uint32_t sum)
-{
-    for (; n > 1; p += 2, n -= 2)
-        sum += ((uint32_t)p[0] << 8) | p[1];
-    if (n)
-        sum += (uint32_t)p[0] << 8;
-    return sum;
-}
-
-static uint16_t fold(uint32_t sum)
-{
-    while (sum >> 16)
-        sum = (sum & 0xffff) + (sum >> 16);
-    return (uint16_t)~sum;
-}
+#include "_inet_checksum.h"
 
 static PyObject *udp_ipv4(PyObject *self, PyObject *args)
 {
@@ -66,7 +52,7 @@ static PyObject *udp_ipv4(PyObject *self, PyObject *args)
         p[10] = p[11] = 0;
         memcpy(p + 12, s, 4);
         memcpy(p + 16, d, 4);
-        const uint16_t hck = fold(sum16(p, 20, 0));
+        const uint16_t hck = fold16(sum16(p, 20, 0));
         p[10] = (unsigned char)(hck >> 8);
         p[11] = (unsigned char)hck;
         unsigned char *u = p + 20;
@@ -82,7 +68,7 @@ static PyObject *udp_ipv4(PyObject *self, PyObject *args)
         uint32_t sum = sum16(s, 4, 0);
         sum = sum16(d, 4, sum);
         sum += 17 + (uint32_t)ulen;
-        uint16_t uck = fold(sum16(u, ulen, sum));
+        uint16_t uck = fold16(sum16(u, ulen, sum));
         if (uck == 0)
             uck = 0xffff;
         u[6] = (unsigned char)(uck >> 8);
