@@ -13,7 +13,7 @@
 #ifndef ZTCORE_LANE_ECHO_H
 #define ZTCORE_LANE_ECHO_H
 
-#include "netstack/_inet_checksum.h"
+#include "netstack/_inet.h"
 
 static const Echo *echo_for(LaneObject *l, uint64_t network_id)
 {
@@ -39,22 +39,7 @@ static size_t echo_reply(LaneObject *l, const Echo *e, const unsigned char *ip, 
         return 0;
     if (fold16(sum16(ip, 20, 0)) != 0 || fold16(sum16(ip + 20, total - 20, 0)) != 0)
         return 0; /* the responder counts bad checksums: its path, not ours */
-    const uint16_t ident = ++l->ip_ident;
-    out[0] = 0x45;
-    out[1] = 0;
-    out[2] = (unsigned char)(total >> 8);
-    out[3] = (unsigned char)total;
-    out[4] = (unsigned char)(ident >> 8);
-    out[5] = (unsigned char)ident;
-    out[6] = out[7] = 0;
-    out[8] = 64;
-    out[9] = 1;
-    out[10] = out[11] = 0;
-    memcpy(out + 12, ip + 16, 4);
-    memcpy(out + 16, ip + 12, 4);
-    const uint16_t hck = fold16(sum16(out, 20, 0));
-    out[10] = (unsigned char)(hck >> 8);
-    out[11] = (unsigned char)hck;
+    put_ipv4_header(out, total, ++l->ip_ident, 64, 1, ip + 16, ip + 12); /* ours -> theirs */
     memcpy(out + 20, ip + 20, total - 20);
     out[20] = 0;
     out[22] = out[23] = 0;

@@ -18,7 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "_inet_checksum.h"
+#include "_inet.h"
 
 static PyObject *udp_ipv4(PyObject *self, PyObject *args)
 {
@@ -40,21 +40,7 @@ static PyObject *udp_ipv4(PyObject *self, PyObject *args)
         unsigned char *p = (unsigned char *)PyBytes_AS_STRING(out);
         const unsigned char *s = src.buf, *d = dst.buf;
         const size_t ulen = total - 20;
-        p[0] = 0x45;
-        p[1] = 0;
-        p[2] = (unsigned char)(total >> 8);
-        p[3] = (unsigned char)total;
-        p[4] = (unsigned char)(ident >> 8);
-        p[5] = (unsigned char)ident;
-        p[6] = p[7] = 0;
-        p[8] = (unsigned char)ttl;
-        p[9] = 17;
-        p[10] = p[11] = 0;
-        memcpy(p + 12, s, 4);
-        memcpy(p + 16, d, 4);
-        const uint16_t hck = fold16(sum16(p, 20, 0));
-        p[10] = (unsigned char)(hck >> 8);
-        p[11] = (unsigned char)hck;
+        put_ipv4_header(p, total, (unsigned)ident, (unsigned)ttl, 17, s, d);
         unsigned char *u = p + 20;
         u[0] = (unsigned char)(sport >> 8);
         u[1] = (unsigned char)sport;
