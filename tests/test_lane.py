@@ -481,8 +481,19 @@ def test_service_offloads_echo_only_while_the_responder_is_the_only_listener() -
                 await asyncio.wait_for(done.wait(), 10)
                 assert h.reply_time is not None, h.error
 
+            # Every datagram is offered to the lane once: by the service, not again by the node.
+            offered = {"n": 0}
+            receive = b.node.lane.receive
+
+            def counting_receive(*args: Any) -> Any:
+                offered["n"] += 1
+                return receive(*args)
+
+            b.node.lane.receive = counting_receive
+            datagrams_in = b.counters.packets_in
             for seq in range(3):
                 await ping(seq)
+            assert offered["n"] == b.counters.packets_in - datagrams_in > 0
             offloaded = b.node.vl2.stats["echo_offloaded"]
             assert offloaded >= 1  # the first went the general way and filled the lane
             assert ra.counters["bad_checksum"] == 0

@@ -312,9 +312,13 @@ class Node:
             self.post_event(EventType.ONLINE)
 
     # ------------------------------------------------------------- inputs
-    def process_wire_packet(self, now: int, local_socket: int, remote: tuple[str, int], data: bytes) -> None:
+    def process_wire_packet(
+        self, now: int, local_socket: int, remote: tuple[str, int], data: bytes, *, lane_tried: bool = False
+    ) -> None:
+        """A datagram from the wire. ``lane_tried``: the runner offered it to `lane` itself
+        (which returned None), so it goes the general way at once."""
         self._now = now
-        lane = self.lane
+        lane = None if lane_tried else self.lane
         if lane is not None and type(data) is bytes:
             taken = lane.receive(now, local_socket, remote, data)
             if taken is not None:
@@ -597,10 +601,13 @@ class Node:
         ethertype: int,
         vlan_id: int,
         data: bytes,
+        *,
+        lane_tried: bool = False,
     ) -> bool:
-        """A frame from the host side of a joined network; False if it was dropped."""
+        """A frame from the host side of a joined network; False if it was dropped.
+        ``lane_tried``: as for `process_wire_packet`, with `lane.send`."""
         self._now = now
-        lane = self.lane
+        lane = None if lane_tried else self.lane
         if lane is not None and not vlan_id:
             out = lane.send(now, network_id, source_mac, dest_mac, ethertype, data)
             if out is not None:

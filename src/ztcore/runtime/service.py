@@ -445,18 +445,21 @@ class NodeService(DatagramOutput, NetworkSockets, AppWaits):
             if self._local_frame_listeners:
                 frame = VirtualFrame(network_id, source_mac, dest_mac, ethertype, 0, bytes(data))
                 self._dispatch(self._local_frame_listeners, frame)
+            now = self.clock()
             lane = getattr(self.node, "lane", None)
-            if lane is not None:  # the node's fast lane (ztcore.lane), without the call into the node
-                out = lane.send(self.clock(), network_id, source_mac, dest_mac, ethertype, data)
-                if out is not None:  # through the node's send callbacks, like every datagram
-                    if type(out[2]) is bytes:
-                        self._callbacks.wire_packet_send(out[0], out[1], out[2], 0)
-                    else:
-                        self._callbacks.wire_packets_send(out[0], out[1], out[2])
-                    return
-            self.node.process_virtual_network_frame(
-                self.clock(), network_id, source_mac, dest_mac, ethertype, 0, data
-            )
+            if lane is None:
+                self.node.process_virtual_network_frame(now, network_id, source_mac, dest_mac, ethertype, 0, data)
+                return
+            # The node's fast lane first (ztcore.lane), without the call into the node.
+            out = lane.send(now, network_id, source_mac, dest_mac, ethertype, data)
+            if out is None:
+                self.node.process_virtual_network_frame(
+                    now, network_id, source_mac, dest_mac, ethertype, 0, data, lane_tried=True
+                )
+            elif type(out[2]) is bytes:  # through the node's send callbacks, like every datagram
+                self._callbacks.wire_packet_send(out[0], out[1], out[2], 0)
+            else:
+                self._callbacks.wire_packets_send(out[0], out[1], out[2])
 
     def responder(self, network_id: int) -> Any:
         """The userspace responder of a joined network (None if off or not configured yet)."""
@@ -587,7 +590,10 @@ class NodeService(DatagramOutput, NetworkSockets, AppWaits):
                     # The node's fast lane first (ztcore.lane), without the call into the node.
                     taken = lane(now, ls, remote, data) if lane is not None else None
                     if taken is None:
-                        node.process_wire_packet(now, ls, remote, data)
+                        if lane is None:
+                            node.process_wire_packet(now, ls, remote, data)
+                        else:
+                            node.process_wire_packet(now, ls, remote, data, lane_tried=True)
                     elif type(taken) is bytes:  # a reply: through the node's send callback
                         self._callbacks.wire_packet_send(ls, remote, taken, 0)
                     elif type(taken) is tuple and len(taken) == 5:  # a frame
