@@ -53,12 +53,15 @@ AVAILABLE = (
 
 class NodeLane:
     """The lane of one Node. `receive(now, local_socket, remote, data)` returns None (not
-    the lane's: call ``Node.process_wire_packet``), bytes (a reply to send back over the
-    same local socket to `remote`) or ``(network_id, source_mac, dest_mac, ethertype,
-    payload)`` (a frame to deliver, as ``NodeCallbacks.virtual_network_frame``).
-    `send(now, network_id, source_mac, dest_mac, ethertype, data)` returns None (call
-    ``Node.process_virtual_network_frame``) or ``(local_socket, remote, datagram)`` to
-    send."""
+    the lane's: call ``Node.process_wire_packet(..., lane_tried=True)``), bytes (a reply to
+    send back over the same local socket to `remote`), ``(network_id, source_mac,
+    dest_mac, ethertype, payload)`` (a frame to deliver, as
+    ``NodeCallbacks.virtual_network_frame``), True (a piece of a packet, kept) or
+    ``(packet,)`` (put together from pieces it kept, for the general path:
+    ``Node.lane_output`` hands on all of these). `send(now, network_id, source_mac,
+    dest_mac, ethertype, data)` returns None (call ``Node.process_virtual_network_frame``)
+    or ``(local_socket, remote, datagram or tuple of datagrams)`` to send
+    (``Node.lane_send``)."""
 
     def __init__(self, node: Any, vl1_stats: dict[str, int], vl2_stats: dict[str, int]) -> None:
         assert _lane is not None
