@@ -57,7 +57,7 @@
 #define VERB_MASK 0x1f
 #define VERB_FRAME 0x06
 #define FRAME_HEAD 10 /* network ID, ethertype */
-#define PHYSICAL_MTU 1432 /* a reply must fit one datagram (else the general path fragments) */
+#define PHYSICAL_MTU 1432 /* datagrams; a longer packet goes in pieces (_lane_fragments.h) */
 #define ETHERTYPE_IPV4 0x0800
 
 #define MAX_SESSIONS 65536        /* never more than the Topology holds; a full lane just misses */
@@ -81,10 +81,7 @@ typedef struct {
     int reply_suite;
     PyObject *peer, *path, *peer_path;
     int n_networks;
-    struct {
-        uint64_t id, mac, mask;
-        int first_octet;
-    } networks[MAX_NETWORKS_PER_SESSION];
+    uint64_t networks[MAX_NETWORKS_PER_SESSION]; /* IDs; each is in the lane's Network table */
 } Session;
 
 /* A network some session is a member of: how MACs map to addresses there. */
@@ -159,6 +156,22 @@ static Session *find(LaneObject *l, uint64_t address)
         if (s->address == 0)
             return NULL;
     }
+}
+
+static const Network *network_of(const LaneObject *l, uint64_t id)
+{
+    for (int k = 0; k < l->n_networks; ++k)
+        if (l->networks[k].id == id)
+            return &l->networks[k];
+    return NULL;
+}
+
+static int is_member(const Session *s, uint64_t network_id)
+{
+    for (int i = 0; i < s->n_networks; ++i)
+        if (s->networks[i] == network_id)
+            return 1;
+    return 0;
 }
 
 static void session_release(Session *s)
@@ -398,28 +411,21 @@ static PyObject *lane_add_member(LaneObject *l, PyObject *const *args, Py_ssize_
     Session *s = find(l, address);
     if (s == NULL)
         Py_RETURN_FALSE;
-    for (int i = 0; i < s->n_networks; ++i)
-        if (s->networks[i].id == nwid)
-            Py_RETURN_TRUE;
+    if (is_member(s, nwid))
+        Py_RETURN_TRUE;
     if (s->n_networks >= MAX_NETWORKS_PER_SESSION)
         Py_RETURN_FALSE;
-    int k = 0;
-    while (k < l->n_networks && l->networks[k].id != nwid)
-        ++k;
-    if (k == l->n_networks) {
+    Network *net = (Network *)network_of(l, nwid);
+    if (net == NULL) {
         if (l->n_networks >= MAX_NETWORKS)
             Py_RETURN_FALSE;
-        l->n_networks++;
+        net = &l->networks[l->n_networks++];
     }
-    l->networks[k].id = nwid;
-    l->networks[k].mac = mac;
-    l->networks[k].mask = mask;
-    l->networks[k].first_octet = (int)first;
-    s->networks[s->n_networks].id = nwid;
-    s->networks[s->n_networks].mac = mac;
-    s->networks[s->n_networks].mask = mask;
-    s->networks[s->n_networks].first_octet = (int)first;
-    s->n_networks++;
+    net->id = nwid;
+    net->mac = mac;
+    net->mask = mask;
+    net->first_octet = (int)first;
+    s->networks[s->n_networks++] = nwid;
     Py_RETURN_TRUE;
 }
 
@@ -493,10 +499,8 @@ static PyObject *take(LaneObject *l, Session *s, PyObject *now, const unsigned c
     if (rc != 0 || (plain[0] & VERB_FLAG_COMPRESSED) || (plain[0] & VERB_MASK) != VERB_FRAME)
         return NULL; /* a bad MAC, compression, another verb: the general path's */
     const uint64_t nwid = be(plain + 1, 8);
-    int k = 0;
-    while (k < s->n_networks && s->networks[k].id != nwid)
-        ++k;
-    if (k == s->n_networks)
+    const Network *net = is_member(s, nwid) ? network_of(l, nwid) : NULL;
+    if (net == NULL)
         return NULL;
     *declined = 0;
     if (received(l, s, now, whole) < 0)
@@ -519,9 +523,9 @@ static PyObject *take(LaneObject *l, Session *s, PyObject *now, const unsigned c
     if (bump(l->vl2_stats, s_frames_in) < 0)
         return NULL;
     const uint64_t source_mac =
-        ((uint64_t)s->networks[k].first_octet << 40) | ((s->address ^ s->networks[k].mask) & 0xffffffffffULL);
+        ((uint64_t)net->first_octet << 40) | ((s->address ^ net->mask) & 0xffffffffffULL);
     return Py_BuildValue("(KKKiy#)", (unsigned long long)nwid, (unsigned long long)source_mac,
-                         (unsigned long long)s->networks[k].mac, ethertype, (const char *)payload, (Py_ssize_t)plen);
+                         (unsigned long long)net->mac, ethertype, (const char *)payload, (Py_ssize_t)plen);
 }
 
 #include "_lane_fragments.h"
@@ -593,22 +597,16 @@ static PyObject *lane_send(LaneObject *l, PyObject *const *args, Py_ssize_t narg
     const size_t pieces = wn <= PHYSICAL_MTU ? 1 : 2 + (wn - PHYSICAL_MTU - 1) / (PHYSICAL_MTU - FRAGMENT_HEAD);
     if (ethertype < 0 || ethertype > 0xffff || pieces > MAX_FRAGMENTS)
         Py_RETURN_NONE;
-    int k = 0;
-    while (k < l->n_networks && l->networks[k].id != nwid)
-        ++k;
-    if (k == l->n_networks)
+    const Network *net = network_of(l, nwid);
+    if (net == NULL)
         Py_RETURN_NONE;
-    const Network *net = &l->networks[k];
     /* From our own MAC (not bridged) to a member's unicast MAC on this network. */
     if (source_mac != net->mac || dest_mac == net->mac || (dest_mac >> 40) != (uint64_t)net->first_octet)
         Py_RETURN_NONE;
     Session *s = find(l, (dest_mac & 0xffffffffffULL) ^ net->mask);
     if (s == NULL)
         Py_RETURN_NONE;
-    int member = 0;
-    for (int i = 0; i < s->n_networks && !member; ++i)
-        member = s->networks[i].id == nwid;
-    if (!member)
+    if (!is_member(s, nwid))
         Py_RETURN_NONE;
     unsigned char w[MAX_PACKET_LENGTH];
     memcpy(w + IDX_PAYLOAD + FRAME_HEAD, PyBytes_AS_STRING(data), n);
